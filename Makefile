@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make demo` (run the embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch 2.13.0 CPU lies on the dev/CI machines' disk; elsewhere override, e.g. `make TORCH=torch`.
+TORCH ?= torch==2.13.0
+WORDNET_DIR ?= /usr/share/wordnet
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test wordnet clean-venv
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+# WordNet 3.0 comes from Debian's wordnet-base (data files only, no Python).
+wordnet:
+	@if [ ! -f "$(WORDNET_DIR)/data.noun" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wordnet-base"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; \
+	  else echo "WordNet data missing: install Debian/Ubuntu package wordnet-base, or set WNHOME to a WordNet 3.0 dict folder"; fi; \
+	fi
+
+setup: $(BIN)/.installed wordnet
+
+demo: setup
+	$(BIN)/bench run --attack bow --defense none --defense noise --defense quantize --defense rotation
+
+test: setup
+	$(BIN)/python -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+clean-venv:
+	rm -rf $(VENV)

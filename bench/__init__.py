@@ -1,0 +1,8 @@
+"""inversion-bench: a pluggable benchmark of embedding-inversion attacks and defenses."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("inversion-bench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+local"

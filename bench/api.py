@@ -1,0 +1,231 @@
+"""What a plugin implements: one base class per kind, with typed, validated parameters.
+
+Every component declares its parameters as a pydantic model ``Params``; a bad value fails with a
+message naming the field. ``default_grid`` is the list of parameter sets a bare ``--defense NAME``
+expands to (a sweep, e.g. several noise levels).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from bench.victim import Victim
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Component:
+    """Shared by all plugin kinds: a CLI name, a description, parameters."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    default_grid: ClassVar[list[dict[str, Any]]] = [{}]
+
+    def __init__(self, params: Params | dict[str, Any] | None = None):
+        if isinstance(params, Params):
+            self.params = params
+        else:
+            self.params = self.Params.model_validate(params or {})
+
+    @classmethod
+    def describe(cls) -> str:
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params.model_dump(mode="json")}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{self.name}({args})"
+
+
+# ---------------------------------------------------------------- datasets
+
+
+@dataclass
+class Split:
+    """Texts of one split. ``meta`` holds per-text extras such as PII entity spans."""
+
+    ids: list[str]
+    texts: list[str]
+    meta: list[dict[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class RetrievalTask:
+    """Utility task: the target texts are the queries; ``qrels`` maps query id -> relevant doc ids."""
+
+    corpus_ids: list[str]
+    corpus_texts: list[str]
+    qrels: dict[str, set[str]]
+
+
+@dataclass
+class DatasetSplits:
+    attacker: Split  # the attacker's auxiliary corpus
+    leaked: Split  # (text, embedding) pairs the attacker may use for alignment
+    target: Split  # the private texts whose embeddings are attacked
+    retrieval: RetrievalTask | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class DatasetParams(Params):
+    attacker: int = Field(20000, ge=1, description="sentences in the attacker split")
+    leaked: int = Field(1000, ge=0, description="leaked (text, embedding) pairs")
+    target: int = Field(1000, ge=1, description="private target texts")
+    split_seed: int = Field(0, ge=0, description="seed of the split (fixed across cell seeds)")
+
+
+class Dataset(Component):
+    """Base class of datasets: deterministic, disjoint attacker / leaked / target splits."""
+
+    Params: ClassVar[type[Params]] = DatasetParams
+
+    def load(self) -> DatasetSplits:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- embedders
+
+
+class Embedder(Component):
+    """Base class of victim embedders. ``embed`` returns float32 [n, dim]."""
+
+    pretrained: bool = True
+
+    def load(self, device: str) -> None:
+        """Load weights; called once before ``embed``."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes the vectors: model id, weights hash, pooling, normalisation..."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- defenses
+
+
+class Defense(Component):
+    """Base class of defenses: a transform applied to every stored or served embedding.
+
+    ``secret``: the transform depends on a key the attacker does not have, so an adaptive attacker
+    cannot simulate it and aligns through leaked pairs instead.
+    """
+
+    secret: ClassVar[bool] = False
+    identity: ClassVar[bool] = False
+
+    def apply(self, emb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- attacks
+
+
+class ThreatModel(BaseModel):
+    """What the attacker had in a cell."""
+
+    train_split: Literal["attacker"] = "attacker"
+    query_access: Literal["none", "black-box", "white-box"] = "black-box"
+    query_budget: int | None = None
+    leaked_pairs: int = 0
+    knows_defense: bool = False
+
+
+class AttackParams(Params):
+    adaptive: bool = Field(False, description="the attacker knows the defense and adapts to it")
+
+
+@dataclass
+class AttackContext:
+    """What the runner hands an attack: the victim's query interface and the attacker's data."""
+
+    victim: Victim  # black-box queries, counted
+    attacker: Split
+    leaked: Split
+    leaked_embeddings: np.ndarray  # defended, as leaked from the store
+    defense: Defense | None  # set only for adaptive attacks
+    seed: int
+    device: str
+    artifact_root: Path
+    artifact_key: dict[str, Any]
+
+    def artifact_dir(self, **extra: Any) -> Path:
+        """A folder for trained artifacts, content-addressed by victim, data, seed, config, extra."""
+        from bench.cache import key_hash
+
+        path = self.artifact_root / key_hash({**self.artifact_key, **extra})
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def rng(self, purpose: str) -> np.random.Generator:
+        from bench.cache import seed_for
+
+        return np.random.default_rng(seed_for(self.seed, "attacker", purpose))
+
+    def train_view(self, clean: np.ndarray) -> np.ndarray:
+        """The attacker's training embeddings as the adaptive attacker sees them.
+
+        An adaptive attacker reproduces a known defense on its own data (with its own randomness);
+        a secret defense cannot be reproduced, so its data stays clean and ``to_clean`` maps the
+        targets back instead. A naive attacker trains on clean embeddings.
+        """
+        if self.defense is None or self.defense.identity or self.defense.secret:
+            return clean
+        return self.defense.apply(clean, self.rng("simulate-defense"))
+
+    def to_clean(self) -> np.ndarray | None:
+        """For an adaptive attacker facing a secret defense: W mapping defended -> clean space.
+
+        Learned from the leaked pairs: their texts are re-embedded through the victim (counted
+        queries) and paired with the leaked, defended vectors (orthogonal Procrustes).
+        """
+        if self.defense is None or not self.defense.secret:
+            return None
+        if len(self.leaked) == 0:
+            from bench.errors import BenchError
+
+            raise BenchError("an adaptive attack on a secret defense needs leaked pairs: set the dataset's leaked > 0")
+        from bench.align import procrustes
+
+        clean = self.victim.query(self.leaked.texts, split="leaked")
+        return procrustes(self.leaked_embeddings, clean)
+
+
+class Attack(Component):
+    """Base class of attacks. ``output`` is "words" (a bag of words) or "text"."""
+
+    Params: ClassVar[type[Params]] = AttackParams
+    output: ClassVar[Literal["words", "text"]] = "text"
+    query_access: ClassVar[Literal["none", "black-box", "white-box"]] = "black-box"
+    default_grid: ClassVar[list[dict[str, Any]]] = [{"adaptive": False}, {"adaptive": True}]
+
+    @property
+    def adaptive(self) -> bool:
+        return bool(getattr(self.params, "adaptive", False))
+
+    def fit(self, ctx: AttackContext) -> None:
+        """Train on the attacker's data (cache artifacts under ``ctx.artifact_dir``)."""
+
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Any]:
+        """Reconstruct each target: a list of words (output "words") or a string ("text")."""
+        raise NotImplementedError

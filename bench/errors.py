@@ -1,0 +1,2 @@
+class BenchError(Exception):
+    """A user mistake or a missing resource: the CLI prints it on one line and exits 2."""

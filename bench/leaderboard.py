@@ -1,0 +1,127 @@
+"""Leaderboards built from result records: Markdown, CSV and JSON (pandas + tabulate)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from bench import __version__
+from bench.cache import atomic_write_bytes
+from bench.results import SCHEMA_VERSION, ResultRecord
+
+# Column order for the metrics a table shows first; others follow alphabetically.
+HEADLINE = ["word_f1", "word_precision", "word_recall", "bleu", "token_f1", "rouge_l", "exact_match", "cosine"]
+UTILITY = ["ndcg@10", "recall@10"]
+CONSTANT_OK = ("embedder", "dataset", "seed")
+
+
+def _params(params: dict, skip: tuple[str, ...] = ("adaptive",)) -> str:
+    shown = {k: v for k, v in params.items() if k not in skip}
+    return ",".join(f"{k}={v}" for k, v in shown.items())
+
+
+def label(name: str, params: dict) -> str:
+    p = _params(params)
+    return f"{name}({p})" if p else name
+
+
+def frame(records: list[ResultRecord]) -> pd.DataFrame:
+    """One row per record: identity columns, then ``<metric>`` / ``<metric>_lo`` / ``<metric>_hi``."""
+    rows = []
+    for r in records:
+        row = {
+            "attack": r.attack.name,
+            "mode": "adaptive" if r.attack.params.get("adaptive") else "naive",
+            "attack_params": _params(r.attack.params),
+            "defense": label(r.defense.name, r.defense.params),
+            "embedder": r.embedder.name,
+            "dataset": label(r.dataset.name, r.dataset.params),
+            "seed": r.seed,
+            "pretrained": r.all_pretrained,
+            "status": r.status,
+        }
+        for prefix, group in (("", r.metrics), ("utility_", r.utility)):
+            for name, m in group.items():
+                row[prefix + name] = m.value
+                row[prefix + name + "_lo"] = m.ci_low
+                row[prefix + name + "_hi"] = m.ci_high
+        row["victim_queries"] = r.provenance.victim_queries
+        row["wall_time_s"] = r.provenance.wall_time_s
+        row["cell_id"] = r.cell_id
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.sort_values(["dataset", "embedder", "attack", "mode", "defense", "seed"], kind="stable").reset_index(drop=True)
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    base = [c for c in df.columns if f"{c}_lo" in df.columns]
+    metrics = [c for c in base if not c.startswith("utility_")]
+    ordered = [m for m in HEADLINE if m in metrics] + sorted(m for m in metrics if m not in HEADLINE)
+    return ordered + [f"utility_{u}" for u in UTILITY if f"utility_{u}" in base]
+
+
+def display(df: pd.DataFrame, compact: bool = False, digits: int = 3) -> pd.DataFrame:
+    """Human table: ``value ±half-CI`` strings; non-pretrained rows are marked.
+
+    ``compact`` drops identity columns that are the same on every row (see ``caption``).
+    """
+    if df.empty:
+        return df
+    cols = metric_columns(df)
+    ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed") if not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
+    out = df[ident].copy()
+    if (~df["pretrained"]).any():
+        out["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(df["attack"], df["pretrained"])]
+    for c in cols:
+        if c not in df.columns:
+            continue
+        vals = []
+        for v, lo, hi in zip(df[c], df[f"{c}_lo"], df[f"{c}_hi"]):
+            if pd.isna(v):
+                vals.append("")
+            else:
+                d = 1 if c in ("bleu",) else digits
+                vals.append(f"{v:.{d}f} ±{(hi - lo) / 2:.{d}f}" if not pd.isna(lo) else f"{v:.{d}f}")
+        out[c.replace("utility_", "")] = vals
+    return out
+
+
+def caption(df: pd.DataFrame) -> str:
+    """The identity values a compact table leaves out."""
+    parts = [f"{c}: {df[c].iloc[0]}" for c in CONSTANT_OK if not df.empty and df[c].nunique() == 1]
+    return "; ".join(parts)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    return display(df).to_markdown(index=False) if not df.empty else "(no results)"
+
+
+def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
+    """Write ``out_dir/name/leaderboard.{md,csv,json}`` (a rebuild replaces them atomically)."""
+    df = frame(records)
+    target = Path(out_dir) / name
+    built = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    header = (
+        f"# Leaderboard: {name}\n\n"
+        f"Built {built} by inversion-bench {__version__} from {len(records)} result records "
+        f"(schema {SCHEMA_VERSION}). Values are means with bootstrap 95% CI half-widths; "
+        f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
+        f"randomly initialised models and are not findings.\n\n"
+    )
+    payload = {
+        "name": name,
+        "built": built,
+        "bench_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "rows": json.loads(df.to_json(orient="records")) if not df.empty else [],
+    }
+    paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]
+    bodies = [header + to_markdown(df) + "\n", df.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
+    for path, body in zip(paths, bodies):
+        atomic_write_bytes(path, body.encode(), overwrite=True)
+    return paths

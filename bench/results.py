@@ -1,0 +1,128 @@
+"""The result record: one versioned model documents every key; atomic, never-overwritten files."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bench.api import ThreatModel
+from bench.cache import atomic_write_bytes
+
+SCHEMA_VERSION = 1
+
+
+class MetricValue(BaseModel):
+    value: float = Field(description="mean over samples (or the corpus-level value)")
+    ci_low: float | None = Field(None, description="bootstrap 95% CI, lower bound")
+    ci_high: float | None = Field(None, description="bootstrap 95% CI, upper bound")
+    higher_is_better: bool = True
+    n: int = Field(0, description="samples the value is computed over")
+
+
+class ComponentConfig(BaseModel):
+    name: str
+    params: dict[str, Any] = {}
+    plugin: str = Field("", description="the plugin that registered it")
+    version: str = Field("", description="that plugin's version")
+
+
+class ModelInfo(BaseModel):
+    role: str = Field(description="victim, attack, ...")
+    name: str
+    pretrained: bool = Field(description="False for randomly initialised models: numbers are not findings")
+
+
+class Provenance(BaseModel):
+    package_version: str
+    git_commit: str | None = None
+    date: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    python: str = ""
+    libraries: dict[str, str] = {}
+    device: str = "cpu"
+    wall_time_s: float = 0.0
+    victim_queries: int = Field(0, description="texts the attacker sent to the victim")
+    victim_embed_s: float = Field(0.0, description="seconds spent embedding (0 when all came from cache)")
+    gpu_seconds: float = 0.0
+
+
+class ResultRecord(BaseModel):
+    """One benchmark cell: attack x defense x embedder x dataset x seed."""
+
+    schema_version: int = SCHEMA_VERSION
+    cell_id: str
+    status: Literal["ok", "error"] = "ok"
+    error: str | None = None
+    attack: ComponentConfig
+    defense: ComponentConfig
+    embedder: ComponentConfig
+    dataset: ComponentConfig
+    seed: int
+    threat_model: ThreatModel
+    metrics: dict[str, MetricValue] = {}
+    utility: dict[str, MetricValue] = {}
+    models: list[ModelInfo] = []
+    all_pretrained: bool = True
+    victim_fingerprint: dict[str, Any] = {}
+    dataset_info: dict[str, Any] = Field({}, description="what the dataset says of its source: version, file hashes, counts")
+    provenance: Provenance
+    samples_file: str | None = Field(None, description="per-sample JSONL next to this record")
+
+
+def cell_stem(record: ResultRecord) -> str:
+    return f"{record.attack.name}__{record.defense.name}__{record.embedder.name}__{record.dataset.name}__s{record.seed}__{record.cell_id}"
+
+
+def record_path(out_dir: Path, cell_id: str) -> Path | None:
+    """The finished record of a cell, if there is one."""
+    hits = sorted(Path(out_dir).glob(f"*__{cell_id}.json"))
+    return hits[0] if hits else None
+
+
+def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None) -> Path:
+    """Write the samples, then the record (the record's presence marks the cell done).
+
+    Failed cells are written with a timestamp so a retry never replaces the earlier error.
+    """
+    out_dir = Path(out_dir)
+    stem = cell_stem(record)
+    if record.status == "error":
+        stem += "__error-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    if samples is not None:
+        name = f"{stem}.samples.jsonl"
+        body = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
+        atomic_write_bytes(out_dir / name, body.encode())
+        record = record.model_copy(update={"samples_file": name})
+    path = out_dir / f"{stem}.json"
+    atomic_write_bytes(path, record.model_dump_json(indent=2).encode())
+    return path
+
+
+# Each migration takes a record dict at version v and returns it at v + 1.
+MIGRATIONS: dict[int, Any] = {}
+
+
+def migrate(data: dict) -> dict:
+    version = int(data.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"record schema {version} is newer than this bench ({SCHEMA_VERSION}): upgrade inversion-bench")
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](data)
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def load_record(path: Path) -> ResultRecord:
+    return ResultRecord.model_validate(migrate(json.loads(Path(path).read_text())))
+
+
+def load_records(paths: list[Path], include_errors: bool = False) -> list[ResultRecord]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files.extend(sorted(q for q in p.rglob("*.json")) if p.is_dir() else [p])
+    records = [load_record(f) for f in files if not f.name.startswith(".")]
+    return [r for r in records if include_errors or r.status == "ok"]

@@ -1,0 +1,346 @@
+"""The grid runner: expands specs into cells and runs each, reusing every cache it can."""
+
+from __future__ import annotations
+
+import itertools
+import platform
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from bench import __version__
+from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, ThreatModel
+from bench.cache import EmbeddingCache, default_cache_dir, key_hash, seed_for
+from bench.errors import BenchError
+from bench.metrics import cosine_rows, reconstruction_scores, summarize
+from bench.plugins import Host
+from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
+from bench.utility import retrieval_scores
+from bench.victim import Victim
+
+KINDS = ("attacks", "defenses", "embedders", "datasets")
+
+
+def parse_spec(spec: str) -> tuple[str, list[dict[str, str]]]:
+    """``name`` or ``name:key=value,key=a|b`` -> (name, parameter sets); ``a|b`` sweeps."""
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise BenchError(f"empty plugin name in {spec!r}: write NAME or NAME:key=value,...")
+    if not rest.strip():
+        return name, []
+    options: list[tuple[str, list[str]]] = []
+    for part in rest.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"bad parameter {part!r} in {spec!r}: write key=value (sweep with key=a|b)")
+        options.append((key.strip(), [v.strip() for v in value.split("|")]))
+    keys = [k for k, _ in options]
+    return name, [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in options))]
+
+
+@dataclass
+class Cell:
+    attack: Attack
+    defense: Defense
+    embedder: Embedder
+    dataset: Dataset
+    seed: int
+
+    def configs(self) -> dict[str, Any]:
+        return {
+            "attack": self.attack.config(),
+            "defense": self.defense.config(),
+            "embedder": self.embedder.config(),
+            "dataset": self.dataset.config(),
+            "seed": self.seed,
+        }
+
+    @property
+    def cell_id(self) -> str:
+        return key_hash(self.configs(), 12)
+
+    def label(self) -> str:
+        mode = "adaptive" if self.attack.adaptive else "naive"
+        return f"{self.attack!r}[{mode}] vs {self.defense!r} on {self.embedder.name}/{self.dataset.name} seed={self.seed}"
+
+
+def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
+    """Instances for one axis. A spec is a string (CLI) or a dict with ``name`` (TOML)."""
+    out = []
+    for spec in specs:
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            name = spec.pop("name", None)
+            if not name:
+                raise BenchError(f"a [[{kind}]] table in the config has no `name`: add name = \"...\"")
+            lists = {k: v if isinstance(v, list) else [v] for k, v in spec.items()}
+            param_sets = [dict(zip(lists, c)) for c in itertools.product(*lists.values())] if lists else []
+        else:
+            name, param_sets = parse_spec(str(spec))
+        cls = host.entry(kind, name).cls
+        # Given parameters override the plugin's default sweep: `bow:hidden=64` still runs naive
+        # and adaptive, `noise:scale=0.1` replaces the noise sweep by one level.
+        seen = set()
+        for base in cls.default_grid or [{}]:
+            for given in param_sets or [{}]:
+                comp = host.make(kind, name, {**base, **given})
+                key = key_hash(comp.config())
+                if key not in seen:
+                    seen.add(key)
+                    out.append(comp)
+    return out
+
+
+def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds) -> list[Cell]:
+    axes = [expand(host, k, s) for k, s in zip(KINDS, (attacks, defenses, embedders, datasets))]
+    cells = []
+    for attack, defense, embedder, dataset, seed in itertools.product(*axes, seeds):
+        if attack.adaptive and defense.identity:
+            continue  # knowing "no defense" changes nothing: the naive cell covers it
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed)))
+    if not cells:
+        raise BenchError(
+            "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
+            "add a defense or run the attack naive"
+        )
+    return cells
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but torch sees no GPU: use --device cpu or auto")
+    return device
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except Exception:
+        return None
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for lib in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy", "sacrebleu", "rouge-score"):
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class Runner:
+    """Runs cells in-process, sharing loaded embedders, datasets, embeddings and utility scores."""
+
+    def __init__(self, host: Host, out_dir: Path, device: str = "cpu", cache_dir: Path | None = None, progress: bool = True):
+        self.host = host
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache = EmbeddingCache(self.cache_root)
+        self.progress = progress
+        self._embedders: dict[str, Embedder] = {}
+        self._splits: dict[str, DatasetSplits] = {}
+        self._utility: dict[str, dict] = {}
+        self._commit = git_commit()
+        self._libs = library_versions()
+
+    # -------------------------------------------------------------- shared state
+
+    def embedder(self, emb: Embedder) -> Embedder:
+        key = key_hash(emb.config())
+        if key not in self._embedders:
+            emb.load(self.device)
+            self._embedders[key] = emb
+        return self._embedders[key]
+
+    def splits(self, ds: Dataset) -> DatasetSplits:
+        key = key_hash(ds.config())
+        if key not in self._splits:
+            self._splits[key] = ds.load()
+        return self._splits[key]
+
+    def data_key(self, ds: Dataset) -> str:
+        """The dataset's config plus what it says of its source (file hashes, library versions)."""
+        info = {k: v for k, v in self.splits(ds).info.items() if k != "source"}  # where it lies is not what it is
+        return key_hash([ds.config(), info])
+
+    def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed_for(seed, "defender", split))
+        return defense.apply(victim.embed_split(split, texts), rng)
+
+    def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int) -> dict:
+        task = data.retrieval
+        if task is None:
+            return {}
+        key = key_hash([victim.fingerprint, victim.dataset_key, defense.config(), seed])
+        if key not in self._utility:
+            queries = self.defended(victim, defense, "target", data.target.texts, seed)
+            corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed)
+            per_query = retrieval_scores(data.target.ids, queries, corpus, task, k=10, device=self.device)
+            self._utility[key] = summarize(per_query, {}, seed=seed)
+        return self._utility[key]
+
+    def prepare(self, cells: list[Cell]) -> None:
+        """Load every embedder and dataset and check dimensions before any cell runs.
+
+        User mistakes (missing data, a model that cannot load, a defense that changes the dimension)
+        stop the run here, with nothing written.
+        """
+        for cell in cells:  # datasets first: cheap, and the likeliest to be missing
+            self.splits(cell.dataset)
+        seen = set()
+        for cell in cells:
+            embedder = self.embedder(cell.embedder)
+            key = key_hash([cell.embedder.config(), cell.defense.config()])
+            if key in seen:
+                continue
+            seen.add(key)
+            probe = np.ones((2, embedder.dim), np.float32) / np.sqrt(embedder.dim)
+            shape = np.asarray(cell.defense.apply(probe, np.random.default_rng(0))).shape
+            if shape != probe.shape:
+                raise BenchError(
+                    f"defense {cell.defense.name!r} maps {embedder.name!r} vectors of dimension {embedder.dim} "
+                    f"to shape {shape[1:]}: a defense must keep the victim's dimension"
+                )
+
+    # -------------------------------------------------------------- cells
+
+    def run(self, cells: list[Cell], on_done=None) -> list[ResultRecord]:
+        records = []
+        for i, cell in enumerate(cells, 1):
+            existing = record_path(self.out_dir, cell.cell_id)
+            if existing is not None:
+                rec = load_record(existing)
+                status = "cached"
+            else:
+                rec, samples = self.run_cell(cell)
+                write_record(self.out_dir, rec, samples)
+                status = rec.status if rec.status == "ok" else f"error: {rec.error}"
+            records.append(rec)
+            if on_done:
+                on_done(i, len(cells), cell, status)
+        return records
+
+    @staticmethod
+    def _artifact_key(cell: Cell, victim: Victim) -> dict:
+        """What a trained attack depends on: victim, data, seed, training config, and the defense
+        only when the attacker trains on simulated defended embeddings (else naive == adaptive)."""
+        params = {k: v for k, v in cell.attack.config()["params"].items() if k != "adaptive"}
+        simulated = cell.attack.adaptive and not (cell.defense.identity or cell.defense.secret)
+        return {
+            "victim": victim.fingerprint,
+            "dataset": victim.dataset_key,
+            "seed": cell.seed,
+            "attack": {"name": cell.attack.name, "params": params},
+            "defense": cell.defense.config() if simulated else None,
+        }
+
+    def _component(self, kind: str, comp) -> ComponentConfig:
+        entry = self.host.entry(kind, comp.name)
+        return ComponentConfig(**comp.config(), plugin=entry.plugin, version=entry.version)
+
+    def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
+        """Run one cell; errors become an error record (the samples are None then)."""
+        t0 = time.perf_counter()
+        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        base = dict(
+            cell_id=cell.cell_id,
+            attack=self._component("attacks", cell.attack),
+            defense=self._component("defenses", cell.defense),
+            embedder=self._component("embedders", cell.embedder),
+            dataset=self._component("datasets", cell.dataset),
+            seed=cell.seed,
+        )
+        victim = None
+        try:
+            embedder = self.embedder(cell.embedder)
+            data = self.splits(cell.dataset)
+            victim = Victim(embedder, self.cache, self.data_key(cell.dataset))
+            threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
+            target = self.defended(victim, cell.defense, "target", data.target.texts, cell.seed)
+            leaked = self.defended(victim, cell.defense, "leaked", data.leaked.texts, cell.seed)
+            ctx = AttackContext(
+                victim=victim,
+                attacker=data.attacker,
+                leaked=data.leaked,
+                leaked_embeddings=leaked,
+                defense=cell.defense if cell.attack.adaptive else None,
+                seed=cell.seed,
+                device=self.device,
+                artifact_root=self.cache_root / "artifacts" / cell.attack.name,
+                artifact_key=self._artifact_key(cell, victim),
+            )
+            cell.attack.fit(ctx)
+            attacker_queries = victim.queries
+            outputs = cell.attack.invert(target, ctx)
+            if len(outputs) != len(target):
+                raise BenchError(f"attack {cell.attack.name!r} returned {len(outputs)} outputs for {len(target)} targets")
+            rows = reconstruction_scores(outputs, data.target.texts, cell.attack.output, data.target.meta)
+            if cell.attack.output == "text":
+                # Cosine of the re-embedded reconstruction against the clean target embedding.
+                recon = victim.embed_split("reconstructions", [str(o) for o in outputs])
+                clean = victim.embed_split("target", data.target.texts)
+                for row, c in zip(rows, cosine_rows(recon, clean)):
+                    row["cosine"] = float(c)
+            per_metric: dict[str, list[float]] = {}
+            for row in rows:
+                for k, v in row.items():
+                    per_metric.setdefault(k, []).append(v)
+            metrics = summarize(per_metric, {}, seed=cell.seed)
+            utility = self.utility(victim, cell.defense, data, cell.seed)
+            samples = [
+                {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r}
+                for i, t, o, r in zip(data.target.ids, data.target.texts, outputs, rows)
+            ]
+            models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
+            models += [ModelInfo(**m) for m in getattr(cell.attack, "models", [])]
+            rec = ResultRecord(
+                **base,
+                threat_model=threat,
+                metrics=metrics,
+                utility=utility,
+                models=models,
+                all_pretrained=all(m.pretrained for m in models),
+                victim_fingerprint=victim.fingerprint,
+                dataset_info=data.info,
+                provenance=self._provenance(t0, attacker_queries, victim),
+            )
+            return rec, samples
+        except BenchError as e:
+            message = str(e)
+        except Exception as e:  # a failing cell is recorded; the others go on
+            message = f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
+        rec = ResultRecord(
+            **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
+        )
+        return rec, None
+
+    def _provenance(self, t0: float, queries: int, victim: Victim | None) -> Provenance:
+        wall = time.perf_counter() - t0
+        return Provenance(
+            package_version=__version__,
+            git_commit=self._commit,
+            python=platform.python_version(),
+            libraries=self._libs,
+            device=self.device,
+            wall_time_s=round(wall, 3),
+            victim_queries=queries,
+            victim_embed_s=round(victim.embed_seconds, 3) if victim else 0.0,
+            gpu_seconds=round(wall, 3) if self.device.startswith("cuda") else 0.0,
+        )

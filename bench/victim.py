@@ -1,0 +1,70 @@
+"""The victim: an embedder behind a cache and a counted, budgeted query interface."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.api import Embedder
+from bench.cache import EmbeddingCache
+from bench.errors import BenchError
+
+
+class Victim:
+    """Embeds dataset splits (cached) and answers the attacker's black-box queries (counted).
+
+    ``queries`` counts every text the attacker asked the victim about, whether or not the answer
+    came from the cache: it is the cost the attacker would pay against a real API.
+    """
+
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache, dataset_key: str):
+        self.embedder = embedder
+        self.cache = cache
+        self.dataset_key = dataset_key
+        self.queries = 0
+        self.budget: int | None = None
+        self.embed_seconds = 0.0
+        self._fingerprint: dict | None = None
+
+    @property
+    def fingerprint(self) -> dict:
+        if self._fingerprint is None:
+            self._fingerprint = self.embedder.fingerprint()
+        return self._fingerprint
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed_split(self, split: str, texts: list[str]) -> np.ndarray:
+        """Embeddings of a dataset split, from the cache when they are there."""
+        path = self.cache.path(self.fingerprint, self.dataset_key, split, texts)
+        emb = self.cache.get(path, len(texts))
+        if emb is None:
+            emb = self._embed(texts)
+            self.cache.put(path, emb)
+        return emb
+
+    def query(self, texts: list[str], split: str = "queries") -> np.ndarray:
+        """The attacker's black-box access: counted against the threat model's budget."""
+        if self.budget is not None and self.queries + len(texts) > self.budget:
+            raise BenchError(
+                f"the attack asked for {self.queries + len(texts)} victim queries but the threat model "
+                f"allows {self.budget}: raise the budget or lower the attack's data size"
+            )
+        self.queries += len(texts)
+        return self.embed_split(split, texts)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        t0 = time.perf_counter()
+        emb = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        self.embed_seconds += time.perf_counter() - t0
+        if emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise BenchError(
+                f"embedder {self.embedder.name!r} returned shape {emb.shape} for {len(texts)} texts: "
+                f"it must return one vector per text"
+            )
+        return emb

@@ -1,0 +1,37 @@
+"""Nearest-neighbour baseline: answer with the attacker's own sentence closest to the target."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from bench.api import Attack, AttackContext, AttackParams
+from bench.hookspecs import hookimpl
+from bench.utility import search
+
+
+class Nearest(Attack):
+    """Retrieval baseline: the attacker-split sentence whose embedding is nearest to the target."""
+
+    name = "nearest"
+    output = "text"
+
+    class Params(AttackParams):
+        max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
+
+    def fit(self, ctx: AttackContext) -> None:
+        texts = ctx.attacker.texts[: self.params.max_train]
+        self.texts = texts
+        self.index = ctx.train_view(ctx.victim.query(texts, split="attacker"))
+        self.to_clean = ctx.to_clean()
+
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+        if self.to_clean is not None:
+            emb = emb @ self.to_clean
+        idx = search(emb, self.index, 1, ctx.device)[:, 0]
+        return [self.texts[i] for i in idx]
+
+
+@hookimpl
+def register_attacks(register):
+    register(Nearest)

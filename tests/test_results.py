@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from bench import results
+from bench.api import ThreatModel
+from bench.cache import atomic_write_bytes
+from bench.results import ComponentConfig, Provenance, ResultRecord
+
+
+def _record(**kw):
+    c = ComponentConfig(name="x")
+    return ResultRecord(
+        cell_id="abc", attack=c, defense=c, embedder=c, dataset=c, seed=0, threat_model=ThreatModel(),
+        provenance=Provenance(package_version="0"), **kw,
+    )
+
+
+def test_atomic_write_never_overwrites(tmp_path):
+    p = tmp_path / "a.json"
+    atomic_write_bytes(p, b"1")
+    with pytest.raises(FileExistsError):
+        atomic_write_bytes(p, b"2")
+    assert p.read_bytes() == b"1" and [f.name for f in tmp_path.iterdir()] == ["a.json"]
+    atomic_write_bytes(p, b"3", overwrite=True)
+    assert p.read_bytes() == b"3"
+
+
+def test_record_roundtrip_and_no_overwrite(tmp_path):
+    path = results.write_record(tmp_path, _record(), [{"id": 1}])
+    assert results.load_record(path).samples_file.endswith(".samples.jsonl")
+    with pytest.raises(FileExistsError):
+        results.write_record(tmp_path, _record(), None)
+    assert results.record_path(tmp_path, "abc") == path
+
+
+def test_migration_and_future_versions(tmp_path, monkeypatch):
+    data = json.loads(_record().model_dump_json())
+    data["schema_version"] = 0
+    data["queries"] = data["provenance"].pop("victim_queries")  # pretend v0 kept it at the top level
+
+    def v0_to_v1(d):
+        d["provenance"]["victim_queries"] = d.pop("queries")
+        return d
+
+    monkeypatch.setitem(results.MIGRATIONS, 0, v0_to_v1)
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert results.load_record(tmp_path / "old.json").provenance.victim_queries == 0
+    data["schema_version"] = 99
+    (tmp_path / "new.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="newer than this bench"):
+        results.load_record(tmp_path / "new.json")
+
+
+def test_readme_documents_every_record_key():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for model in (ResultRecord, Provenance, results.MetricValue, ThreatModel):
+        for name in model.model_fields:
+            assert f"`{name}`" in readme, f"README does not document result key {name!r}"

@@ -1,0 +1,112 @@
+import json
+
+import pytest
+
+from bench.errors import BenchError
+from bench.results import load_records
+from bench.runner import Runner, build_grid, parse_spec
+
+BOW = "bow:hidden=256,epochs=40,holdout=100,lr=0.01"
+
+
+def test_parse_spec():
+    assert parse_spec("noise") == ("noise", [])
+    assert parse_spec("noise:scale=0.1|0.2,renormalize=false") == (
+        "noise",
+        [{"scale": "0.1", "renormalize": "false"}, {"scale": "0.2", "renormalize": "false"}],
+    )
+    for bad in (":scale=1", "noise:scale", "noise:=3"):
+        with pytest.raises(BenchError):
+            parse_spec(bad)
+
+
+def test_grid_merges_default_sweeps(host):
+    cells = build_grid(host, ["nearest"], ["none", "noise", "noise:scale=0.5", "rotation"], ["minilm"], ["wordnet"], [0])
+    labels = [(c.attack.adaptive, c.defense.name, getattr(c.defense.params, "scale", None)) for c in cells]
+    # naive x (none + 4 noise levels + 0.5 + rotation); adaptive skips "none"
+    assert len(cells) == 7 + 6
+    assert (True, "none", None) not in labels
+    assert {s for a, n, s in labels if n == "noise"} == {0.001, 0.01, 0.03, 0.1, 0.5}
+    one = build_grid(host, ["nearest:adaptive=false"], ["noise:scale=0.1"], ["minilm"], ["wordnet"], [0, 1])
+    assert [(c.attack.adaptive, c.seed) for c in one] == [(False, 0), (False, 1)]
+
+
+def _run(host, tmp_path, attacks, defenses, out="out", cache="cache"):
+    cells = build_grid(host, attacks, defenses, ["toy-hash"], ["toy"], [0])
+    runner = Runner(host, tmp_path / out, "cpu", tmp_path / cache, progress=False)
+    runner.prepare(cells)
+    return runner.run(cells)
+
+
+def _m(records, attack, defense, adaptive=False, metric="word_f1"):
+    for r in records:
+        if r.attack.name == attack and r.defense.name == defense and r.attack.params["adaptive"] == adaptive:
+            return r.metrics[metric].value
+    raise KeyError((attack, defense, adaptive))
+
+
+def test_end_to_end_records_resume_and_determinism(toy_host, tmp_path):
+    records = _run(toy_host, tmp_path, [BOW, "nearest"], ["none", "noise:scale=0.3", "rotation"])
+    assert all(r.status == "ok" for r in records) and len(records) == 2 * 3 + 2 * 2
+    files = sorted((tmp_path / "out").glob("*.json"))
+    assert len(files) == len(records)
+    rec = json.loads(files[0].read_text())
+    for key in ("schema_version", "attack", "defense", "embedder", "dataset", "seed", "threat_model", "metrics", "utility", "provenance"):
+        assert key in rec
+    assert rec["all_pretrained"] is False  # the toy embedder is random
+    samples = (tmp_path / "out" / rec["samples_file"]).read_text().splitlines()
+    assert len(samples) == 80 and {"target", "reconstruction", "scores"} <= set(json.loads(samples[0]))
+    bow = next(r for r in records if r.attack.name == "bow" and r.defense.name == "none")
+    assert bow.provenance.victim_queries >= 600 - 100 and bow.metrics["word_f1"].ci_low < bow.metrics["word_f1"].value
+
+    # leakage: the attack learns something real, and utility/leakage fall together with noise
+    assert _m(records, "bow", "none") > 0.6
+    assert _m(records, "bow", "noise") < _m(records, "bow", "none")
+    util = {r.defense.name: r.utility["ndcg@10"].value for r in records if r.attack.name == "bow" and not r.attack.params["adaptive"]}
+    assert util["rotation"] == pytest.approx(util["none"]) and util["noise"] < util["none"]
+    # rotation stops the naive attacker; the adaptive one aligns through leaked pairs
+    assert _m(records, "bow", "rotation", True) > _m(records, "bow", "rotation") + 0.3
+    assert _m(records, "nearest", "rotation", True) > _m(records, "nearest", "rotation") + 0.3
+
+    # the same command again: nothing recomputed, nothing rewritten
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    again = _run(toy_host, tmp_path, [BOW, "nearest"], ["none", "noise:scale=0.3", "rotation"])
+    assert [r.metrics for r in again] == [r.metrics for r in records]
+    assert {f: f.stat().st_mtime_ns for f in files} == mtimes
+
+    # a fresh output folder and cache: same seed, same numbers
+    fresh = _run(toy_host, tmp_path, [BOW], ["none"], out="out2", cache="cache2")
+    assert fresh[0].metrics == bow.metrics
+
+
+def test_failing_cell_is_recorded_and_others_finish(tmp_path):
+    from pathlib import Path
+
+    from bench.plugins import Host
+
+    TOY_DIR = Path(__file__).parent / "toy_plugins"
+    plugdir = tmp_path / "plugs"
+    plugdir.mkdir()
+    (plugdir / "toy.py").write_text(Path(TOY_DIR, "toy.py").read_text())
+    (plugdir / "broken.py").write_text('''
+from bench.api import Attack
+from bench.hookspecs import hookimpl
+class Broken(Attack):
+    """Always fails."""
+    name = "broken"
+    default_grid = [{}]
+    def invert(self, emb, ctx):
+        raise RuntimeError("kaput")
+@hookimpl
+def register_attacks(register):
+    register(Broken)
+''')
+    host = Host(plugins_dir=plugdir, load_installed=False)
+    records = _run(host, tmp_path, ["broken", "nearest:adaptive=false"], ["none"])
+    assert [r.status for r in records] == ["error", "ok"]
+    assert "RuntimeError: kaput" in records[0].error
+    assert len(list((tmp_path / "out").glob("*__error-*.json"))) == 1
+    assert len(load_records([tmp_path / "out"])) == 1  # errors are left out of leaderboards
+    # a retry writes a new error record next to the old one
+    _run(host, tmp_path, ["broken"], ["none"])
+    assert len(list((tmp_path / "out").glob("*__error-*.json"))) == 2
