@@ -44,6 +44,15 @@ class Component:
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "params": self.params.model_dump(mode="json")}
 
+    def short(self) -> str:
+        """Name plus the parameters that differ from their defaults."""
+        fields = self.Params.model_fields
+        changed = {
+            k: v for k, v in self.params.model_dump().items()
+            if k != "adaptive" and (fields[k].is_required() or fields[k].get_default(call_default_factory=True) != v)
+        }
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else self.name
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
         return f"{self.name}({args})"
@@ -182,6 +191,15 @@ class AttackContext:
 
         return np.random.default_rng(seed_for(self.seed, "attacker", purpose))
 
+    @property
+    def simulates_defense(self) -> bool:
+        """True when ``train_view`` changes the data: an adaptive attacker, a reproducible defense."""
+        return self.defense is not None and not (self.defense.identity or self.defense.secret)
+
+    def view_key(self) -> dict | None:
+        """Add to ``artifact_dir`` for artifacts trained on ``train_view`` data."""
+        return self.defense.config() if self.simulates_defense else None
+
     def train_view(self, clean: np.ndarray) -> np.ndarray:
         """The attacker's training embeddings as the adaptive attacker sees them.
 
@@ -189,7 +207,7 @@ class AttackContext:
         a secret defense cannot be reproduced, so its data stays clean and ``to_clean`` maps the
         targets back instead. A naive attacker trains on clean embeddings.
         """
-        if self.defense is None or self.defense.identity or self.defense.secret:
+        if not self.simulates_defense:
             return clean
         return self.defense.apply(clean, self.rng("simulate-defense"))
 
@@ -229,3 +247,10 @@ class Attack(Component):
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Any]:
         """Reconstruct each target: a list of words (output "words") or a string ("text")."""
         raise NotImplementedError
+
+    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]] | None:
+        """Attack-specific per-sample metrics (e.g. tag F1), merged into the shared ones."""
+        return None
+
+    # Models the attack used, for the record: dicts with role, name, pretrained.
+    models: list[dict[str, Any]] = []

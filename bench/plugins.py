@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "bench_plugins.defenses",
     "bench_plugins.attacks.bow",
     "bench_plugins.attacks.nearest",
+    "bench_plugins.attacks.slime",
 )
 
 KINDS = {

@@ -67,7 +67,7 @@ class Cell:
 
     def label(self) -> str:
         mode = "adaptive" if self.attack.adaptive else "naive"
-        return f"{self.attack!r}[{mode}] vs {self.defense!r} on {self.embedder.name}/{self.dataset.name} seed={self.seed}"
+        return f"{self.attack.short()} [{mode}] vs {self.defense.short()} on {self.embedder.short()}/{self.dataset.short()} seed={self.seed}"
 
 
 def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
@@ -239,16 +239,14 @@ class Runner:
 
     @staticmethod
     def _artifact_key(cell: Cell, victim: Victim) -> dict:
-        """What a trained attack depends on: victim, data, seed, training config, and the defense
-        only when the attacker trains on simulated defended embeddings (else naive == adaptive)."""
+        """What a trained attack depends on: victim, data, seed and training config (not the mode:
+        an attack that trains on simulated defended data adds ``ctx.view_key()`` itself)."""
         params = {k: v for k, v in cell.attack.config()["params"].items() if k != "adaptive"}
-        simulated = cell.attack.adaptive and not (cell.defense.identity or cell.defense.secret)
         return {
             "victim": victim.fingerprint,
             "dataset": victim.dataset_key,
             "seed": cell.seed,
             "attack": {"name": cell.attack.name, "params": params},
-            "defense": cell.defense.config() if simulated else None,
         }
 
     def _component(self, kind: str, comp) -> ComponentConfig:
@@ -292,6 +290,8 @@ class Runner:
             if len(outputs) != len(target):
                 raise BenchError(f"attack {cell.attack.name!r} returned {len(outputs)} outputs for {len(target)} targets")
             rows = reconstruction_scores(outputs, data.target.texts, cell.attack.output, data.target.meta)
+            for row, extra in zip(rows, cell.attack.extra_scores(outputs, data.target, ctx) or [{}] * len(rows)):
+                row.update(extra)
             if cell.attack.output == "text":
                 # Cosine of the re-embedded reconstruction against the clean target embedding.
                 recon = victim.embed_split("reconstructions", [str(o) for o in outputs])
@@ -309,7 +309,7 @@ class Runner:
                 for i, t, o, r in zip(data.target.ids, data.target.texts, outputs, rows)
             ]
             models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
-            models += [ModelInfo(**m) for m in getattr(cell.attack, "models", [])]
+            models += [ModelInfo(**m) for m in cell.attack.models]
             rec = ResultRecord(
                 **base,
                 threat_model=threat,

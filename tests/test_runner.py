@@ -6,7 +6,7 @@ from bench.errors import BenchError
 from bench.results import load_records
 from bench.runner import Runner, build_grid, parse_spec
 
-BOW = "bow:hidden=256,epochs=40,holdout=100,lr=0.01"
+BOW = "bow:features=512,holdout=100"
 
 
 def test_parse_spec():

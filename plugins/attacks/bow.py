@@ -4,163 +4,194 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
 from bench.api import Attack, AttackContext, AttackParams
 from bench.cache import load_arrays, save_arrays
+from bench.errors import BenchError
 from bench.hookspecs import hookimpl
-from bench.metrics import set_prf, words
+from bench.metrics import words
 
-THRESHOLDS = np.round(np.arange(0.05, 0.61, 0.025), 3)
+BLENDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS = tuple(np.round(np.arange(0.08, 0.42, 0.02), 3))
 
 
 class BagOfWords(Attack):
-    """Multi-label MLP from embedding to words, trained on the attacker split via victim queries."""
+    """Multi-label word predictor (random-feature ridge + kNN vote) trained via victim queries.
+
+    The multi-label model maps an embedding to a score per vocabulary word: a multi-output ridge
+    regression on random ReLU features (a kernel model, solved in closed form) blended with a
+    cosine k-nearest-neighbour vote over the attacker's own sentences. The blend weight and the
+    decision threshold are chosen on attacker-held-out sentences, never on targets; the adaptive
+    attacker chooses them on held-out sentences defended as the targets are, and against a secret
+    rotation maps the targets back through the leaked pairs.
+    """
 
     name = "bow"
     output = "words"
 
     class Params(AttackParams):
-        hidden: int = Field(2048, ge=16, description="hidden units of the MLP")
-        epochs: int = Field(12, ge=1, description="training epochs")
-        lr: float = Field(2e-3, gt=0, description="peak learning rate (AdamW, one-cycle)")
-        batch_size: int = Field(256, ge=1)
-        dropout: float = Field(0.2, ge=0, lt=1)
-        min_count: int = Field(1, ge=1, description="vocabulary: words seen in at least this many attacker texts")
-        holdout: int = Field(1000, ge=10, description="attacker texts held out to choose the decision threshold")
+        features: int = Field(4096, ge=0, description="random ReLU features of the ridge model (0: linear)")
+        ridge: float = Field(1e-5, gt=0, description="ridge strength, relative to the mean feature energy")
+        knn: int = Field(20, ge=1, description="neighbours in the kNN vote")
+        temperature: float = Field(0.1, gt=0, description="softmax temperature of the kNN vote weights")
+        min_count: int = Field(2, ge=1, description="ridge vocabulary: words in at least this many attacker texts")
+        holdout: int = Field(1000, ge=10, description="attacker texts held out to choose blend and threshold")
         max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
 
+    def __init__(self, params=None):
+        super().__init__(params)
+        self._fitted: dict[Path, dict] = {}  # in-process reuse across the cells of a grid
+        self._calibrated: dict[tuple, tuple[float, float, float]] = {}
+
     def fit(self, ctx: AttackContext) -> None:
-        self.to_clean = ctx.to_clean()
         texts = ctx.attacker.texts[: self.params.max_train]
         if len(texts) <= self.params.holdout:
-            from bench.errors import BenchError
-
             raise BenchError(
                 f"bow needs more attacker texts ({len(texts)}) than its holdout ({self.params.holdout}): "
                 f"raise the dataset's attacker size or lower bow:holdout"
             )
-        clean = ctx.victim.query(texts, split="attacker")
-        folder = ctx.artifact_dir()
-        weights = folder / "bow.safetensors"
-        if weights.exists():
-            self._load(folder)
-            return
-        x = ctx.train_view(clean)
+        clean = ctx.victim.query(texts, split="attacker")  # counted even when cached
+        self.to_clean = ctx.to_clean()
         # The split is ordered by synset/group, so a tail holdout shares no group with training.
         cut = len(texts) - self.params.holdout
-        vocab = _vocab(texts[:cut], self.params.min_count)
-        self.vocab = vocab
-        self.net = self._train(x[:cut], _labels(texts[:cut], vocab), ctx)
-        probs = self._probs(x[cut:])
-        self.threshold = _best_threshold(probs, texts[cut:], vocab)
-        state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
-        (folder / "bow.json").write_text(json.dumps({"vocab": vocab, "threshold": self.threshold}))
-        save_arrays(weights, state)
+        folder = ctx.artifact_dir()
+        if folder not in self._fitted:
+            self._fitted[folder] = _load(folder) if (folder / "bow.safetensors").exists() else None
+        if self._fitted[folder] is None:
+            self._fitted[folder] = self._train(clean[:cut], texts[:cut], ctx.seed)
+            _save(folder, self._fitted[folder])
+        self.state = self._fitted[folder]
+        # The adaptive attacker calibrates on held-out data defended as the targets are: refitting
+        # on noised data was tried and did no better (docs/results.md), calibration is what helps.
+        key = (folder, json.dumps(ctx.view_key(), sort_keys=True))
+        if key not in self._calibrated:
+            self._calibrated[key] = self._calibrate(ctx.train_view(clean[cut:]), texts[cut:])
+        self.blend, self.threshold, self.holdout_f1 = self._calibrated[key]
 
-    # ------------------------------------------------------------------ model
+    def _train(self, x: np.ndarray, texts: list[str], seed: int) -> dict:
+        import scipy.linalg
 
-    def _build(self, dim: int, n_words: int):
-        import torch
+        counts = Counter(w for t in texts for w in set(words(t)))
+        vocab = sorted(counts, key=lambda w: (-counts[w], w))
+        y = _labels(texts, {w: i for i, w in enumerate(vocab)})
+        n_ridge = sum(1 for w in vocab if counts[w] >= self.params.min_count)
 
-        p = self.params
-        return torch.nn.Sequential(
-            torch.nn.Linear(dim, p.hidden), torch.nn.GELU(), torch.nn.Dropout(p.dropout), torch.nn.Linear(p.hidden, n_words)
-        )
+        rng = np.random.default_rng(seed)
+        state = {
+            "w0": rng.standard_normal((x.shape[1], self.params.features)).astype(np.float32),
+            "b0": (rng.standard_normal(self.params.features) * 0.05).astype(np.float32),
+        }
+        f = _features(x, state)
+        gram = f.T @ f
+        gram[np.diag_indices_from(gram)] += self.params.ridge * np.trace(gram) / len(gram)
+        rhs = np.asarray((y[:, :n_ridge].T @ f).T, np.float32)
+        del f
+        chol = scipy.linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=False)
+        w = scipy.linalg.cho_solve(chol, rhs, overwrite_b=True, check_finite=False)
+        state["w"] = w.astype(np.float16).astype(np.float32)  # as stored: fresh and cached fits agree
+        state.update(vocab=vocab, train_x=np.ascontiguousarray(x, np.float32), train_y=y)
+        return state
 
-    def _train(self, x: np.ndarray, y: np.ndarray, ctx: AttackContext):
-        import torch
-        from tqdm.auto import tqdm
+    def _calibrate(self, x: np.ndarray, texts: list[str]) -> tuple[float, float, float]:
+        """Blend weight and threshold with the best mean F1 on held-out attacker sentences."""
+        ridge_p, knn_p = self._scores(self.state, x)
+        truth = _labels(texts, {w: i for i, w in enumerate(self.state["vocab"])})
+        n_true = np.array([len(set(words(t))) for t in texts])
+        best = (BLENDS[0], THRESHOLDS[0], -1.0)
+        for a in BLENDS:
+            p = _blend(ridge_p, knn_p, a)
+            for t in THRESHOLDS:
+                f1 = _mean_f1(_decide(p, t), truth, n_true)
+                if f1 > best[2]:
+                    best = (a, float(t), f1)
+        return best
 
-        p = self.params
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        device = ctx.device
-        net = self._build(x.shape[1], y.shape[1]).to(device)
-        prior = np.clip(np.asarray(y.mean(0)).ravel(), 1e-5, 1 - 1e-5)
-        with torch.no_grad():  # start from the word priors: faster, steadier training
-            net[-1].bias.copy_(torch.tensor(np.log(prior / (1 - prior)), dtype=torch.float32))
-        xt = torch.tensor(x)
-        steps_per_epoch = (len(x) + p.batch_size - 1) // p.batch_size
-        opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=p.epochs * steps_per_epoch, pct_start=0.1)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
-        for _ in tqdm(range(p.epochs), desc="bow: training", leave=False, disable=None):
-            net.train()
-            perm = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), p.batch_size):
-                idx = perm[i : i + p.batch_size]
-                target = torch.from_numpy(y[idx.numpy()].toarray()).to(device)
-                loss = loss_fn(net(xt[idx].to(device)), target)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-        net.eval()
-        return net
+    def _scores(self, state: dict, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.sparse import csr_matrix
 
-    def _probs(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        dev = next(self.net.parameters()).device
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), 4096):
-                out.append(torch.sigmoid(self.net(torch.tensor(x[i : i + 4096]).to(dev))).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.vocab)), np.float32)
-
-    def _load(self, folder) -> None:
-        import torch
-
-        meta = json.loads((folder / "bow.json").read_text())
-        self.vocab, self.threshold = meta["vocab"], meta["threshold"]
-        state = load_arrays(folder / "bow.safetensors")
-        self.net = self._build(state["0.weight"].shape[1], len(self.vocab))
-        self.net.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
-        self.net.eval()
+        emb = np.asarray(emb, np.float32)
+        ridge_p = np.clip(_features(emb, state) @ state["w"], 0, 1)
+        sims = emb @ state["train_x"].T
+        k = min(self.params.knn, sims.shape[1] - 1)
+        idx = np.argpartition(-sims, k, axis=1)[:, :k]
+        s = np.take_along_axis(sims, idx, 1)
+        w = np.exp((s - s.max(1, keepdims=True)) / self.params.temperature)
+        w /= w.sum(1, keepdims=True)
+        n = len(emb)
+        weights = csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, len(state["train_x"])))
+        knn_p = np.asarray((weights @ state["train_y"]).todense(), np.float32)
+        return ridge_p, knn_p
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[list[str]]:
         if self.to_clean is not None:
             emb = emb @ self.to_clean
-        return _decide(self._probs(np.asarray(emb, np.float32)), self.threshold, self.vocab)
+        out = []
+        for i in range(0, len(emb), 2048):
+            mask = _decide(_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend), self.threshold)
+            out.extend([self.state["vocab"][j] for j in np.flatnonzero(row)] for row in mask)
+        return out
 
 
-def _vocab(texts: list[str], min_count: int) -> list[str]:
-    counts = Counter(w for t in texts for w in set(words(t)))
-    return [w for w, n in counts.most_common() if n >= min_count]
+def _features(x: np.ndarray, state: dict) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return np.hstack([np.maximum(x @ state["w0"] + state["b0"], 0), x, np.ones((len(x), 1), np.float32)])
 
 
-def _labels(texts: list[str], vocab: list[str]):
-    """Sparse [n, |vocab|] 0/1 matrix (dense would not fit for large vocabularies)."""
+def _labels(texts: list[str], index: dict[str, int]):
+    """Sparse [n, |vocab|] 0/1 word-presence matrix."""
     from scipy.sparse import csr_matrix
 
-    index = {w: i for i, w in enumerate(vocab)}
     rows, cols = [], []
     for i, t in enumerate(texts):
         for w in set(words(t)):
             if w in index:
                 rows.append(i)
                 cols.append(index[w])
-    return csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocab)))
+    return csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(index)))
 
 
-def _decide(probs: np.ndarray, threshold: float, vocab: list[str]) -> list[list[str]]:
-    """Words above the threshold; at least the single most likely word."""
-    out = []
-    for row in probs:
-        idx = np.flatnonzero(row >= threshold)
-        if not len(idx):
-            idx = [int(row.argmax())]
-        out.append([vocab[j] for j in idx])
-    return out
+def _blend(ridge_p: np.ndarray, knn_p: np.ndarray, a: float) -> np.ndarray:
+    p = (1 - a) * knn_p
+    p[:, : ridge_p.shape[1]] += a * ridge_p  # the ridge vocabulary is the frequent prefix
+    return p
 
 
-def _best_threshold(probs: np.ndarray, texts: list[str], vocab: list[str]) -> float:
-    truth = [set(words(t)) for t in texts]
-    scores = [np.mean([set_prf(set(p), t)[2] for p, t in zip(_decide(probs, th, vocab), truth)]) for th in THRESHOLDS]
-    return float(THRESHOLDS[int(np.argmax(scores))])
+def _decide(p: np.ndarray, threshold: float) -> np.ndarray:
+    """Words at or above the threshold, and always the single most likely word."""
+    mask = p >= threshold
+    mask[np.arange(len(p)), p.argmax(1)] = True
+    return mask
+
+
+def _mean_f1(mask: np.ndarray, truth, n_true: np.ndarray) -> float:
+    from scipy.sparse import csr_matrix
+
+    hits = np.asarray(truth.multiply(csr_matrix(mask)).sum(1)).ravel()
+    return float(np.mean(2 * hits / np.maximum(mask.sum(1) + n_true, 1)))
+
+
+def _save(folder: Path, st: dict) -> None:
+    y = st["train_y"]
+    arrays = {
+        "w0": st["w0"], "b0": st["b0"], "w": st["w"].astype(np.float16), "train_x": st["train_x"],
+        "y_data": y.data, "y_indices": y.indices.astype(np.int64), "y_indptr": y.indptr.astype(np.int64),
+    }
+    meta = {"vocab": st["vocab"], "y_shape": list(y.shape)}
+    (folder / "bow.json").write_text(json.dumps(meta))
+    save_arrays(folder / "bow.safetensors", arrays)  # written last: its presence marks the artifact done
+
+
+def _load(folder: Path) -> dict:
+    from scipy.sparse import csr_matrix
+
+    meta = json.loads((folder / "bow.json").read_text())
+    a = load_arrays(folder / "bow.safetensors")
+    y = csr_matrix((a["y_data"], a["y_indices"], a["y_indptr"]), shape=tuple(meta.pop("y_shape")))
+    return {"w0": a["w0"], "b0": a["b0"], "w": a["w"].astype(np.float32), "train_x": a["train_x"], "train_y": y, **meta}
 
 
 @hookimpl
