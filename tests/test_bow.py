@@ -1,0 +1,55 @@
+import os
+
+import numpy as np
+import pytest
+
+from bench.errors import BenchError
+from bench.metrics import set_prf, words
+from bench.runner import Runner, build_grid
+
+
+def _run(host, tmp_path, attacks, defenses, embedder, dataset, out="out"):
+    cells = build_grid(host, attacks, defenses, [embedder], [dataset], [0])
+    runner = Runner(host, tmp_path / out, "cpu", tmp_path / "cache", progress=False)
+    runner.prepare(cells)
+    return runner, runner.run(cells)
+
+
+def test_artifacts_are_safetensors_and_reused(toy_host, tmp_path):
+    _, first = _run(toy_host, tmp_path, ["bow:adaptive=false,features=256,holdout=100"], ["none"], "toy-hash", "toy")
+    files = sorted(p.name for p in (tmp_path / "cache" / "artifacts" / "bow").rglob("*") if p.is_file())
+    assert files == ["bow.json", "bow.safetensors"]
+    # a new process-level attack instance (new output folder) loads the artifact: same numbers
+    _, again = _run(toy_host, tmp_path, ["bow:adaptive=false,features=256,holdout=100"], ["none"], "toy-hash", "toy", out="o2")
+    assert again[0].metrics == first[0].metrics
+
+
+def test_holdout_larger_than_data_is_a_clear_error(toy_host, tmp_path):
+    _, recs = _run(toy_host, tmp_path, ["bow:adaptive=false,holdout=5000"], ["none"], "toy-hash", "toy")
+    assert recs[0].status == "error" and "raise the dataset's attacker size or lower bow:holdout" in recs[0].error
+
+
+def test_adaptive_calibrates_on_defended_holdout(toy_host, tmp_path):
+    _, recs = _run(toy_host, tmp_path, ["bow:features=256,holdout=100"], ["noise:scale=0.2,renormalize=false"], "toy-hash", "toy")
+    naive, adaptive = sorted(recs, key=lambda r: r.attack.params["adaptive"])
+    assert adaptive.threat_model.knows_defense and not naive.threat_model.knows_defense
+    assert adaptive.metrics["word_f1"].value > naive.metrics["word_f1"].value
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/usr/share/wordnet/data.noun"), reason="needs Debian wordnet-base")
+def test_real_minilm_on_wordnet_beats_a_constant_guess(host, tmp_path):
+    ds = "wordnet:attacker=3000,leaked=200,target=300,distractors=500"
+    runner, recs = _run(host, tmp_path, ["bow:adaptive=false,holdout=500"], ["none"], "minilm", ds)
+    rec = recs[0]
+    assert rec.status == "ok", rec.error
+    assert rec.all_pretrained
+    f1 = rec.metrics["word_f1"].value
+    # The best constant answer in hindsight: the m most frequent attacker words, for any m.
+    data = runner.splits(host.make("datasets", "wordnet", {"attacker": 3000, "leaked": 200, "target": 300, "distractors": 500}))
+    from collections import Counter
+
+    freq = [w for w, _ in Counter(w for t in data.attacker.texts for w in set(words(t))).most_common(15)]
+    const = max(np.mean([set_prf(set(freq[:m]), set(words(t)))[2] for t in data.target.texts]) for m in range(1, 16))
+    assert f1 > const + 0.08, (f1, const)
+    assert rec.provenance.victim_queries == 3000 and rec.utility["ndcg@10"].value > 0.2
