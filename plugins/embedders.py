@@ -169,6 +169,25 @@ def state_dict_sha256(module) -> str:
     return h.hexdigest()
 
 
+def _locate(ref: str) -> Path | None:
+    """The local folder of a model reference (None: a hub id), checked for loadable weights."""
+    model_dir = _model_dir(ref)
+    if model_dir is None and _looks_like_path(ref):
+        raise BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
+    _check_no_pickle_only(ref, model_dir)
+    return model_dir
+
+
+def _reuse_loaded(embedder, dev) -> bool:
+    """True when the model is already loaded (moved to ``dev`` if needed)."""
+    if embedder.model is None:
+        return False
+    if str(dev) != embedder.device:
+        embedder.model.to(dev)
+        embedder.device = str(dev)
+    return True
+
+
 def _check_no_pickle_only(ref: str, model_dir: Path | None) -> None:
     if model_dir is None:
         return
@@ -269,16 +288,10 @@ class SentenceTransformerEmbedder(Embedder):
 
     def load(self, device: str) -> None:
         dev = _torch_device(device)
-        if self.model is not None:
-            if str(dev) != self.device:
-                self.model.to(dev)
-                self.device = str(dev)
+        if _reuse_loaded(self, dev):
             return
         ref = self._model_ref()
-        model_dir = _model_dir(ref)
-        if model_dir is None and _looks_like_path(ref):
-            raise BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
-        _check_no_pickle_only(ref, model_dir)
+        model_dir = _locate(ref)
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -416,16 +429,10 @@ class HFEmbedder(Embedder):
 
     def load(self, device: str) -> None:
         dev = _torch_device(device)
-        if self.model is not None:
-            if str(dev) != self.device:
-                self.model.to(dev)
-                self.device = str(dev)
+        if _reuse_loaded(self, dev):
             return
         ref = self.params.model
-        model_dir = _model_dir(ref)
-        if model_dir is None and _looks_like_path(ref):
-            raise BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
-        _check_no_pickle_only(ref, model_dir)
+        model_dir = _locate(ref)
         from transformers import AutoModel, AutoTokenizer
 
         source = str(model_dir) if model_dir is not None else ref
