@@ -97,9 +97,7 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
         say(f"[{i}/{n}] {cell.label()}: {status}")
 
     records = runner.run(cells, on_done=on_done)
-    df = leaderboard.frame(records)
-    click.echo(leaderboard.caption(df))
-    click.echo(leaderboard.display(df, compact=True).to_markdown(index=False))
+    click.echo(leaderboard.to_markdown(leaderboard.frame(records)))
     failed = [r for r in records if r.status == "error"]
     say(f"done in {time.perf_counter() - started:.1f}s; {len(records) - len(failed)} ok, {len(failed)} failed")
     if board:
@@ -165,7 +163,7 @@ def build(results, name, out):
     if "/" in name or name.startswith("."):
         raise BenchError(f"leaderboard name {name!r} must be a plain folder name")
     paths = leaderboard.write(records, out, name)
-    click.echo(leaderboard.display(leaderboard.frame(records)).to_markdown(index=False))
+    click.echo(leaderboard.to_markdown(leaderboard.frame(records)))
     click.echo(f"wrote {', '.join(map(str, paths))}", err=True)
 
 

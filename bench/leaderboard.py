@@ -55,7 +55,10 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    return df.sort_values(["dataset", "embedder", "attack", "mode", "defense", "seed"], kind="stable").reset_index(drop=True)
+    # naive before adaptive, no defense first: the reference row leads each block
+    df["_adaptive"], df["_defended"] = df["mode"] != "naive", df["defense"] != "none"
+    keys = ["dataset", "embedder", "attack", "attack_params", "_adaptive", "_defended", "defense", "seed"]
+    return df.sort_values(keys, kind="stable").drop(columns=["_adaptive", "_defended"]).reset_index(drop=True)
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
@@ -98,7 +101,10 @@ def caption(df: pd.DataFrame) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    return display(df).to_markdown(index=False) if not df.empty else "(no results)"
+    if df.empty:
+        return "(no results)"
+    cap = caption(df)
+    return (f"{cap}\n\n" if cap else "") + display(df, compact=True).to_markdown(index=False)
 
 
 def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
