@@ -285,8 +285,8 @@ class Runner:
                 artifact_key=self._artifact_key(cell, victim),
             )
             cell.attack.fit(ctx)
-            attacker_queries = victim.queries
             outputs = cell.attack.invert(target, ctx)
+            attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
             if len(outputs) != len(target):
                 raise BenchError(f"attack {cell.attack.name!r} returned {len(outputs)} outputs for {len(target)} targets")
             rows = reconstruction_scores(outputs, data.target.texts, cell.attack.output, data.target.meta)

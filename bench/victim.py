@@ -42,7 +42,7 @@ class Victim:
         path = self.cache.path(self.fingerprint, self.dataset_key, split, texts)
         emb = self.cache.get(path, len(texts))
         if emb is None:
-            emb = self._embed(texts)
+            emb = self._embed(texts, split)
             self.cache.put(path, emb)
         return emb
 
@@ -56,11 +56,18 @@ class Victim:
         self.queries += len(texts)
         return self.embed_split(split, texts)
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], split: str, chunk: int = 2048) -> np.ndarray:
+        from tqdm.auto import tqdm
+
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         t0 = time.perf_counter()
-        emb = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        parts = []
+        with tqdm(total=len(texts), desc=f"embedding {split}", unit="text", disable=None, leave=False) as bar:
+            for i in range(0, len(texts), chunk):
+                parts.append(np.asarray(self.embedder.embed(texts[i : i + chunk]), dtype=np.float32))
+                bar.update(len(parts[-1]))
+        emb = np.concatenate(parts)
         self.embed_seconds += time.perf_counter() - t0
         if emb.ndim != 2 or emb.shape[0] != len(texts):
             raise BenchError(

