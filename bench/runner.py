@@ -202,6 +202,7 @@ class Runner:
         User mistakes (missing data, a model that cannot load, a defense that changes the dimension)
         stop the run here, with nothing written.
         """
+        cells = [c for c in cells if record_path(self.out_dir, c.cell_id) is None]  # finished: nothing to load
         for cell in cells:  # datasets first: cheap, and the likeliest to be missing
             self.splits(cell.dataset)
         seen = set()
