@@ -78,6 +78,9 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3) -> pd.Data
     cols = metric_columns(df)
     ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed") if not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
     out = df[ident].copy()
+    varying = _varying_params(df["attack_params"])
+    if varying:  # e.g. a sweep over the attacker's data size: show just the swept keys
+        out.insert(1, "attack_params", [",".join(f"{k}={p.get(k)}" for k in varying) for p in map(_parse, df["attack_params"])])
     if (~df["pretrained"]).any():
         out["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(df["attack"], df["pretrained"])]
     for c in cols:
@@ -92,6 +95,16 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3) -> pd.Data
                 vals.append(f"{v:.{d}f} ±{(hi - lo) / 2:.{d}f}" if not pd.isna(lo) else f"{v:.{d}f}")
         out[c.replace("utility_", "")] = vals
     return out
+
+
+def _parse(params: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in params.split(",") if "=" in kv)
+
+
+def _varying_params(column: pd.Series) -> list[str]:
+    parsed = [_parse(p) for p in column]
+    keys = sorted({k for p in parsed for k in p})
+    return [k for k in keys if len({p.get(k) for p in parsed}) > 1]
 
 
 def caption(df: pd.DataFrame) -> str:
