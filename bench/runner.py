@@ -270,7 +270,7 @@ class Runner:
         try:
             embedder = self.embedder(cell.embedder)
             data = self.splits(cell.dataset)
-            victim = Victim(embedder, self.cache, self.data_key(cell.dataset))
+            victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
             target = self.defended(victim, cell.defense, "target", data.target.texts, cell.seed)
             leaked = self.defended(victim, cell.defense, "leaked", data.leaked.texts, cell.seed)

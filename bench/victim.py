@@ -18,10 +18,11 @@ class Victim:
     came from the cache: it is the cost the attacker would pay against a real API.
     """
 
-    def __init__(self, embedder: Embedder, cache: EmbeddingCache, dataset_key: str):
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache, dataset_key: str, progress: bool = True):
         self.embedder = embedder
         self.cache = cache
         self.dataset_key = dataset_key
+        self.progress = progress
         self.queries = 0
         self.budget: int | None = None
         self.embed_seconds = 0.0
@@ -63,7 +64,7 @@ class Victim:
             return np.zeros((0, self.dim), np.float32)
         t0 = time.perf_counter()
         parts = []
-        with tqdm(total=len(texts), desc=f"embedding {split}", unit="text", disable=None, leave=False) as bar:
+        with tqdm(total=len(texts), desc=f"embedding {split}", unit="text", disable=None if self.progress else True, leave=False) as bar:
             for i in range(0, len(texts), chunk):
                 parts.append(np.asarray(self.embedder.embed(texts[i : i + chunk]), dtype=np.float32))
                 bar.update(len(parts[-1]))

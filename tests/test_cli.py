@@ -105,3 +105,20 @@ def test_run_prints_table_then_leaderboard_build(capsys, tmp_path, monkeypatch):
     board = json.loads((tmp_path / "boards" / "toy" / "leaderboard.json").read_text())
     assert board["schema_version"] == 1 and len(board["rows"]) == 3
     assert "word_f1_lo" in (tmp_path / "boards" / "toy" / "leaderboard.csv").read_text().splitlines()[0]
+
+
+def test_toml_config_runs_a_sweep(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text(
+        'attacks = ["nearest:adaptive=false"]\nembedders = ["toy-hash"]\ndatasets = ["toy"]\nseeds = [0, 1]\n'
+        f'out = "{tmp_path / "res"}"\ndevice = "cpu"\n'
+        '[[defenses]]\nname = "noise"\nscale = [0.0, 0.5]\nrenormalize = false\n'
+    )
+    code, out, err = run_cli(capsys, "--plugins-dir", TOY, "run", "--config", str(cfg), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "res").glob("*.json")]
+    assert sorted((r["seed"], r["defense"]["params"]["scale"]) for r in records) == [(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)]
+    assert all(r["defense"]["params"]["renormalize"] is False for r in records)
+    f1 = {(r["seed"], r["defense"]["params"]["scale"]): r["metrics"]["word_f1"]["value"] for r in records}
+    assert f1[(0, 0.5)] < f1[(0, 0.0)]
