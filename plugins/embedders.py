@@ -169,6 +169,12 @@ def state_dict_sha256(module) -> str:
     return h.hexdigest()
 
 
+def _weights_digest(model_dir: Path | None, model) -> str:
+    """SHA-256 of the weight files, or of the loaded tensors when there is no local folder."""
+    sha = weights_sha256(model_dir) if model_dir is not None else None
+    return sha or state_dict_sha256(model)
+
+
 def _locate(ref: str) -> Path | None:
     """The local folder of a model reference (None: a hub id), checked for loadable weights."""
     model_dir = _model_dir(ref)
@@ -355,9 +361,7 @@ class SentenceTransformerEmbedder(Embedder):
 
     def fingerprint(self) -> dict[str, Any]:
         self._ensure_loaded()
-        if self._weights_sha is None:
-            sha = weights_sha256(self.model_dir) if self.model_dir is not None else None
-            self._weights_sha = sha or state_dict_sha256(self.model)
+        self._weights_sha = self._weights_sha or _weights_digest(self.model_dir, self.model)
         return {
             "embedder": self.name,
             "model": self._model_id(),
@@ -532,9 +536,7 @@ class HFEmbedder(Embedder):
 
     def fingerprint(self) -> dict[str, Any]:
         self._ensure_loaded()
-        if self._weights_sha is None:
-            sha = weights_sha256(self.model_dir) if self.model_dir is not None else None
-            self._weights_sha = sha or state_dict_sha256(self.model)
+        self._weights_sha = self._weights_sha or _weights_digest(self.model_dir, self.model)
         return {
             "embedder": self.name,
             "model": self.params.model,
