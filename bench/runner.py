@@ -136,7 +136,7 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for lib in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy", "sacrebleu", "rouge-score"):
+    for lib in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy", "scipy", "sacrebleu", "rouge-score", "peft", "spacy", "gguf"):
         try:
             out[lib] = version(lib)
         except PackageNotFoundError:

@@ -326,7 +326,7 @@ class Slime(Attack):
         self.heads = build_heads(cap_f.shape[1], p.proj_dim)
         opt = torch.optim.AdamW(self.heads.parameters(), lr=p.lr, weight_decay=1e-4)
         steps = p.epochs * max(1, (len(pr) + p.batch_size - 1) // p.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps, pct_start=0.1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps + 1, pct_start=min(0.5, max(0.1, 2.5 / (steps + 1))))
         losses = []
         for _ in range(p.epochs):
             order = torch.randperm(len(pr), generator=gen).numpy()
