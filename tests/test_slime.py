@@ -14,39 +14,16 @@ import numpy as np
 import pytest
 
 from bench.runner import Runner, build_grid
+from tiny_models import tiny_llama
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("spacy")
 
-TOY_WORDS = (
-    "the a cat dog bird fish runs eats sleeps sings swims red blue green small big old young "
-    "house tree river road park city quickly slowly happily under over near far with"
-).split()
 
 
 def _tiny_lm(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer random Llama with a word-level tokenizer and a chat template, saved as safetensors."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<unk>", "<pad>", "<s>", "</s>"]
     extra = "keywords write one short sentence using these you plain english , . :".split()
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(specials + TOY_WORDS + extra))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    fast.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=1, bos_token_id=2, eos_token_id=3,
-    )
-    model = LlamaForCausalLM(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    fast.save_pretrained(folder)
-    (folder / "bench_random_init.json").write_text(json.dumps({"seed": seed}))
-    return folder
+    return tiny_llama(folder, seed, extra_words=tuple(extra))
 
 
 @pytest.fixture(scope="module")

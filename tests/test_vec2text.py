@@ -22,15 +22,13 @@ from bench.api import AttackContext, Split
 from bench.cache import EmbeddingCache
 from bench.errors import BenchError
 from bench.runner import Runner, build_grid
+from tiny_models import TOY_WORDS, tiny_llama
 from bench.victim import Victim
 
 torch = pytest.importorskip("torch")
 
 TOY_DIR = Path(__file__).parent / "toy_plugins"
-WORDS = (
-    "the a cat dog bird fish runs eats sleeps sings swims red blue green small big old young "
-    "house tree river road park city quickly slowly happily under over near far with"
-).split()
+WORDS = TOY_WORDS
 
 
 @pytest.fixture(autouse=True)
@@ -42,29 +40,7 @@ def _one_thread():
 
 
 def _tiny_lm(folder: Path, seed: int = 0) -> Path:
-    """A 2-layer random Llama (hidden 32) with a word-level tokenizer, saved as safetensors."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<unk>", "<pad>", "<s>", "</s>"]
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(specials + WORDS))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    from tokenizers import decoders
-
-    tok.decoder = decoders.WordPiece(prefix="##")  # joins word tokens with spaces
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=1, bos_token_id=2, eos_token_id=3,
-    )
-    model = LlamaForCausalLM(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    fast.save_pretrained(folder)
-    (folder / "bench_random_init.json").write_text(json.dumps({"seed": seed}))
-    return folder
+    return tiny_llama(folder, seed)
 
 
 @pytest.fixture(scope="module")
