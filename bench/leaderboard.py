@@ -78,9 +78,11 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3) -> pd.Data
     cols = metric_columns(df)
     ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed") if not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
     out = df[ident].copy()
-    varying = _varying_params(df["attack_params"])
-    if varying:  # e.g. a sweep over the attacker's data size: show just the swept keys
-        out.insert(1, "attack_params", [",".join(f"{k}={p.get(k)}" for k in varying) for p in map(_parse, df["attack_params"])])
+    # e.g. a sweep over the attacker's data size: show just the keys swept within each attack
+    varying = {a: _varying_params(df.loc[df["attack"] == a, "attack_params"]) for a in df["attack"].unique()}
+    if any(varying.values()):
+        shown = [",".join(f"{k}={p[k]}" for k in varying[a] if k in p) for a, p in zip(df["attack"], map(_parse, df["attack_params"]))]
+        out.insert(1, "attack_params", shown)
     if (~df["pretrained"]).any():
         out["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(df["attack"], df["pretrained"])]
     for c in cols:
