@@ -124,5 +124,12 @@ def load_records(paths: list[Path], include_errors: bool = False) -> list[Result
     files: list[Path] = []
     for p in map(Path, paths):
         files.extend(sorted(q for q in p.rglob("*.json")) if p.is_dir() else [p])
-    records = [load_record(f) for f in files if not f.name.startswith(".")]
+    records = []
+    for f in files:
+        if f.name.startswith("."):
+            continue
+        data = json.loads(f.read_text())
+        if not (isinstance(data, dict) and "cell_id" in data):
+            continue  # not a result record (e.g. a leaderboard.json under the same folder)
+        records.append(ResultRecord.model_validate(migrate(data)))
     return [r for r in records if include_errors or r.status == "ok"]
