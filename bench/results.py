@@ -116,8 +116,9 @@ def migrate(data: dict) -> dict:
     return data
 
 
-def load_record(path: Path) -> ResultRecord:
-    return ResultRecord.model_validate(migrate(json.loads(Path(path).read_text())))
+def load_record(path: Path | None = None, data: dict | None = None) -> ResultRecord:
+    """A record from its file (or its parsed JSON), migrated to the current schema."""
+    return ResultRecord.model_validate(migrate(data if data is not None else json.loads(Path(path).read_text())))
 
 
 def load_records(paths: list[Path], include_errors: bool = False) -> list[ResultRecord]:
@@ -131,5 +132,5 @@ def load_records(paths: list[Path], include_errors: bool = False) -> list[Result
         data = json.loads(f.read_text())
         if not (isinstance(data, dict) and "cell_id" in data):
             continue  # not a result record (e.g. a leaderboard.json under the same folder)
-        records.append(ResultRecord.model_validate(migrate(data)))
+        records.append(load_record(data=data))
     return [r for r in records if include_errors or r.status == "ok"]
