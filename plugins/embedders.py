@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -34,7 +33,7 @@ from pydantic import Field
 
 from bench.api import Embedder, Params
 from bench.cache import atomic_write_bytes, default_cache_dir, key_hash
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 from bench.hookspecs import hookimpl
 
 RANDOM_INIT_MARKER = "bench_random_init.json"
@@ -44,13 +43,6 @@ _OFFLINE_HINT = "not a local directory and the hub is unreachable (HF_HUB_OFFLIN
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _one_line(e: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(e).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -67,6 +59,11 @@ def _torch_device(device: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"device {device!r} requested but torch sees no GPU (torch.cuda.is_available() is False): use device cpu")
     return dev
+
+
+def _describe(e: BaseException) -> str:
+    text = one_line(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _looks_like_path(ref: str) -> bool:
@@ -210,9 +207,9 @@ def _check_no_pickle_only(ref: str, model_dir: Path | None) -> None:
 def _load_error(ref: str, model_dir: Path | None, e: BaseException) -> BenchError:
     if model_dir is None:
         if "safetensors" in str(e).lower():
-            return BenchError(f"cannot load model {ref!r}: it has no safetensors weights and pickle is never loaded ({_one_line(e)})")
+            return BenchError(f"cannot load model {ref!r}: it has no safetensors weights and pickle is never loaded ({_describe(e)})")
         return BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
-    return BenchError(f"cannot load model {ref!r} from {model_dir}: {_one_line(e)}")
+    return BenchError(f"cannot load model {ref!r} from {model_dir}: {_describe(e)}")
 
 
 @contextmanager
@@ -553,9 +550,6 @@ class HFEmbedder(Embedder):
 # ---------------------------------------------------------------- OpenAI-compatible APIs
 
 
-_RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-
-
 class OpenAIEmbedder(Embedder):
     """Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, Ollama, ...), black-box.
 
@@ -593,58 +587,17 @@ class OpenAIEmbedder(Embedder):
         """Nothing to load: the model runs behind the endpoint."""
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        import urllib.error
-        import urllib.request
+        from bench.http import post_json
 
-        from bench import __version__
-
-        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": f"inversion-bench/{__version__}"}
-        key = os.environ.get(self.params.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps(payload).encode()
-        url = self.url
-        for attempt in range(self.params.max_retries + 1):
-            req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+        def count() -> None:
             self.requests += 1
-            try:
-                with urllib.request.urlopen(req, timeout=self.params.timeout) as resp:
-                    body = resp.read()
-            except urllib.error.HTTPError as e:
-                try:
-                    detail = " ".join(e.read().decode("utf-8", "replace").split())[:200]
-                except OSError:
-                    detail = ""
-                if e.code in _RETRY_STATUS and attempt < self.params.max_retries:
-                    time.sleep(self._delay(attempt, e.headers.get("Retry-After") if e.headers else None))
-                    continue
-                hint = f"set ${self.params.api_key_env}" if e.code in (401, 403) else "check base_url, model and dimensions"
-                raise BenchError(f"embeddings endpoint {url} answered HTTP {e.code} {e.reason} ({detail or 'no body'}): {hint}") from None
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                if isinstance(reason, TimeoutError):
-                    raise BenchError(
-                        f"embeddings endpoint {url} did not answer within {self.params.timeout:g} s: "
-                        f"raise timeout= or lower batch_size="
-                    ) from None
-                raise BenchError(
-                    f"cannot reach embeddings endpoint {url} ({_one_line(reason) if isinstance(reason, BaseException) else reason}): "
-                    f"start the server or pass base_url=<its /v1 root>"
-                ) from None
-            try:
-                return json.loads(body)
-            except ValueError:
-                raise BenchError(f"embeddings endpoint {url} returned non-JSON ({body[:80]!r}): is base_url the /v1 root?") from None
-        raise AssertionError("unreachable")
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        delay = self.params.backoff * (2**attempt)
-        if retry_after:
-            try:
-                delay = max(delay, float(retry_after))
-            except ValueError:
-                pass
-        return min(delay, 60.0)
+        p = self.params
+        return post_json(
+            self.url, payload, what="embeddings endpoint", api_key_env=p.api_key_env, timeout=p.timeout,
+            max_retries=p.max_retries, backoff=p.backoff, hint="check base_url, model and dimensions",
+            timeout_hint="raise timeout= or lower batch_size=", on_request=count,
+        )
 
     def _request(self, texts: list[str]) -> np.ndarray:
         payload: dict[str, Any] = {"model": self.params.model, "input": texts, "encoding_format": "float"}
@@ -659,7 +612,7 @@ class OpenAIEmbedder(Embedder):
             items = sorted(items, key=lambda d: d["index"])
             emb = np.asarray([d["embedding"] for d in items], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as e:
-            raise BenchError(f"embeddings endpoint {self.url} returned a malformed response ({_one_line(e)})") from None
+            raise BenchError(f"embeddings endpoint {self.url} returned a malformed response ({_describe(e)})") from None
         if emb.ndim != 2:
             raise BenchError(f"embeddings endpoint {self.url} returned vectors of different lengths")
         if self._dim is None:

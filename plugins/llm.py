@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -222,31 +221,16 @@ class OpenAIChat:
         return {"name": f"{self.model} @ {self.url}", "sha256": None, "pretrained": True}
 
     def _one(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
-        import urllib.error
-        import urllib.request
+        from bench.http import post_json
 
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps({"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0}).encode()
-        for attempt in range(self.max_retries + 1):
-            try:
-                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    body = json.loads(resp.read())
-                return str(body["choices"][0]["message"]["content"] or "")
-            except urllib.error.HTTPError as e:
-                if e.code in (408, 429, 500, 502, 503, 504) and attempt < self.max_retries:
-                    time.sleep(min(2.0**attempt, 30.0))
-                    continue
-                hint = f"set ${self.api_key_env}" if e.code in (401, 403) else "check base_url and model"
-                raise BenchError(f"chat endpoint {self.url} answered HTTP {e.code} {e.reason}: {hint}") from None
-            except (urllib.error.URLError, OSError) as e:
-                raise BenchError(f"cannot reach chat endpoint {self.url} ({getattr(e, 'reason', e)}): start the server or fix base_url") from None
-            except (KeyError, IndexError, TypeError, ValueError):
-                raise BenchError(f"chat endpoint {self.url} returned a malformed response (no choices[0].message.content)") from None
-        raise AssertionError("unreachable")
+        payload = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0}
+        body = post_json(
+            self.url, payload, what="chat endpoint", api_key_env=self.api_key_env, timeout=self.timeout, max_retries=self.max_retries
+        )
+        try:
+            return str(body["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError):
+            raise BenchError(f"chat endpoint {self.url} returned a malformed response (no choices[0].message.content)") from None
 
     def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int = 24, batch_size: int = 8) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor

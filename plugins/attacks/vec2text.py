@@ -38,7 +38,6 @@ it would load itself, the 768-d assumption, ``length_penalty`` under transformer
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
