@@ -63,14 +63,23 @@ class Component:
 
 @dataclass
 class Split:
-    """Texts of one split. ``meta`` holds per-text extras such as PII entity spans."""
+    """Texts of one split. ``meta`` holds per-text extras such as PII entity spans; ``images`` the
+    image file paths of an image dataset (``texts`` are then their captions, the ground truth)."""
 
     ids: list[str]
     texts: list[str]
     meta: list[dict[str, Any]] | None = None
+    images: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def head(self, n: int | None) -> "Split":
+        """The first ``n`` items (all when n is None)."""
+        if n is None or n >= len(self.texts):
+            return self
+        return Split(self.ids[:n], self.texts[:n], self.meta[:n] if self.meta is not None else None,
+                     self.images[:n] if self.images is not None else None)
 
 
 @dataclass
@@ -111,9 +120,14 @@ class Dataset(Component):
 
 
 class Embedder(Component):
-    """Base class of victim embedders. ``embed`` returns float32 [n, dim]."""
+    """Base class of victim embedders. ``embed`` returns float32 [n, dim].
+
+    ``modality`` "image": ``embed`` receives image file paths (the split's ``images``); such an
+    embedder may also offer ``embed_text(texts)``, its text tower, for CLIPScore-like metrics.
+    """
 
     pretrained: bool = True
+    modality: ClassVar[Literal["text", "image"]] = "text"
 
     def load(self, device: str) -> None:
         """Load weights; called once before ``embed``."""
@@ -225,7 +239,7 @@ class AttackContext:
             raise BenchError("an adaptive attack on a secret defense needs leaked pairs: set the dataset's leaked > 0")
         from bench.align import procrustes
 
-        clean = self.victim.query(self.leaked.texts, split="leaked")
+        clean = self.victim.query(self.leaked.images if self.victim.modality == "image" else self.leaked.texts, split="leaked")
         return procrustes(self.leaked_embeddings, clean)
 
 
@@ -236,6 +250,12 @@ class Attack(Component):
     output: ClassVar[Literal["words", "text"]] = "text"
     query_access: ClassVar[Literal["none", "black-box", "white-box"]] = "black-box"
     default_grid: ClassVar[list[dict[str, Any]]] = [{"adaptive": False}, {"adaptive": True}]
+    # Targets evaluated when the user gives no --limit (None: all). For attacks whose inference is
+    # costly on a CPU (an LLM writing every caption); the record states the limit used.
+    default_limit: ClassVar[int | None] = None
+    modalities: ClassVar[tuple[str, ...]] = ("text",)  # victim modalities the attack works on
+    # Metrics the run's printed table shows (None: all); records and leaderboards keep every metric.
+    headline: ClassVar[tuple[str, ...] | None] = None
 
     @property
     def adaptive(self) -> bool:

@@ -46,7 +46,7 @@ def _load_config(path: Path) -> dict:
         raise BenchError(f"config file {path} cannot be read ({e}): check its permissions and encoding") from None
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"config file {path} is not valid TOML ({e}): fix the syntax") from None
-    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device"}
+    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline"}
     extra = set(data) - known
     if extra:
         raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
@@ -62,11 +62,13 @@ def _load_config(path: Path) -> dict:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML file with the grid.")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder for result records [results].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Where models run [auto].")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Embedding and artifact cache [~/.cache/inversion-bench].")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Root of every cache: embeddings, artifacts, models, features, captions [~/.cache/inversion-bench].")
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N targets (0: all) [each attack's default, usually all].")
+@click.option("--baseline/--no-baseline", default=None, help="Add the undefended cell when no defense given is 'none' [on].")
 @click.option("--leaderboard", "board", help="Also build leaderboards/NAME from this run's records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.pass_context
-def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, board, quiet):
+def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, board, quiet):
     """Run a grid of attack x defense x embedder x dataset x seed cells.
 
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
@@ -85,7 +87,14 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     }
     if not grid["attacks"]:
         raise BenchError("no attack given: add --attack NAME (see `bench list attacks`)")
-    cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"])
+    limit = limit if limit is not None else config.get("limit")
+    baseline = baseline if baseline is not None else config.get("baseline", True)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise BenchError(f"limit must be an integer (0: every target), got {limit!r}")
+    cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
+                       limit=limit, baseline=bool(baseline))
+    if cache_dir:  # every cache (plugins' model, feature and caption caches too) under one root
+        os.environ["BENCH_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
     out_dir = Path(out or config.get("out", "results"))
     runner = Runner(host, out_dir, resolve_device(device or config.get("device", "auto")), cache_dir, progress=not quiet)
     say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
@@ -97,7 +106,11 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
         say(f"[{i}/{n}] {cell.label()}: {status}")
 
     records = runner.run(cells, on_done=on_done)
-    click.echo(leaderboard.to_markdown(leaderboard.frame(records)))
+    heads = [host.entry("attacks", c.attack.name).cls.headline for c in cells]
+    shown = None if any(h is None for h in heads) else list(dict.fromkeys(m for h in heads for m in h))
+    click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
+    if shown:
+        say(f"(headline metrics; every metric is in the records under {out_dir}/ and in `bench leaderboard build`)")
     failed = [r for r in records if r.status == "error"]
     say(f"done in {time.perf_counter() - started:.1f}s; {len(records) - len(failed)} ok, {len(failed)} failed")
     if board:

@@ -36,6 +36,7 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
             "attack": r.attack.name,
             "mode": "adaptive" if r.attack.params.get("adaptive") else "naive",
             "attack_params": _params(r.attack.params),
+            "_attack_params": {k: v for k, v in r.attack.params.items() if k != "adaptive"},  # for display; not exported
             "defense": label(r.defense.name, r.defense.params),
             "embedder": r.embedder.name,
             "dataset": label(r.dataset.name, r.dataset.params),
@@ -68,20 +69,24 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     return ordered + [f"utility_{u}" for u in UTILITY if f"utility_{u}" in base]
 
 
-def display(df: pd.DataFrame, compact: bool = False, digits: int = 3) -> pd.DataFrame:
+def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: list[str] | None = None) -> pd.DataFrame:
     """Human table: ``value ±half-CI`` strings; non-pretrained rows are marked.
 
-    ``compact`` drops identity columns that are the same on every row (see ``caption``).
+    ``compact`` drops identity columns that are the same on every row (see ``caption``);
+    ``metrics`` keeps only those leakage metrics, in that order (utility always shown).
     """
     if df.empty:
         return df
     cols = metric_columns(df)
+    if metrics is not None:
+        cols = [m for m in metrics if m in cols] + [c for c in cols if c.startswith("utility_")]
     ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed") if not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
     out = df[ident].copy()
     # e.g. a sweep over the attacker's data size: show just the keys swept within each attack
-    varying = {a: _varying_params(df.loc[df["attack"] == a, "attack_params"]) for a in df["attack"].unique()}
+    params = list(df["_attack_params"]) if "_attack_params" in df.columns else [_parse(p) for p in df["attack_params"]]
+    varying = {a: _varying_params([p for p, b in zip(params, df["attack"]) if b == a]) for a in df["attack"].unique()}
     if any(varying.values()):
-        shown = [",".join(f"{k}={p[k]}" for k in varying[a] if k in p) for a, p in zip(df["attack"], map(_parse, df["attack_params"]))]
+        shown = [",".join(f"{k}={p[k]}" for k in varying[a] if k in p) for a, p in zip(df["attack"], params)]
         out.insert(1, "attack_params", shown)
     if (~df["pretrained"]).any():
         out["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(df["attack"], df["pretrained"])]
@@ -103,10 +108,9 @@ def _parse(params: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in params.split(",") if "=" in kv)
 
 
-def _varying_params(column: pd.Series) -> list[str]:
-    parsed = [_parse(p) for p in column]
+def _varying_params(parsed: list[dict]) -> list[str]:
     keys = sorted({k for p in parsed for k in p})
-    return [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+    return [k for k in keys if len({str(p.get(k)) for p in parsed}) > 1]
 
 
 def caption(df: pd.DataFrame) -> str:
@@ -115,16 +119,17 @@ def caption(df: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def to_markdown(df: pd.DataFrame) -> str:
+def to_markdown(df: pd.DataFrame, metrics: list[str] | None = None) -> str:
     if df.empty:
         return "(no results)"
     cap = caption(df)
-    return (f"{cap}\n\n" if cap else "") + display(df, compact=True).to_markdown(index=False)
+    return (f"{cap}\n\n" if cap else "") + display(df, compact=True, metrics=metrics).to_markdown(index=False)
 
 
 def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
     """Write ``out_dir/name/leaderboard.{md,csv,json}`` (a rebuild replaces them atomically)."""
     df = frame(records)
+    public = df.drop(columns=[c for c in df.columns if c.startswith("_")])
     target = Path(out_dir) / name
     built = datetime.now(timezone.utc).isoformat(timespec="seconds")
     header = (
@@ -139,10 +144,10 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         "built": built,
         "bench_version": __version__,
         "schema_version": SCHEMA_VERSION,
-        "rows": json.loads(df.to_json(orient="records")) if not df.empty else [],
+        "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]
-    bodies = [header + to_markdown(df) + "\n", df.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
+    bodies = [header + to_markdown(df) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
     for path, body in zip(paths, bodies):
         atomic_write_bytes(path, body.encode(), overwrite=True)
     return paths

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "bench_plugins.attacks.bow",
     "bench_plugins.attacks.nearest",
     "bench_plugins.attacks.slime",
+    "bench_plugins.attacks.slime_adaptive",
     "bench_plugins.attacks.vec2text",
     "bench_plugins.attacks.geia",
 )

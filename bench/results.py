@@ -61,6 +61,7 @@ class ResultRecord(BaseModel):
     embedder: ComponentConfig
     dataset: ComponentConfig
     seed: int
+    limit: int | None = Field(None, description="only the first N targets were evaluated (None: all)")
     threat_model: ThreatModel
     metrics: dict[str, MetricValue] = {}
     utility: dict[str, MetricValue] = {}

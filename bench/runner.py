@@ -51,15 +51,19 @@ class Cell:
     embedder: Embedder
     dataset: Dataset
     seed: int
+    limit: int | None = None  # evaluate only the first `limit` targets
 
     def configs(self) -> dict[str, Any]:
-        return {
+        out = {
             "attack": self.attack.config(),
             "defense": self.defense.config(),
             "embedder": self.embedder.config(),
             "dataset": self.dataset.config(),
             "seed": self.seed,
         }
+        if self.limit is not None:  # absent when unset, so ids of unlimited cells never change
+            out["limit"] = self.limit
+        return out
 
     @property
     def cell_id(self) -> str:
@@ -67,7 +71,8 @@ class Cell:
 
     def label(self) -> str:
         mode = "adaptive" if self.attack.adaptive else "naive"
-        return f"{self.attack.short()} [{mode}] vs {self.defense.short()} on {self.embedder.short()}/{self.dataset.short()} seed={self.seed}"
+        limit = f" limit={self.limit}" if self.limit is not None else ""
+        return f"{self.attack.short()} [{mode}] vs {self.defense.short()} on {self.embedder.short()}/{self.dataset.short()} seed={self.seed}{limit}"
 
 
 def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
@@ -97,13 +102,22 @@ def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
     return out
 
 
-def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds) -> list[Cell]:
+def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit: int | None = None,
+               baseline: bool = True) -> list[Cell]:
+    """The cells of a grid. ``limit``: targets per cell (None: each attack's ``default_limit``;
+    0: all). ``baseline``: add the undefended cell (defense ``none``) when no defense given is the
+    identity, so every defended number has its clean reference beside it."""
     axes = [expand(host, k, s) for k, s in zip(KINDS, (attacks, defenses, embedders, datasets))]
+    if limit is not None and limit < 0:
+        raise BenchError(f"--limit must be >= 0 (0: every target), got {limit}")
+    if baseline and not any(d.identity for d in axes[1]) and "none" in host.registries["defenses"].names():
+        axes[1].insert(0, host.make("defenses", "none", {}))
     cells = []
     for attack, defense, embedder, dataset, seed in itertools.product(*axes, seeds):
         if attack.adaptive and defense.identity:
             continue  # knowing "no defense" changes nothing: the naive cell covers it
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed)))
+        n = attack.default_limit if limit is None else (limit or None)
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n))
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
@@ -180,6 +194,28 @@ class Runner:
         info = {k: v for k, v in self.splits(ds).info.items() if k != "source"}  # where it lies is not what it is
         return key_hash([ds.config(), info])
 
+    def check_modality(self, cell: Cell) -> None:
+        """The attack must work on the victim's modality, and an image victim needs an image dataset."""
+        modality = cell.embedder.modality
+        if modality not in cell.attack.modalities:
+            works = " and ".join(cell.attack.modalities)
+            raise BenchError(
+                f"attack {cell.attack.name!r} works on {works} victims only; embedder {cell.embedder.name!r} embeds {modality}s"
+            )
+        if modality == "image":
+            self.inputs(cell, self.splits(cell.dataset).target)
+
+    def inputs(self, cell: Cell, split) -> list[str]:
+        """What the victim embeds of a split: its image paths for an image embedder, else its texts."""
+        if cell.embedder.modality != "image":
+            return split.texts
+        if split.images is None:
+            raise BenchError(
+                f"embedder {cell.embedder.name!r} embeds images but dataset {cell.dataset.name!r} has none: "
+                f"use an image dataset (e.g. coco) or a text embedder"
+            )
+        return split.images
+
     def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed_for(seed, "defender", split))
         return defense.apply(victim.embed_split(split, texts), rng)
@@ -205,6 +241,8 @@ class Runner:
         cells = [c for c in cells if record_path(self.out_dir, c.cell_id) is None]  # finished: nothing to load
         for cell in cells:  # datasets first: cheap, and the likeliest to be missing
             self.splits(cell.dataset)
+        for cell in cells:
+            self.check_modality(cell)
         seen = set()
         for cell in cells:
             embedder = self.embedder(cell.embedder)
@@ -265,6 +303,7 @@ class Runner:
             embedder=self._component("embedders", cell.embedder),
             dataset=self._component("datasets", cell.dataset),
             seed=cell.seed,
+            limit=cell.limit,
         )
         victim = None
         try:
@@ -272,8 +311,11 @@ class Runner:
             data = self.splits(cell.dataset)
             victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
-            target = self.defended(victim, cell.defense, "target", data.target.texts, cell.seed)
-            leaked = self.defended(victim, cell.defense, "leaked", data.leaked.texts, cell.seed)
+            # The whole split is embedded and defended (same noise draw whatever the limit), then cut.
+            self.check_modality(cell)
+            target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed)[: cell.limit]
+            targets = data.target.head(cell.limit)
+            leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed)
             ctx = AttackContext(
                 victim=victim,
                 attacker=data.attacker,
@@ -290,15 +332,21 @@ class Runner:
             attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
             if len(outputs) != len(target):
                 raise BenchError(f"attack {cell.attack.name!r} returned {len(outputs)} outputs for {len(target)} targets")
-            rows = reconstruction_scores(outputs, data.target.texts, cell.attack.output, data.target.meta)
-            for row, extra in zip(rows, cell.attack.extra_scores(outputs, data.target, ctx) or [{}] * len(rows)):
+            rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
+            for row, extra in zip(rows, cell.attack.extra_scores(outputs, targets, ctx) or [{}] * len(rows)):
                 row.update(extra)
             if cell.attack.output == "text":
-                # Cosine of the re-embedded reconstruction against the clean target embedding.
-                recon = victim.embed_split("reconstructions", [str(o) for o in outputs])
-                clean = victim.embed_split("target", data.target.texts)
-                for row, c in zip(rows, cosine_rows(recon, clean)):
-                    row["cosine"] = float(c)
+                # Cosine of the re-embedded reconstruction against the clean target embedding; for an
+                # image victim its text tower's embedding of the reconstruction (CLIPScore-like), if any.
+                texts = [str(o) for o in outputs]
+                if victim.modality == "text":
+                    recon = victim.embed_split("reconstructions", texts)
+                else:
+                    recon = victim.embed_text_split("reconstructions", texts) if hasattr(embedder, "embed_text") else None
+                if recon is not None:
+                    clean = victim.embed_split("target", self.inputs(cell, data.target))[: len(outputs)]
+                    for row, c in zip(rows, cosine_rows(recon, clean)):
+                        row["cosine"] = float(c)
             per_metric: dict[str, list[float]] = {}
             for row in rows:
                 for k, v in row.items():
@@ -307,7 +355,7 @@ class Runner:
             utility = self.utility(victim, cell.defense, data, cell.seed)
             samples = [
                 {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r}
-                for i, t, o, r in zip(data.target.ids, data.target.texts, outputs, rows)
+                for i, t, o, r in zip(targets.ids, targets.texts, outputs, rows)
             ]
             models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
             models += [ModelInfo(**m) for m in cell.attack.models]

@@ -38,12 +38,26 @@ class Victim:
     def dim(self) -> int:
         return self.embedder.dim
 
+    @property
+    def modality(self) -> str:
+        """What ``embed_split`` and ``query`` take: "text", or "image" (image file paths)."""
+        return getattr(self.embedder, "modality", "text")
+
     def embed_split(self, split: str, texts: list[str]) -> np.ndarray:
-        """Embeddings of a dataset split, from the cache when they are there."""
+        """Embeddings of a dataset split (texts, or image paths for an image victim), from the cache when they are there."""
         path = self.cache.path(self.fingerprint, self.dataset_key, split, texts)
         emb = self.cache.get(path, len(texts))
         if emb is None:
             emb = self._embed(texts, split)
+            self.cache.put(path, emb)
+        return emb
+
+    def embed_text_split(self, split: str, texts: list[str]) -> np.ndarray:
+        """An image victim's text-tower embeddings (``embedder.embed_text``), cached; not attacker queries."""
+        path = self.cache.path({**self.fingerprint, "tower": "text"}, self.dataset_key, split, texts)
+        emb = self.cache.get(path, len(texts))
+        if emb is None:
+            emb = self._embed(texts, split, embed=self.embedder.embed_text)
             self.cache.put(path, emb)
         return emb
 
@@ -57,8 +71,10 @@ class Victim:
         self.queries += len(texts)
         return self.embed_split(split, texts)
 
-    def _embed(self, texts: list[str], split: str, chunk: int = 2048) -> np.ndarray:
+    def _embed(self, texts: list[str], split: str, chunk: int = 2048, embed=None) -> np.ndarray:
         from tqdm.auto import tqdm
+
+        embed = embed or self.embedder.embed
 
         if not texts:
             return np.zeros((0, self.dim), np.float32)
@@ -66,7 +82,7 @@ class Victim:
         parts = []
         with tqdm(total=len(texts), desc=f"embedding {split}", unit="text", disable=None if self.progress else True, leave=False) as bar:
             for i in range(0, len(texts), chunk):
-                parts.append(np.asarray(self.embedder.embed(texts[i : i + chunk]), dtype=np.float32))
+                parts.append(np.asarray(embed(texts[i : i + chunk]), dtype=np.float32))
                 bar.update(len(parts[-1]))
         emb = np.concatenate(parts)
         self.embed_seconds += time.perf_counter() - t0

@@ -8,7 +8,7 @@ from bench.runner import Runner, build_grid
 
 
 def _run(host, tmp_path, attacks, defenses, embedder, dataset, out="out"):
-    cells = build_grid(host, attacks, defenses, [embedder], [dataset], [0])
+    cells = build_grid(host, attacks, defenses, [embedder], [dataset], [0], baseline=False)
     runner = Runner(host, tmp_path / out, "cpu", tmp_path / "cache", progress=False)
     runner.prepare(cells)
     return runner, runner.run(cells)

@@ -23,6 +23,7 @@ def run_cli(capsys, *args):
         (["run", "--attack", "bow", "--defense", "noise:scale=-0.1"], "bad value for defense 'noise' parameter 'scale'"),
         (["run", "--attack", "bow", "--dataset", "wordnet:path=/nonexistent"], "apt-get install wordnet-base"),
         (["run"], "no attack given"),
+        (["run", "--attack", "bow", "--limit", "-3"], "--limit must be >= 0"),
         (["run", "--attack", "bow", "--defense", "noise:scale"], "write key=value"),
         (["--plugins-dir", "/nonexistent", "plugins"], "is not a directory"),
         (["leaderboard", "build", "/nonexistent", "--name", "x"], "does not exist"),
@@ -112,7 +113,7 @@ def test_toml_config_runs_a_sweep(capsys, tmp_path, monkeypatch):
     cfg = tmp_path / "grid.toml"
     cfg.write_text(
         'attacks = ["nearest:adaptive=false"]\nembedders = ["toy-hash"]\ndatasets = ["toy"]\nseeds = [0, 1]\n'
-        f'out = "{tmp_path / "res"}"\ndevice = "cpu"\n'
+        f'out = "{tmp_path / "res"}"\ndevice = "cpu"\nlimit = 20\nbaseline = false\n'
         '[[defenses]]\nname = "noise"\nscale = [0.0, 0.5]\nrenormalize = false\n'
     )
     code, out, err = run_cli(capsys, "--plugins-dir", TOY, "run", "--config", str(cfg), "--cache-dir", str(tmp_path / "c"))
@@ -120,5 +121,6 @@ def test_toml_config_runs_a_sweep(capsys, tmp_path, monkeypatch):
     records = [json.loads(p.read_text()) for p in (tmp_path / "res").glob("*.json")]
     assert sorted((r["seed"], r["defense"]["params"]["scale"]) for r in records) == [(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)]
     assert all(r["defense"]["params"]["renormalize"] is False for r in records)
+    assert all(r["limit"] == 20 and r["metrics"]["word_f1"]["n"] == 20 for r in records)
     f1 = {(r["seed"], r["defense"]["params"]["scale"]): r["metrics"]["word_f1"]["value"] for r in records}
     assert f1[(0, 0.5)] < f1[(0, 0.0)]

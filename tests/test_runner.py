@@ -27,8 +27,39 @@ def test_grid_merges_default_sweeps(host):
     assert len(cells) == 7 + 6
     assert (True, "none", None) not in labels
     assert {s for a, n, s in labels if n == "noise"} == {0.001, 0.01, 0.03, 0.1, 0.5}
-    one = build_grid(host, ["nearest:adaptive=false"], ["noise:scale=0.1"], ["minilm"], ["wordnet"], [0, 1])
+    one = build_grid(host, ["nearest:adaptive=false"], ["noise:scale=0.1"], ["minilm"], ["wordnet"], [0, 1], baseline=False)
     assert [(c.attack.adaptive, c.seed) for c in one] == [(False, 0), (False, 1)]
+
+
+def test_clean_baseline_is_added(host):
+    cells = build_grid(host, ["nearest:adaptive=false"], ["noise:scale=0.1"], ["minilm"], ["wordnet"], [0])
+    assert [c.defense.name for c in cells] == ["none", "noise"]
+    cells = build_grid(host, ["nearest:adaptive=false"], ["none", "noise:scale=0.1"], ["minilm"], ["wordnet"], [0])
+    assert [c.defense.name for c in cells] == ["none", "noise"]  # not twice
+
+
+def test_limit_evaluates_a_prefix_of_the_same_cell(toy_host, tmp_path):
+    def run(limit, out):
+        cells = build_grid(toy_host, ["nearest:adaptive=false"], ["noise:scale=0.3"], ["toy-hash"], ["toy"], [0],
+                           limit=limit, baseline=False)
+        runner = Runner(toy_host, tmp_path / out, "cpu", tmp_path / "cache", progress=False)
+        runner.prepare(cells)
+        return cells[0], runner.run(cells)[0]
+
+    full_cell, full = run(None, "full")
+    cut_cell, cut = run(7, "cut")
+    assert full.limit is None and cut.limit == 7 and cut_cell.cell_id != full_cell.cell_id
+    assert cut.metrics["word_f1"].n == 7 and full.metrics["word_f1"].n == 80
+    def rows(out):
+        (path,) = (tmp_path / out).glob("*.samples.jsonl")
+        return [json.loads(x) for x in path.read_text().splitlines()]
+
+    # the same noise draw: the limited cell is exactly the first 7 samples of the full one
+    assert rows("cut") == rows("full")[:7]
+    assert run(0, "all")[1].metrics["word_f1"].n == 80  # 0: every target
+    assert "limit" not in full_cell.configs() and cut_cell.configs()["limit"] == 7
+    with pytest.raises(BenchError, match="limit"):
+        run(-1, "bad")
 
 
 def _run(host, tmp_path, attacks, defenses, out="out", cache="cache"):

@@ -195,12 +195,13 @@ def test_end_to_end_runner_records_models_metrics_and_caches(toy_host, tmp_path,
     records = _run(toy_host, tmp_path, [_slime(tiny_lm)], ["none", "noise:scale=0.3"])
     assert [r.status for r in records] == ["ok", "ok"], [r.error for r in records]
     rec = records[0]
-    for m in ("rouge_l", "bleu", "tag_f1", "tag_f1_ref", "nbr_f1@5", "nbr_f1@50", "nbr_f1_ref@10"):
+    for m in ("rouge_l", "bleu", "tag_f1", "tag_f1_ref", "nbr_f1@5", "nbr_f1@50", "nbr_f1_ref@10", "object_f1", "relation_f1", "nbr_f1_chance@50"):
         assert m in rec.metrics, m
         assert 0 <= rec.metrics[m].value <= (100 if m == "bleu" else 1)
     assert rec.metrics["nbr_f1@50"].value >= rec.metrics["nbr_f1@5"].value  # neighbourhoods grow with m
     roles = {m.role: m for m in rec.models}
-    assert {"victim", "attack-encoder", "tagger", "caption-llm"} <= set(roles)
+    assert {"victim", "attack-encoder", "tagger", "caption-llm", "tag-ranker"} <= set(roles)
+    assert "held-out tag F1" in roles["tag-ranker"].name
     assert not roles["attack-encoder"].pretrained and not roles["caption-llm"].pretrained and rec.all_pretrained is False
     assert rec.threat_model.query_access == "none" and rec.provenance.victim_queries == 0
     # heads + ranker cached as safetensors, shared by both cells (they do not depend on the defense)
@@ -209,6 +210,20 @@ def test_end_to_end_runner_records_models_metrics_and_caches(toy_host, tmp_path,
     # a fresh output folder: same numbers from the caches
     again = _run(toy_host, tmp_path, [_slime(tiny_lm)], ["none"], out="out2")
     assert again[0].metrics == rec.metrics
+
+
+def test_ranker_is_used_only_when_it_beats_cosine_on_held_out_captions():
+    from bench_plugins.attacks.slime import Slime
+
+    a = Slime()
+    a.report = {"holdout_tag_f1_cosine": 0.25, "holdout_tag_f1_ranker": 0.24}
+    assert not a.use_ranker
+    a.report["holdout_tag_f1_ranker"] = 0.26
+    assert a.use_ranker
+    assert not Slime({"ranker_epochs": 0}).use_ranker
+    forced = Slime({"rerank": "always"})
+    forced.report = {"holdout_tag_f1_cosine": 0.25, "holdout_tag_f1_ranker": 0.1}
+    assert forced.use_ranker
 
 
 def test_pairs_sweep_and_too_many_pairs(toy_host, tmp_path, tiny_lm):
@@ -262,4 +277,4 @@ def test_real_smollm2_and_minilm_on_wordnet(host, tmp_path):
     (samples_file,) = (tmp_path / "out").glob("*.samples.jsonl")
     samples = [json.loads(x) for x in samples_file.read_text().splitlines()]
     assert len(samples) == 4 and all(isinstance(s["reconstruction"], str) and s["reconstruction"] for s in samples)
-    assert "nbr_f1@50" in rec.metrics and "rouge_l" in rec.metrics
+    assert "nbr_f1@50" in rec.metrics and "rouge_l" in rec.metrics and "object_f1" in rec.metrics

@@ -34,8 +34,21 @@ Metrics (``extra_scores``), per target, besides the shared ROUGE-L/BLEU of the c
   way). A retrieved tag t matches r when t is in N_m(r). Precision: share of retrieved tags that
   match some reference tag; recall: share of reference tags matched by some retrieved tag.
   Targets without reference tags give no value (they are left out of the mean).
+* ``nbr_f1_chance@m``: the same for as many tags drawn at random from the vocabulary (seeded): the
+  level that no leakage gives.
+* ``object_f1``, ``attribute_f1``, ``relation_f1``, ``scene_f1`` (the paper's object / relation /
+  scene F1): neighbourhood F1@10 restricted to one kind of tag, retrieved tags of that kind against
+  the ground-truth tags of that kind; no value when the target has no tag of that kind.
 
-The adaptive variant (diffusion + VLM, ``slime-adaptive``) and image victims are not here.
+**Image victims** (an embedder with ``modality = "image"``, e.g. ``clip``, on an image dataset such
+as ``coco``): as in the paper the attacker has a frozen dual encoder of its own, ``image_encoder`` (a
+CLIP / open_clip reference loaded by ``bench_plugins.clip``; never the victim). The retriever's
+queries are its image-tower features of the attacker split's images, the tags (still parsed from
+the captions) its text-tower features; the alignment maps the leaked victim image embeddings to the
+attacker's projected image embeddings of the same images; attack-reference tags come from its image
+features of the target images. Text victims are unchanged.
+
+The adaptive variant (diffusion + VLM) is ``slime-adaptive`` (``bench_plugins.attacks.slime_adaptive``).
 """
 
 from __future__ import annotations
@@ -54,6 +67,8 @@ from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 
 NEIGHBOURHOODS = (5, 10, 20, 50)
+KINDS = ("object", "attribute", "relation", "scene")  # bench_plugins.tags.KINDS
+KIND_M = 10  # neighbourhood size of the per-kind F1s
 PROMPT_VERSION = "1"
 SYSTEM = "You write one short, plain English sentence."
 
@@ -141,7 +156,12 @@ class Slime(Attack):
     name = "slime"
     output = "text"
     query_access = "none"
+    modalities = ("text", "image")
     default_grid = [{"adaptive": False}]
+    # A local LLM writes one caption per target (~0.5 s each on 2 CPU cores): by default 100 targets
+    # are evaluated; `--limit 0` evaluates all.
+    default_limit = 100
+    headline = ("nbr_f1@10", "nbr_f1@50", "nbr_f1_ref@50", "nbr_f1_chance@50", "tag_f1", "object_f1", "relation_f1", "scene_f1", "rouge_l", "bleu", "cosine")
 
     class Params(AttackParams):
         pairs: int = Field(1000, ge=1, description="b: leaked (text, embedding) pairs used for the alignment (an axis: 1|10|100|1000)")
@@ -149,13 +169,14 @@ class Slime(Attack):
         candidates: int = Field(50, ge=2, description="faiss candidates re-scored by the DCN-v2 ranker")
         encoder: str = Field("smollm2", min_length=1, description='attacker text encoder: "smollm2" (shipped GGUF), a local folder or hub id; never the victim')
         encoder_layers: int = Field(8, ge=0, description="keep the encoder's first N layers (speed); 0: all")
-        max_train: int = Field(3000, ge=10, description="attacker-split sentences used to train the retriever")
+        max_train: int = Field(1500, ge=10, description="attacker-split sentences used to train the retriever")
         proj_dim: int = Field(256, ge=8, description="projection head output dimension")
-        epochs: int = Field(30, ge=1, description="contrastive epochs")
+        epochs: int = Field(15, ge=1, description="contrastive epochs")
         lr: float = Field(2e-3, gt=0)
         batch_size: int = Field(256, ge=2)
         temperature: float = Field(0.05, gt=0, description="InfoNCE temperature")
         ranker_epochs: int = Field(8, ge=0, description="DCN-v2 epochs (0: rank by cosine only)")
+        rerank: Literal["auto", "always"] = Field("auto", description="auto: use the DCN-v2 ranker only if it beats cosine on held-out captions")
         hard_negatives: int = Field(4, ge=1, description="hard negatives per positive (ranker)")
         margin: float = Field(0.5, ge=0, description="margin of the ranker's pairwise hinge term")
         llm_backend: Literal["local", "openai"] = Field("local", description="caption writer: local transformers or an OpenAI-compatible endpoint")
@@ -167,13 +188,14 @@ class Slime(Attack):
         gen_batch: int = Field(32, ge=1, description="captions generated per batch")
         tag_backend: Literal["auto", "spacy", "stanza"] = Field("auto", description="auto: stanza when stanza_dir is set, else spaCy")
         stanza_dir: str | None = Field(None, description="local stanza resources folder (stanza cannot download offline)")
+        image_encoder: str | None = Field(None, description="image victims: the attacker's own CLIP/open_clip dual encoder (folder, local-dir:/path, open_clip:ARCH@ckpt); never the victim")
 
         @model_validator(mode="after")
         def _check(self):
             if self.adaptive:
                 raise ValueError(
                     "slime aligns through leaked pairs whatever the defense, so adaptive=true changes nothing; "
-                    "the adaptive SLImE variant (diffusion + VLM) is a separate attack, not implemented yet"
+                    "the adaptive SLImE variant (diffusion + VLM) is the attack slime-adaptive"
                 )
             if self.llm_backend == "openai" and not self.model:
                 raise ValueError("llm_backend=openai needs model=<chat model name>")
@@ -186,6 +208,8 @@ class Slime(Attack):
         self.models: list[dict[str, Any]] = []
         self.report: dict[str, Any] = {}  # training diagnostics (saved with the retriever)
         self.timings: dict[str, float] = {}  # seconds per stage of this run
+        self.image = False  # the victim embeds images: queries go through the attacker's image encoder
+        self.encoder = self.dual = None
 
     # ------------------------------------------------------------ set-up
 
@@ -193,11 +217,15 @@ class Slime(Attack):
         keep = ("encoder", "encoder_layers", "max_train", "proj_dim", "epochs", "lr", "batch_size", "temperature",
                 "ranker_epochs", "hard_negatives", "margin", "candidates", "tag_backend", "stanza_dir")
         p = self.params.model_dump()
-        return {k: p[k] for k in keep}
+        out = {k: p[k] for k in keep}
+        if self.image:  # text victims keep their keys (and caches)
+            out.update(image_encoder=p["image_encoder"], image_encoder_sha256=self.dual.identity["sha256"])
+        return out
 
-    def _check_not_victim(self, ctx: AttackContext, identity: dict[str, Any], source) -> None:
+    def _check_not_victim(self, ctx: AttackContext, identity: dict[str, Any], source, param: str = "encoder") -> None:
         from bench_plugins.embedders import weights_sha256
 
+        ref = getattr(self.params, param)
         fp = ctx.victim.fingerprint or {}
         vic_sha = fp.get("weights_sha256")
         shas = {identity.get("sha256")}
@@ -206,11 +234,12 @@ class Slime(Attack):
         except Exception:  # noqa: BLE001 - a hub id without a local folder
             pass
         vic = _norm_ref(fp.get("model"))
-        names = {_norm_ref(self.params.encoder), _norm_ref(identity.get("name")), _norm_ref(identity.get("path")), _norm_ref(str(source))}
+        names = {_norm_ref(ref), _norm_ref(identity.get("name")), _norm_ref(identity.get("path")), _norm_ref(str(source))}
         if (vic_sha and vic_sha in shas) or (vic and vic in names):
+            fix = "encoder=<another local model> (default: smollm2)" if param == "encoder" else "image_encoder=<a CLIP/open_clip model of the attacker's own>"
             raise BenchError(
-                f"slime's encoder {self.params.encoder!r} is the victim model ({fp.get('model')}): the attacker must use a "
-                f"model of its own; pass encoder=<another local model> (default: smollm2)"
+                f"slime's {param} {ref!r} is the victim model ({fp.get('model')}): the attacker must use a "
+                f"model of its own; pass {fix}"
             )
 
     def _load_encoder(self, ctx: AttackContext):
@@ -220,12 +249,24 @@ class Slime(Attack):
         self._check_not_victim(ctx, identity, source)
         return LocalLM(self.params.encoder, ctx.device, self.params.encoder_layers or None)
 
+    def _load_image_encoder(self, ctx: AttackContext):
+        from bench_plugins.clip import load_dual_encoder
+
+        if not self.params.image_encoder:
+            raise BenchError(
+                f"slime on an image victim ({ctx.victim.embedder.name!r}) needs image_encoder=<the attacker's own CLIP or "
+                f"open_clip model: a folder, local-dir:/path or open_clip:ARCH@checkpoint.safetensors>"
+            )
+        enc = load_dual_encoder(self.params.image_encoder, ctx.device)
+        self._check_not_victim(ctx, enc.identity, enc.identity.get("path") or self.params.image_encoder, "image_encoder")
+        return enc
+
     def _load_writer(self, ctx: AttackContext):
         from bench_plugins.llm import LocalLM, OpenAIChat
 
         if self.params.llm_backend == "openai":
             return OpenAIChat(self.params.base_url, self.params.model or "", self.params.api_key_env)
-        if self.params.llm == self.params.encoder and not self.params.encoder_layers:
+        if self.params.llm == self.params.encoder and not self.params.encoder_layers and self.encoder is not None:
             return self.encoder
         return LocalLM(self.params.llm, ctx.device, None)
 
@@ -233,6 +274,22 @@ class Slime(Attack):
         from bench_plugins.llm import cached_embed
 
         return cached_embed(self.encoder, texts, {"batch_size": 64, "max_length": 64})
+
+    def _items(self, split: Split) -> list[str]:
+        """What the retriever's query side reads of a split: its images (image victim) or its texts."""
+        return list(split.images if self.image else split.texts)
+
+    def _query_features(self, items: list[str]) -> np.ndarray:
+        """Frozen query features: the dual encoder's image tower (image victims) or the text encoder."""
+        from bench_plugins.clip import cached_encode
+
+        return cached_encode(self.dual, "image", items) if self.image else self._features(items)
+
+    def _tag_features(self, texts: list[str]) -> np.ndarray:
+        """Frozen tag features: the dual encoder's text tower (image victims) or the text encoder."""
+        from bench_plugins.clip import cached_encode
+
+        return cached_encode(self.dual, "text", texts) if self.image else self._features(texts)
 
     def _project(self, feats: np.ndarray, which: str) -> np.ndarray:
         import torch
@@ -255,12 +312,19 @@ class Slime(Attack):
             )
         t0 = time.perf_counter()
         self.tagger = make_tagger(p.tag_backend, p.stanza_dir)
-        self.encoder = self._load_encoder(ctx)
+        self.image = ctx.victim.modality == "image"
+        if self.image:
+            self.dual = self._load_image_encoder(ctx)
+        else:
+            self.encoder = self._load_encoder(ctx)
         self.timings["load_models"] = round(time.perf_counter() - t0, 1)
         train_texts = list(ctx.attacker.texts[: p.max_train])
+        train_queries = self._items(ctx.attacker)[: p.max_train]
         known = train_texts + list(ctx.leaked.texts)
         t0 = time.perf_counter()
-        known_tags = [tag_texts(t) for t in extract_tags(known, self.tagger)]
+        raw_tags = extract_tags(known, self.tagger)
+        known_tags = [tag_texts(t) for t in raw_tags]
+        self.kind_of = {t["text"]: t["type"] for ts in raw_tags for t in ts}  # a tag's kind: object, relation, ...
         self.timings["tags"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         folder = ctx.artifact_dir(victim=None, attack={"name": "slime-retriever", "params": self._retriever_params()})
@@ -271,22 +335,27 @@ class Slime(Attack):
             if not vocab:
                 raise BenchError("slime found no tags in the attacker's texts: are they sentences?")
             self.vocab = vocab
-            self._train(train_texts, known_tags[: len(train_texts)], ctx)
+            self._train(train_queries, known_tags[: len(train_texts)], ctx)
             self._save(folder)
         self.timings["retriever"] = round(time.perf_counter() - t0, 1)
         self.vindex = {t: i for i, t in enumerate(self.vocab)}
-        self.tag_emb = self._project(self._features(self.vocab), "tag")
-        # alignment: leaked defended victim embeddings -> attacker's projected caption space
-        leaked_feats = self._features(list(ctx.leaked.texts[: p.pairs]))
+        self.tag_emb = self._project(self._tag_features(self.vocab), "tag")
+        # alignment: leaked defended victim embeddings -> attacker's projected caption (or image) space
+        leaked_feats = self._query_features(self._items(ctx.leaked)[: p.pairs])
         e_a = self._project(leaked_feats, "caption")
         e_v = np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32)
         self.W = least_squares(e_v, e_a)
         self.writer = None
-        enc = self.encoder.info()
-        self.models = [
-            {"role": "attack-encoder", "name": f"{enc['name']} (first {enc['layers']} layers, mean-pooled)" if enc["layers"] else f"{enc['name']} (mean-pooled)", "pretrained": bool(enc["pretrained"])},
-            {"role": "tagger", "name": f"{self.tagger.name} {self.tagger.version}", "pretrained": True},
-        ]
+        if self.image:
+            dual = self.dual.identity
+            encoder = {"role": "attack-encoder", "name": f"{dual['name']} ({dual['backend']} dual encoder: image tower for queries, text tower for tags)", "pretrained": bool(dual["pretrained"])}
+        else:
+            enc = self.encoder.info()
+            encoder = {"role": "attack-encoder", "name": f"{enc['name']} (first {enc['layers']} layers, mean-pooled)" if enc["layers"] else f"{enc['name']} (mean-pooled)", "pretrained": bool(enc["pretrained"])}
+        self.models = [encoder, {"role": "tagger", "name": f"{self.tagger.name} {self.tagger.version}", "pretrained": True}]
+        r = self.report
+        held = f"held-out tag F1 {r['holdout_tag_f1_ranker']:.3f} vs cosine {r['holdout_tag_f1_cosine']:.3f}" if "holdout_tag_f1_ranker" in r else "no held-out check"
+        self.models.append({"role": "tag-ranker", "name": f"DCN-v2 re-ranker, {'used' if self.use_ranker else 'not used'} ({held})", "pretrained": True})
         if p.llm_backend == "openai":
             self.models.append({"role": "caption-llm", "name": f"{p.model} @ {p.base_url}", "pretrained": True})
         else:
@@ -297,7 +366,7 @@ class Slime(Attack):
 
     # ------------------------------------------------------------ training
 
-    def _train(self, texts: list[str], tags: list[list[str]], ctx: AttackContext) -> None:
+    def _train(self, queries: list[str], tags: list[list[str]], ctx: AttackContext) -> None:
         import torch
         from scipy.sparse import csr_matrix
 
@@ -306,17 +375,17 @@ class Slime(Attack):
         gen = torch.Generator().manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
         keep = [i for i, t in enumerate(tags) if t]
-        texts, tags = [texts[i] for i in keep], [tags[i] for i in keep]
+        queries, tags = [queries[i] for i in keep], [tags[i] for i in keep]
         vidx = {t: i for i, t in enumerate(self.vocab)}
-        cap_f = torch.tensor(self._features(texts))
-        tag_f = torch.tensor(self._features(self.vocab))
+        cap_f = torch.tensor(self._query_features(queries))
+        tag_f = torch.tensor(self._tag_features(self.vocab))
         rows = [i for i, ts in enumerate(tags) for t in ts]
         cols = [vidx[t] for ts in tags for t in ts]
-        pos = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(self.vocab)))
+        pos = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(queries), len(self.vocab)))
         pos.sum_duplicates()
         pos.data[:] = 1
         # hold out 10% of the captions to report what the ranker adds (never used for training)
-        n = len(texts)
+        n = len(queries)
         perm = rng.permutation(n)
         n_hold = max(1, n // 10) if n >= 20 else 0
         hold, train = perm[:n_hold], perm[n_hold:]
@@ -359,6 +428,7 @@ class Slime(Attack):
             self.report["ranker_loss"] = self._train_ranker(q[train], pos[train], t_emb, gen)
         self.ranker.eval()
         if n_hold:
+            self.report.pop("holdout_tag_f1_ranker", None)
             truth = [set(pos[i].indices.tolist()) for i in hold]
             cos_top = self._search(q[hold], p.k)
             rank_top = self._retrieve(q[hold])
@@ -419,13 +489,23 @@ class Slime(Attack):
 
         return search(q, self.tag_emb, min(k, len(self.vocab)), "cpu")
 
+    @property
+    def use_ranker(self) -> bool:
+        """The DCN-v2 re-ranking is used unless it did worse than cosine on the held-out captions (auto)."""
+        if self.params.ranker_epochs == 0:
+            return False
+        if self.params.rerank == "always":
+            return True
+        r = self.report
+        return not ("holdout_tag_f1_ranker" in r and r["holdout_tag_f1_ranker"] <= r.get("holdout_tag_f1_cosine", -1))
+
     def _retrieve(self, q: np.ndarray) -> list[list[int]]:
         """Top-k vocabulary indices per query: faiss candidates re-scored by the ranker."""
         import torch
 
         p = self.params
         cand = self._search(q, p.candidates)
-        if p.ranker_epochs == 0:
+        if not self.use_ranker:
             return [[int(j) for j in row[: p.k] if j >= 0] for row in cand]
         out = []
         with torch.inference_mode():
@@ -495,9 +575,10 @@ class Slime(Attack):
 
     # ------------------------------------------------------------ metrics
 
-    def reference_tags(self, texts: list[str]) -> list[list[int]]:
-        """Attack-reference tags: the retriever applied to the attacker's clean embedding of each text."""
-        return self._retrieve(self._project(self._features(texts), "caption"))
+    def reference_tags(self, target: Split) -> list[list[int]]:
+        """Attack-reference tags: the retriever applied to the attacker's clean embedding of each
+        target (its text, or its image for an image victim)."""
+        return self._retrieve(self._project(self._query_features(self._items(target)), "caption"))
 
     def _neighbours(self, refs: list[str]) -> dict[str, list[int]]:
         """Each reference tag's max(m) nearest vocabulary tags by projected tag embedding."""
@@ -510,7 +591,7 @@ class Slime(Attack):
         if inside:
             emb[inside] = self.tag_emb[[self.vindex[todo[i]] for i in inside]]
         if outside:
-            emb[outside] = self._project(self._features([todo[i] for i in outside]), "tag")
+            emb[outside] = self._project(self._tag_features([todo[i] for i in outside]), "tag")
         nn = self._search(emb, max(NEIGHBOURHOODS))
         return {t: [int(j) for j in row if j >= 0] for t, row in zip(todo, nn)}
 
@@ -533,19 +614,27 @@ class Slime(Attack):
         from bench_plugins.tags import extract_tags, tag_texts
 
         t0 = time.perf_counter()
-        gt = [tag_texts(t) for t in extract_tags(list(target.texts), self.tagger)]
-        ref_idx = self.reference_tags(list(target.texts))
+        gt_raw = extract_tags(list(target.texts), self.tagger)
+        gt = [tag_texts(t) for t in gt_raw]
+        ref_idx = self.reference_tags(target)
         ref = [[self.vocab[j] for j in row] for row in ref_idx]
         nbrs = self._neighbours([t for ts in gt + ref for t in ts])
+        rng = np.random.default_rng(ctx.seed)  # chance level: as many tags drawn uniformly from the vocabulary
         rows = []
-        for got, g, r in zip(self.retrieved, gt, ref):
+        for got, g, r, graw in zip(self.retrieved, gt, ref, gt_raw):
             got_text = {self.vocab[j] for j in got}
             row: dict[str, float] = {}
+            for kind in KINDS:  # per kind (the paper's object/relation/scene F1): nbr F1@KIND_M within the kind
+                want = [t["text"] for t in graw if t["type"] == kind]
+                have = [j for j in got if self.kind_of.get(self.vocab[j]) == kind]
+                row[f"{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
             row["tag_f1"] = _set_f1(got_text, set(g)) if g else None
             row["tag_f1_ref"] = _set_f1(got_text, set(r)) if r else None
+            chance = [int(j) for j in rng.choice(len(self.vocab), size=min(len(got) or self.params.k, len(self.vocab)), replace=False)]
             for m in NEIGHBOURHOODS:
                 row[f"nbr_f1@{m}"] = self.neighbourhood_f1(got, g, nbrs, m)
                 row[f"nbr_f1_ref@{m}"] = self.neighbourhood_f1(got, r, nbrs, m)
+                row[f"nbr_f1_chance@{m}"] = self.neighbourhood_f1(chance, g, nbrs, m)
             rows.append(row)
         self.timings["metrics"] = round(time.perf_counter() - t0, 1)
         return rows

@@ -139,15 +139,16 @@ def test_max_train_limits_victim_queries(host, runner):
 
 
 def test_adaptive_reproduces_a_public_defense(host, runner):
-    [(clean, _)] = run(host, runner, "centroid")
-    naive, adaptive = (rec for rec, _ in run(host, runner, "centroid", "toy-shuffle"))
+    # a defense alone also runs the clean baseline cell, first
+    clean, naive, adaptive = (rec for rec, _ in run(host, runner, "centroid", "toy-shuffle"))
+    assert clean.defense.name == "none"
     assert not naive.threat_model.knows_defense and adaptive.threat_model.knows_defense
     assert f1(naive) < f1(clean) - 0.1  # the shuffled targets no longer match the clean index
     assert f1(adaptive) == pytest.approx(f1(clean), abs=1e-6)  # simulating it undoes it exactly
 
 
 def test_adaptive_learns_a_secret_defense_from_leaked_pairs(host, runner):
-    naive, adaptive = (rec for rec, _ in run(host, runner, "centroid", "toy-secret-shuffle"))
+    _, naive, adaptive = (rec for rec, _ in run(host, runner, "centroid", "toy-secret-shuffle"))
     assert f1(adaptive) > f1(naive) + 0.05
     # The leaked texts were re-embedded through the victim to learn the map: counted queries.
     assert naive.provenance.victim_queries == 36

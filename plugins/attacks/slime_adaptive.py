@@ -1,0 +1,554 @@
+"""Adaptive SLImE (arXiv 2601.22929, the adaptive attack): a low-fidelity image generated from the
+aligned embedding, a VLM reading it, and a caption refined from tags plus what the VLM saw.
+
+Per target, after SLImE's tag retrieval (``bench_plugins.attacks.slime``, unchanged):
+
+1. **Generator-space embedding.** The attacker's own dual encoder (``image_encoder``, required; a
+   CLIP / open_clip reference loaded by ``bench_plugins.clip``; never the victim) embeds the first
+   b = ``pairs`` leaked items: their images with its image tower for an image victim, their texts
+   with its text tower for a text victim (a text embedding used as a proxy for the image embedding
+   the generator was trained on). A second least-squares map (``bench.align.least_squares``) takes
+   the defended victim embeddings there; the unit-norm result is scaled to the mean norm of the
+   encoder's unnormalised features of up to 16 leaked items (generators take raw CLIP embeddings).
+   Its dimension must be what the generator expects: use the CLIP it was trained with.
+2. **Low-fidelity image.** A diffusers pipeline conditioned on image embeddings (``generator``: a
+   folder or hub id, e.g. an ``UnCLIPImageVariationPipeline`` such as
+   kakaobrain/karlo-v1-alpha-image-variations or a ``StableUnCLIPImg2ImgPipeline``; any pipeline
+   whose ``__call__`` takes ``image_embeddings`` or ``image_embeds``), safetensors only, no remote
+   code, ``gen_steps`` denoising steps per stage, ``gen_size`` where the pipeline takes a size, a
+   seed per target (from the cell seed and the embedding). Images are cached as PNG under
+   ``bench.cache.default_cache_dir()/adaptive/images``, keyed by the embedding's bytes, the
+   generator's identity (reference, class, weights sha256) and the settings.
+3. **VLM reading.** A VLM asked for "objects: ...; relations: ...; scene: ..." (parsed leniently by
+   :func:`parse_vlm_answer`): a local transformers image-text-to-text model (``vlm``; AutoProcessor +
+   AutoModelForImageTextToText, greedy) or an OpenAI-compatible chat endpoint
+   (``vlm_backend=openai``, ``vlm_base_url``, ``vlm_model``, ``vlm_api_key_env``; the image is an
+   ``image_url`` data-URL content part). Replies are cached like the captions (``cached_chat``).
+4. **Refined caption.** SLImE's caption writer (same ``llm*`` parameters) writes one sentence from the
+   retrieved tags plus the VLM's objects, relations and scene; the reconstruction is that caption.
+
+Metrics: all of SLImE's (the per-kind ``object_f1`` ... ``scene_f1`` are of the retrieved tags),
+plus, per target:
+
+* ``vlm_object_f1``, ``vlm_relation_f1``, ``vlm_scene_f1``: neighbourhood F1@10 within one kind of
+  tag (as SLImE's per-kind F1s) of the tags that SLImE's tagger parses from the VLM's answer, against
+  the ground-truth tags of that kind. The answer's items are tagged one by one, as "There is
+  <object>.", the relation phrase as given, and "Seen in <scene>." (so that it yields a "prep noun"
+  scene tag); a predicted tag outside the attacker's tag vocabulary counts as its nearest vocabulary tag.
+  No value when the target has no ground-truth tag of that kind.
+* ``vlm_objects``, ``vlm_relations``: how many objects / relations the VLM named; ``vlm_scene``: 1
+  when it named a scene. The texts themselves (image path, VLM reply, parsed fields, caption) are
+  written per target to ``default_cache_dir()/adaptive/outputs/<key>.jsonl``.
+
+Offline here only tiny random generators and VLMs run (marked ``bench_random_init.json``): their
+records say ``all_pretrained: false`` and no number from them is a finding.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import inspect
+import io
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime, _unit
+from bench_plugins.embedders import _describe
+from pydantic import Field, model_validator
+
+from bench.api import AttackContext, Split
+from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, seed_for
+from bench.errors import BenchError
+from bench.hookspecs import hookimpl
+
+PROMPT_VERSION = "adaptive-1"
+VLM_KINDS = ("object", "relation", "scene")
+VLM_QUESTION = (
+    "Describe this image. Answer in one line, exactly in this form: objects: <comma-separated objects>; "
+    "relations: <comma-separated 'subject verb object' phrases>; scene: <where it is>"
+)
+_LABELS = {"object": "objects", "objects": "objects", "relation": "relations", "relations": "relations",
+           "relationship": "relations", "relationships": "relations", "scene": "scene", "scenes": "scene",
+           "setting": "scene", "location": "scene", "place": "scene"}
+_LABEL_RE = re.compile(r"\b(" + "|".join(sorted(_LABELS, key=len, reverse=True)) + r")\s*[:=]", re.IGNORECASE)
+_EMPTY = {"", "none", "n/a", "na", "unknown", "nothing", "-", "null"}
+_LOCATIVE = ("in ", "at ", "on ", "near ", "inside ", "outside ", "under ", "by ", "beside ", "behind ", "over ")
+
+
+def _import_diffusers():
+    try:
+        import diffusers
+    except Exception as e:  # noqa: BLE001 - missing, or broken against this torch
+        raise BenchError(f'slime-adaptive needs diffusers ({type(e).__name__}: {str(e)[:120]}): pip install ".[adaptive]"') from None
+    return diffusers
+
+
+# ---------------------------------------------------------------- the VLM's answer
+
+
+def parse_vlm_answer(text: str) -> dict[str, list[str]]:
+    """``"objects: a, b; relations: x; scene: y"`` -> {"objects": [a, b], "relations": [x], "scene": [y]}.
+
+    Lenient: labels in any case, singular or plural (also "relationships", "setting", "location"),
+    ``:`` or ``=``, in any order, on one line or several; markdown bold, bullets, numbering, quotes
+    and trailing dots are dropped, objects may be joined by "and", "none"/"n/a" mean nothing.
+    Missing fields are empty; an answer with no label at all is read as a list of objects.
+    """
+    text = str(text or "").replace("**", "").replace("__", "")
+    marks = list(_LABEL_RE.finditer(text))
+    if marks:
+        chunks = [(_LABELS[m.group(1).lower()], text[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(text)])
+                  for i, m in enumerate(marks)]
+    else:
+        chunks = [("objects", text)]
+    out: dict[str, list[str]] = {"objects": [], "relations": [], "scene": []}
+    for field, body in chunks:
+        sep = r"[,;\n]|\band\b" if field == "objects" else (r"[,;\n]" if field == "relations" else r"[;\n]")
+        for item in re.split(sep, body):
+            item = re.sub(r"^[\s\-*•·>\d.)]+", "", item).strip().strip("\"'`").strip().rstrip(".").strip().lower()
+            item = " ".join(item.split())
+            if item not in _EMPTY and item not in out[field]:
+                out[field].append(item)
+    return out
+
+
+def vlm_tag_texts(parsed: dict[str, list[str]]) -> list[str]:
+    """The texts SLImE's tagger reads from a parsed answer, one per item, as short sentences its rules
+    parse: "There is <object>.", each relation phrase as given, "Seen in <scene>." (a "prep noun" tag)."""
+    scenes = [f"Seen {s}." if s.startswith(_LOCATIVE) else f"Seen in {s}." for s in parsed["scene"]]
+    return [f"There is {o}." for o in parsed["objects"]] + parsed["relations"] + scenes
+
+
+def refine_conversation(tags: list[str], seen: dict[str, list[str]]) -> list[dict[str, str]]:
+    lines = [f"Keywords: {', '.join(tags)}"]
+    for field, label in (("objects", "Objects"), ("relations", "Relations"), ("scene", "Scene")):
+        if seen[field]:
+            lines.append(f"{label}: {', '.join(seen[field])}")
+    lines.append("Write one short sentence describing the image, using these.")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def vlm_conversation(png: bytes) -> list[dict[str, Any]]:
+    """One OpenAI-style user message: the image as a data URL, then the question."""
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": VLM_QUESTION}]}]
+
+
+def _data_url_image(url: str):
+    from PIL import Image
+
+    head, _, data = url.partition(",")
+    if not head.startswith("data:image/") or ";base64" not in head:
+        raise BenchError(f"the local VLM reads images from base64 data URLs only, got {url[:40]!r}")
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+
+
+class LocalVLM:
+    """A transformers image-text-to-text model (AutoProcessor + AutoModelForImageTextToText) with
+    ``chat(conversations)`` over OpenAI-style messages, like ``bench_plugins.llm.LocalLM``."""
+
+    def __init__(self, ref: str, device: str = "cpu"):
+        import torch
+        from bench_plugins.embedders import _quiet_loading
+        from bench_plugins.llm import resolve
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        source, self.identity = resolve(ref)
+        self.ref, self.device = ref, device
+        try:
+            with _quiet_loading():
+                self.processor = AutoProcessor.from_pretrained(str(source), trust_remote_code=False)
+                self.model = AutoModelForImageTextToText.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
+        except Exception as e:  # noqa: BLE001 - any load failure is one line
+            raise BenchError(f"cannot load VLM {ref!r} from {source} (a transformers image-text-to-text model with safetensors weights): {_describe(e)}") from None
+        self.model.eval().to(device)
+        self.tokenizer = getattr(self.processor, "tokenizer", None)
+        if self.tokenizer is None:
+            raise BenchError(f"VLM {ref!r}: its processor has no tokenizer")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    def info(self) -> dict[str, Any]:
+        return {k: v for k, v in self.identity.items() if k != "path"}
+
+    def _prompt(self, messages: list[dict[str, Any]]) -> tuple[str, list]:
+        images, msgs = [], []
+        for m in messages:
+            content = m["content"]
+            if isinstance(content, str):
+                msgs.append({"role": m["role"], "content": [{"type": "text", "text": content}]})
+                continue
+            parts = []
+            for part in content:
+                if part["type"] == "image_url":
+                    images.append(_data_url_image(part["image_url"]["url"]))
+                    parts.append({"type": "image"})
+                else:
+                    parts.append({"type": "text", "text": part["text"]})
+            msgs.append({"role": m["role"], "content": parts})
+        if getattr(self.processor, "chat_template", None):
+            prompt = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        else:
+            token = getattr(self.processor, "image_token", "<image>")
+            prompt = "\n".join(token if p["type"] == "image" else p["text"] for m in msgs for p in m["content"]) + "\n"
+        return prompt, images
+
+    def chat(self, conversations: list[list[dict[str, Any]]], max_new_tokens: int = 64, batch_size: int = 4) -> list[str]:
+        import torch
+
+        out = []
+        self.tokenizer.padding_side = "left"
+        with torch.inference_mode():
+            for s in range(0, len(conversations), batch_size):
+                prompts, images = zip(*(self._prompt(c) for c in conversations[s : s + batch_size]))
+                flat = [im for ims in images for im in ims]
+                enc = self.processor(images=flat or None, text=list(prompts), return_tensors="pt", padding=True).to(self.device)
+                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
+                new = gen if self.model.config.is_encoder_decoder else gen[:, enc["input_ids"].shape[1] :]
+                out += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return out
+
+
+# ---------------------------------------------------------------- the image generator
+
+
+def _folder_dim(folder: Path) -> int | None:
+    """The image-embedding dimension a pipeline folder's configs declare (None: unknown)."""
+    for sub, key in (("text_proj", "clip_embeddings_dim"), ("image_normalizer", "embedding_dim"), ("image_encoder", "projection_dim")):
+        try:
+            value = json.loads((folder / sub / "config.json").read_text()).get(key)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, int):
+            return value
+    return None
+
+
+class ImageGenerator:
+    """A diffusers pipeline that turns image embeddings into images (loaded on first use)."""
+
+    def __init__(self, ref: str, device: str = "cpu"):
+        from bench_plugins.embedders import (
+            _looks_like_path,
+            _model_dir,
+            is_random_init,
+            weights_sha256,
+        )
+
+        self.ref, self.device, self.pipe = ref, device, None
+        folder = _model_dir(ref)
+        if folder is None:
+            if _looks_like_path(ref):
+                raise BenchError(f"generator {ref!r} is not a folder: pass the folder of a diffusers pipeline (with model_index.json)")
+            try:
+                folder = Path(_import_diffusers().DiffusionPipeline.download(ref, use_safetensors=True))
+            except BenchError:
+                raise
+            except Exception as e:  # noqa: BLE001 - offline and not cached, or not a pipeline
+                raise BenchError(f"cannot get generator {ref!r} (not a local folder nor in the hub cache; HF_HUB_OFFLINE=1?): {_describe(e)}") from None
+        try:
+            self.index = json.loads((folder / "model_index.json").read_text())
+        except (OSError, ValueError):
+            raise BenchError(f"generator {ref!r}: {folder} has no readable model_index.json (not a diffusers pipeline folder)") from None
+        self.folder = folder
+        self.dim = _folder_dim(folder)
+        self.identity = {"name": ref, "class": self.index.get("_class_name"), "sha256": weights_sha256(folder),
+                         "pretrained": not is_random_init(folder)}
+
+    def _alias_moved_modules(self) -> None:
+        """diffusers moved some pipelines to ``pipelines.deprecated`` (unCLIP), but their repositories'
+        model_index.json still name the old module (karlo: text_proj = ["unclip", "UnCLIPTextProjModel"]):
+        make such names resolve again (diffusers' own module, never code from the folder)."""
+        from diffusers import pipelines
+
+        for spec in self.index.values():
+            if isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str) and not hasattr(pipelines, spec[0]):
+                try:
+                    setattr(pipelines, spec[0], importlib.import_module(f"diffusers.pipelines.deprecated.{spec[0]}"))
+                except ImportError:
+                    continue
+
+    def load(self) -> None:
+        diffusers = _import_diffusers()
+        from diffusers.utils import logging as dlog
+
+        cls_name = self.identity["class"]
+        if getattr(diffusers, cls_name or "", None) is None:
+            raise BenchError(f"generator {self.ref!r} declares pipeline class {cls_name!r}, which diffusers {diffusers.__version__} does not have (remote code is never run)")
+        level = dlog.get_verbosity()
+        dlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+        try:
+            self._alias_moved_modules()
+            self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.folder, use_safetensors=True)
+        except Exception as e:  # noqa: BLE001
+            raise BenchError(f"cannot load generator {self.ref!r} from {self.folder} (a diffusers pipeline with safetensors weights): {_describe(e)}") from None
+        finally:
+            dlog.set_verbosity(level)
+            dlog.enable_progress_bar()
+        self.pipe.to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.args = set(inspect.signature(self.pipe.__call__).parameters)
+        self.embed_arg = next((a for a in ("image_embeddings", "image_embeds") if a in self.args), None)
+        if self.embed_arg is None:
+            raise BenchError(f"generator {self.ref!r} ({cls_name}) takes no image embeddings (image_embeddings / image_embeds): use an unCLIP image-variation or StableUnCLIPImg2Img pipeline")
+
+    def generate(self, emb: np.ndarray, seeds: list[int], steps: int, size: int) -> list:
+        import torch
+
+        if self.pipe is None:
+            self.load()
+        kw: dict[str, Any] = {self.embed_arg: torch.tensor(emb, dtype=self.pipe.dtype, device=self.device), "output_type": "pil",
+                              "generator": [torch.Generator().manual_seed(s) for s in seeds]}
+        kw.update({a: steps for a in ("num_inference_steps", "decoder_num_inference_steps", "super_res_num_inference_steps") if a in self.args})
+        if "prompt" in self.args:
+            kw["prompt"] = [""] * len(emb)
+        if size:
+            if not {"height", "width"} <= self.args:
+                raise BenchError(f"generator {self.ref!r} ({self.identity['class']}) has a fixed image size: leave gen_size unset")
+            kw.update(height=size, width=size)
+        try:
+            return list(self.pipe(**kw).images)
+        except BenchError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise BenchError(f"generator {self.ref!r} failed on {len(emb)} embeddings of dimension {emb.shape[1]}: {_describe(e)}") from None
+
+
+def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any], batch_size: int) -> list[Path]:
+    """PNG paths of the images ``gen`` makes from each row of ``emb``, generated only when not cached.
+    Each image has its own seed (cell seed + embedding), so it does not depend on the batch."""
+    ident = {k: gen.identity[k] for k in ("name", "class", "sha256")}
+    rows = [np.ascontiguousarray(r, dtype=np.float32) for r in emb]
+    digests = [hashlib.sha256(r.tobytes()).hexdigest() for r in rows]
+    root = default_cache_dir() / "adaptive" / "images"
+    paths = [root / f"{key_hash([ident, settings, d, r.shape[0]], 24)}.png" for d, r in zip(digests, rows)]
+    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    for s in range(0, len(todo), batch_size):
+        idx = todo[s : s + batch_size]
+        seeds = [seed_for(settings.get("seed", 0), "slime-adaptive", digests[i]) for i in idx]
+        images = gen.generate(np.stack([rows[i] for i in idx]), seeds, settings["steps"], settings["size"])
+        for i, im in zip(idx, images):
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, format="PNG")
+            atomic_write_bytes(paths[i], buf.getvalue(), overwrite=True)
+    return paths
+
+
+# ---------------------------------------------------------------- the attack
+
+
+class SlimeAdaptive(Slime):
+    """Adaptive SLImE: SLImE's tags plus a diffusion image of the aligned embedding read by a VLM."""
+
+    name = "slime-adaptive"
+    headline = Slime.headline + ("vlm_object_f1", "vlm_relation_f1", "vlm_scene_f1")
+
+    class Params(Slime.Params):
+        image_encoder: str | None = Field(None, description="required: the attacker's own CLIP/open_clip dual encoder, whose image embeddings the generator takes (folder, local-dir:/path, open_clip:ARCH@ckpt); never the victim")
+        generator: str | None = Field(None, description="diffusers pipeline taking image embeddings (unCLIP image variation, StableUnCLIPImg2Img): folder or hub id")
+        gen_steps: int = Field(10, ge=1, le=1000, description="denoising steps of each generator stage (the image only needs to be low-fidelity)")
+        gen_size: int = Field(0, ge=0, description="generated image side in pixels, for pipelines that take height/width (0: the pipeline's default)")
+        image_batch: int = Field(4, ge=1, description="images generated, and read by the VLM, per batch")
+        vlm_backend: Literal["local", "openai"] = Field("local", description="VLM: local transformers image-text-to-text model or an OpenAI-compatible endpoint")
+        vlm: str | None = Field(None, description="local VLM: folder or hub id (AutoModelForImageTextToText)")
+        vlm_base_url: str = Field("http://localhost:8000/v1", description="openai VLM backend: API root")
+        vlm_model: str | None = Field(None, description="openai VLM backend: chat model name (must accept image_url parts)")
+        vlm_api_key_env: str = Field("OPENAI_API_KEY", description="openai VLM backend: env var holding the key (never stored)")
+        vlm_max_new_tokens: int = Field(64, ge=1, le=1024, description="VLM answer length limit in tokens")
+
+        @model_validator(mode="after")
+        def _check_adaptive(self):
+            if not self.image_encoder:
+                raise ValueError("slime-adaptive needs image_encoder=<the attacker's CLIP/open_clip model: the one whose image embeddings the generator takes>")
+            if not self.generator:
+                raise ValueError("slime-adaptive needs generator=<a diffusers pipeline taking image embeddings: folder or hub id>")
+            if self.vlm_backend == "local" and not self.vlm:
+                raise ValueError("slime-adaptive needs vlm=<a local image-text-to-text model: folder or hub id> (or vlm_backend=openai,vlm_model=...)")
+            if self.vlm_backend == "openai" and not self.vlm_model:
+                raise ValueError("vlm_backend=openai needs vlm_model=<chat model name>")
+            return self
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.generator = self.reader = self._dual = None
+        self.seen: list[dict[str, list[str]]] = []
+        self.outputs: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------ set-up
+
+    def _gen_items(self, split: Split) -> list[str]:
+        return list(split.images if self.image else split.texts)
+
+    def _raw_norm(self, items: list[str]) -> float:
+        """Mean norm of the dual encoder's unnormalised features (the scale generators expect)."""
+        import torch
+        from bench_plugins.clip import load_images
+
+        encode = self.dual._image if self.image else self.dual._text  # the towers before L2 normalisation
+        with torch.inference_mode():
+            x = encode(load_images(items) if self.image else [str(t) for t in items]).float()
+        return float(x.norm(dim=-1).mean())
+
+    def _load_image_encoder(self, ctx: AttackContext):
+        if self._dual is None:  # once per fit (checked against this cell's victim), for slime and for the generator space
+            self._dual = super()._load_image_encoder(ctx)
+        return self._dual
+
+    def fit(self, ctx: AttackContext) -> None:
+        from bench_plugins.clip import cached_encode
+
+        from bench.align import least_squares
+
+        p = self.params
+        t0 = time.perf_counter()
+        self._dual = None
+        self.dual = self._load_image_encoder(ctx)
+        if self.generator is None:
+            self.generator = ImageGenerator(p.generator, ctx.device)
+        if self.generator.dim is not None and self.generator.dim != self.dual.dim:  # before any training
+            raise BenchError(
+                f"slime-adaptive: generator {p.generator!r} takes {self.generator.dim}-dim image embeddings but image_encoder "
+                f"{p.image_encoder!r} gives {self.dual.dim}-dim ones: pass the CLIP the generator was trained with"
+            )
+        self.timings["load_image_encoder"] = round(time.perf_counter() - t0, 1)
+        super().fit(ctx)
+        t0 = time.perf_counter()
+        items = self._gen_items(ctx.leaked)[: p.pairs]
+        feats = cached_encode(self.dual, "image" if self.image else "text", items)
+        self.W_gen = least_squares(np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32), feats)
+        self.gen_norm = self._raw_norm(items[:16])
+        self.timings["generator_space"] = round(time.perf_counter() - t0, 1)
+        dual, gen = self.dual.identity, self.generator.identity
+        if not self.image:
+            self.models.append({"role": "generator-encoder", "pretrained": bool(dual["pretrained"]),
+                                "name": f"{dual['name']} ({dual['backend']} text tower: text embeddings as a proxy for the generator's image embeddings)"})
+        self.models.append({"role": "image-generator", "name": f"{p.generator} ({gen['class']}, {p.gen_steps} steps)", "pretrained": gen["pretrained"]})
+        if p.vlm_backend == "openai":
+            self.models.append({"role": "vlm", "name": f"{p.vlm_model} @ {p.vlm_base_url}", "pretrained": True})
+        else:
+            from bench_plugins.llm import resolve
+
+            _, ident = resolve(p.vlm or "")
+            self.models.append({"role": "vlm", "name": ident["name"], "pretrained": bool(ident["pretrained"])})
+
+    def _load_reader(self, ctx: AttackContext):
+        from bench_plugins.llm import OpenAIChat
+
+        p = self.params
+        if p.vlm_backend == "openai":
+            return OpenAIChat(p.vlm_base_url, p.vlm_model or "", p.vlm_api_key_env)
+        return LocalVLM(p.vlm or "", ctx.device)
+
+    # ------------------------------------------------------------ inference
+
+    def generator_embedding(self, emb: np.ndarray) -> np.ndarray:
+        return _unit(np.asarray(emb, np.float32) @ self.W_gen) * self.gen_norm
+
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+        from bench_plugins.llm import cached_chat
+
+        p = self.params
+        self.retrieved = self._retrieve(self.aligned(emb))
+        tags = [[self.vocab[j] for j in row] for row in self.retrieved]
+        t0 = time.perf_counter()
+        settings = {"steps": p.gen_steps, "size": p.gen_size, "seed": ctx.seed}
+        images = cached_images(self.generator, self.generator_embedding(emb), settings, p.image_batch)
+        self.timings["images"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        convs = [vlm_conversation(path.read_bytes()) for path in images]
+        if self.reader is None:
+            self.reader = _Lazy(lambda: self._load_reader(ctx), self._reader_info())
+        replies = cached_chat(self.reader, convs, {"max_new_tokens": p.vlm_max_new_tokens, "question": VLM_QUESTION},
+                              max_new_tokens=p.vlm_max_new_tokens, batch_size=p.image_batch)
+        self.seen = [parse_vlm_answer(r) for r in replies]
+        self.timings["vlm"] = round(time.perf_counter() - t0, 1)
+        if self.writer is None:
+            self.writer = self._load_writer(ctx)
+        t0 = time.perf_counter()
+        settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
+        raw = cached_chat(self.writer, [refine_conversation(t, s) for t, s in zip(tags, self.seen)], settings,
+                          max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
+        self.timings["captions"] = round(time.perf_counter() - t0, 1)
+        captions = [self.clean_caption(r) or ", ".join(t) for r, t in zip(raw, tags)]
+        self.outputs = [{"image": str(i), "vlm_reply": r, **s, "tags": t, "caption": c}
+                        for i, r, s, t, c in zip(images, replies, self.seen, tags, captions)]
+        return captions
+
+    def _reader_info(self) -> dict[str, Any]:
+        """The VLM's identity for the reply cache, known without loading it."""
+        p = self.params
+        if p.vlm_backend == "openai":
+            from bench_plugins.llm import OpenAIChat
+
+            return OpenAIChat(p.vlm_base_url, p.vlm_model or "", p.vlm_api_key_env).info()
+        from bench_plugins.llm import resolve
+
+        return {k: v for k, v in resolve(p.vlm or "")[1].items() if k != "path"}
+
+    # ------------------------------------------------------------ metrics
+
+    def _as_vocab(self, tags: list[str], nbrs: dict[str, list[int]]) -> list[int]:
+        """Vocabulary indices of predicted tags; a tag outside the vocabulary is its nearest vocabulary tag."""
+        out: list[int] = []
+        for t in tags:
+            j = self.vindex.get(t, nbrs[t][0] if nbrs.get(t) else None)
+            if j is not None and j not in out:
+                out.append(j)
+        return out
+
+    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
+        from bench_plugins.tags import extract_tags
+
+        rows = super().extra_scores(outputs, target, ctx)
+        t0 = time.perf_counter()
+        gt = extract_tags(list(target.texts), self.tagger)
+        texts, owner = [], []
+        for i, seen in enumerate(self.seen):
+            for text in vlm_tag_texts(seen):
+                texts.append(text)
+                owner.append(i)
+        pred: list[list[dict[str, str]]] = [[] for _ in rows]
+        for i, tags in zip(owner, extract_tags(texts, self.tagger) if texts else []):
+            pred[i] += tags
+        nbrs = self._neighbours([t["text"] for ts in gt + pred for t in ts])
+        for row, g, got, seen in zip(rows, gt, pred, self.seen):
+            for kind in VLM_KINDS:
+                want = [t["text"] for t in g if t["type"] == kind]
+                have = self._as_vocab([t["text"] for t in got if t["type"] == kind], nbrs)
+                row[f"vlm_{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
+            row.update(vlm_objects=float(len(seen["objects"])), vlm_relations=float(len(seen["relations"])), vlm_scene=float(bool(seen["scene"])))
+        key = key_hash([self.config(), list(target.ids), [o["image"] for o in self.outputs]])
+        lines = [json.dumps({"id": i, "target": t, **o}) for i, t, o in zip(target.ids, target.texts, self.outputs)]
+        try:
+            atomic_write_bytes(default_cache_dir() / "adaptive" / "outputs" / f"{key}.jsonl", ("\n".join(lines) + "\n").encode(), overwrite=True)
+        except OSError:
+            pass
+        self.timings["vlm_metrics"] = round(time.perf_counter() - t0, 1)
+        return rows
+
+
+class _Lazy:
+    """A chat backend loaded on the first ``chat`` call (all replies cached: never loaded)."""
+
+    def __init__(self, make, info: dict[str, Any]):
+        self._make, self._info, self._obj = make, info, None
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    def chat(self, conversations, **kw) -> list[str]:
+        if self._obj is None:
+            self._obj = self._make()
+        return self._obj.chat(conversations, **kw)
+
+
+@hookimpl
+def register_attacks(register):
+    register(SlimeAdaptive)
