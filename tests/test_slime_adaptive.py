@@ -10,12 +10,11 @@ tests/test_images.py. Records say ``all_pretrained: false``; no number from them
 import base64
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from stub_server import chat_server
 from test_images import WORDS, tiny_clip, tiny_coco
 from tiny_models import TOY_WORDS, tiny_llama
 
@@ -252,37 +251,16 @@ def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
     first = next(i for i, t in enumerate(texts) if t.split()[2] != t.split()[6])  # "A red circle touches a blue square on the table."
     w = texts[first].split()
     answer = f"Objects: a {w[1]} {w[2]}, a {w[5]} {w[6]}, a table; Relations: a {w[2]} touches a {w[6]}; Scene: on the table"
-    seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, body))
-            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1"
+    with chat_server(lambda body: answer) as (url, seen):
         attack = _attack(models, vlm_backend="openai", vlm_model="tiny-vlm", vlm_base_url=url, vlm="")
         out = tmp_path / "out"
         code, err = _cli(capsys, "run", "-a", attack, "-d", "none", "-e", f"clip:model={models['victim']}", "-D", data,
                          "--out", out, "--cache-dir", tmp_path / "cache", "-q")
         assert code == 0, err
-    finally:
-        server.shutdown()
     (rec,) = _records(out)
     assert rec["status"] == "ok", rec.get("error")
     assert {m["role"]: m["name"] for m in rec["models"]}["vlm"] == f"tiny-vlm @ {url}" and rec["all_pretrained"] is False
-    assert len(seen) == 6 and all(p == "/v1/chat/completions" and b["model"] == "tiny-vlm" and b["temperature"] == 0 for p, b in seen)
+    assert len(seen) == 6 and all(p == "/v1/chat/completions" and b["model"] == "tiny-vlm" and b["temperature"] == 0 for p, b, _ in seen)
     image, question = seen[0][1]["messages"][0]["content"]
     assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,")
     assert base64.b64decode(image["image_url"]["url"].split(",", 1)[1]).startswith(b"\x89PNG") and "objects:" in question["text"]
