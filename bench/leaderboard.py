@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,8 +59,15 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
         return df
     # naive before adaptive, no defense first: the reference row leads each block
     df["_adaptive"], df["_defended"] = df["mode"] != "naive", df["defense"] != "none"
-    keys = ["dataset", "embedder", "attack", "attack_params", "_adaptive", "_defended", "defense", "seed"]
-    return df.sort_values(keys, kind="stable").drop(columns=["_adaptive", "_defended"]).reset_index(drop=True)
+    df["_ap"], df["_def"] = df["attack_params"].map(_natural), df["defense"].map(_natural)
+    keys = ["dataset", "embedder", "attack", "_ap", "_adaptive", "_defended", "_def", "seed"]
+    tmp = ["_adaptive", "_defended", "_ap", "_def"]
+    return df.sort_values(keys, kind="stable").drop(columns=tmp).reset_index(drop=True)
+
+
+def _natural(text: str) -> str:
+    """A sort key in which numbers compare by value: pairs=5 before pairs=10, 0.001 before 0.01."""
+    return re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):030.12f}", text)
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:

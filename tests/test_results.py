@@ -59,3 +59,11 @@ def test_readme_documents_every_record_key():
     for model in (ResultRecord, Provenance, results.MetricValue, ThreatModel):
         for name in model.model_fields:
             assert f"`{name}`" in readme, f"README does not document result key {name!r}"
+
+
+def test_leaderboard_rows_sort_numbers_by_value():
+    from bench.leaderboard import _natural
+
+    assert sorted(["pairs=1000", "pairs=5", "pairs=10", "pairs=1"], key=_natural) == ["pairs=1", "pairs=5", "pairs=10", "pairs=1000"]
+    scales = ["noise(scale=0.1)", "noise(scale=0.001)", "noise(scale=0.03)"]
+    assert sorted(scales, key=_natural) == ["noise(scale=0.001)", "noise(scale=0.03)", "noise(scale=0.1)"]

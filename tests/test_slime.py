@@ -255,3 +255,16 @@ def test_real_smollm2_and_minilm_on_wordnet(host, tmp_path):
     samples = [json.loads(x) for x in samples_file.read_text().splitlines()]
     assert len(samples) == 4 and all(isinstance(s["reconstruction"], str) and s["reconstruction"] for s in samples)
     assert "nbr_f1@50" in rec.metrics and "rouge_l" in rec.metrics and "object_f1" in rec.metrics
+
+
+def test_examples_put_the_attackers_nearest_sentences_in_the_prompt(toy_host, tmp_path, tiny_lm, monkeypatch):
+    from bench_plugins.attacks.slime import Slime
+
+    conv = Slime().conversation(["dog", "run park"], ["A dog ran.", "Dogs play."])
+    assert conv[1]["content"].startswith("Sentences on similar topics:\n- A dog ran.\n- Dogs play.\nKeywords: dog, run park")
+    prompts = []
+    original = Slime.conversation
+    monkeypatch.setattr(Slime, "conversation", lambda self, t, x=(): prompts.append(list(x)) or original(self, t, x))
+    (rec,) = _run(toy_host, tmp_path, [_slime(tiny_lm, examples=2)], ["none"])
+    assert rec.status == "ok", rec.error
+    assert prompts and all(len(x) == 2 and all(isinstance(s, str) and s for s in x) for x in prompts)

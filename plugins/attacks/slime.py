@@ -184,6 +184,7 @@ class Slime(Attack):
         base_url: str = Field("http://localhost:8000/v1", description="openai backend: API root")
         model: str | None = Field(None, description="openai backend: chat model name")
         api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: env var holding the key (never stored)")
+        examples: int = Field(0, ge=0, le=20, description="the attacker's own sentences nearest to the aligned embedding, shown to the LLM beside the tags (0: tags only, as in the paper)")
         max_new_tokens: int = Field(24, ge=1, le=256, description="caption length limit in tokens")
         gen_batch: int = Field(32, ge=1, description="captions generated per batch")
         tag_backend: Literal["auto", "spacy", "stanza"] = Field("auto", description="auto: stanza when stanza_dir is set, else spaCy")
@@ -345,6 +346,9 @@ class Slime(Attack):
         e_a = self._project(leaked_feats, "caption")
         e_v = np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32)
         self.W = least_squares(e_v, e_a)
+        if p.examples:  # the attacker's own captions, in the same projected space, for in-context examples
+            self.example_texts = train_texts
+            self.example_emb = self._project(self._query_features(train_queries), "caption")
         self.writer = None
         if self.image:
             dual = self.dual.identity
@@ -545,10 +549,12 @@ class Slime(Attack):
     def aligned(self, emb: np.ndarray) -> np.ndarray:
         return _unit(np.asarray(emb, np.float32) @ self.W)
 
-    def conversation(self, tags: list[str]) -> list[dict[str, str]]:
+    def conversation(self, tags: list[str], examples: list[str] = ()) -> list[dict[str, str]]:
+        seen = "".join(f"- {e}\n" for e in examples)
+        seen = f"Sentences on similar topics:\n{seen}" if seen else ""
         return [
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Keywords: {', '.join(tags)}\nWrite one short sentence using these keywords."},
+            {"role": "user", "content": f"{seen}Keywords: {', '.join(tags)}\nWrite one short sentence using these keywords."},
         ]
 
     @staticmethod
@@ -561,15 +567,22 @@ class Slime(Attack):
         from bench_plugins.llm import cached_chat
 
         p = self.params
-        self.retrieved = self._retrieve(self.aligned(emb))
+        aligned = self.aligned(emb)
+        self.retrieved = self._retrieve(aligned)
         tags = [[self.vocab[j] for j in row] for row in self.retrieved]
+        examples = [[] for _ in tags]
+        if p.examples:
+            from bench.utility import search
+
+            nn = search(aligned, self.example_emb, min(p.examples, len(self.example_texts)), "cpu")
+            examples = [[self.example_texts[j] for j in row if j >= 0] for row in nn]
         if self.writer is None:
             t0 = time.perf_counter()
             self.writer = self._load_writer(ctx)
             self.timings["load_writer"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
-        raw = cached_chat(self.writer, [self.conversation(t) for t in tags], settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
+        raw = cached_chat(self.writer, [self.conversation(t, x) for t, x in zip(tags, examples)], settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
         self.timings["captions"] = round(time.perf_counter() - t0, 1)
         return [self.clean_caption(r) or ", ".join(t) for r, t in zip(raw, tags)]
 
