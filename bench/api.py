@@ -74,6 +74,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def inputs(self, modality: str) -> list[str] | None:
+        """What a victim of that modality embeds: the image paths ("image"; None if there are none) or the texts."""
+        return self.images if modality == "image" else self.texts
+
     def head(self, n: int | None) -> "Split":
         """The first ``n`` items (all when n is None)."""
         if n is None or n >= len(self.texts):
@@ -239,7 +243,7 @@ class AttackContext:
             raise BenchError("an adaptive attack on a secret defense needs leaked pairs: set the dataset's leaked > 0")
         from bench.align import procrustes
 
-        clean = self.victim.query(self.leaked.images if self.victim.modality == "image" else self.leaked.texts, split="leaked")
+        clean = self.victim.query(self.leaked.inputs(self.victim.modality), split="leaked")
         return procrustes(self.leaked_embeddings, clean)
 
 

@@ -76,6 +76,21 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     return load_file(str(path))
 
 
+def cached_features(key: Any, n: int, compute) -> np.ndarray:
+    """``compute()`` (an array of ``n`` rows) cached as safetensors under ``<cache>/features`` by
+    ``key_hash(key)``; a missing, damaged or wrong-sized entry is recomputed."""
+    path = default_cache_dir() / "features" / f"{key_hash(key)}.safetensors"
+    try:
+        arr = load_arrays(path)["features"] if path.exists() else None
+    except Exception:  # noqa: BLE001 - a damaged entry is recomputed, not trusted
+        arr = None
+    if arr is not None and arr.shape[0] == n:
+        return arr
+    arr = compute()
+    save_arrays(path, {"features": arr})
+    return arr
+
+
 class EmbeddingCache:
     """Embeddings keyed by embedder fingerprint + dataset + split + the texts themselves."""
 

@@ -207,14 +207,13 @@ class Runner:
 
     def inputs(self, cell: Cell, split) -> list[str]:
         """What the victim embeds of a split: its image paths for an image embedder, else its texts."""
-        if cell.embedder.modality != "image":
-            return split.texts
-        if split.images is None:
+        items = split.inputs(cell.embedder.modality)
+        if items is None:
             raise BenchError(
                 f"embedder {cell.embedder.name!r} embeds images but dataset {cell.dataset.name!r} has none: "
                 f"use an image dataset (e.g. coco) or a text embedder"
             )
-        return split.images
+        return items
 
     def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed_for(seed, "defender", split))

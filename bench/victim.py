@@ -45,19 +45,17 @@ class Victim:
 
     def embed_split(self, split: str, texts: list[str]) -> np.ndarray:
         """Embeddings of a dataset split (texts, or image paths for an image victim), from the cache when they are there."""
-        path = self.cache.path(self.fingerprint, self.dataset_key, split, texts)
-        emb = self.cache.get(path, len(texts))
-        if emb is None:
-            emb = self._embed(texts, split)
-            self.cache.put(path, emb)
-        return emb
+        return self._cached(self.fingerprint, split, texts, self.embedder.embed)
 
     def embed_text_split(self, split: str, texts: list[str]) -> np.ndarray:
         """An image victim's text-tower embeddings (``embedder.embed_text``), cached; not attacker queries."""
-        path = self.cache.path({**self.fingerprint, "tower": "text"}, self.dataset_key, split, texts)
+        return self._cached({**self.fingerprint, "tower": "text"}, split, texts, self.embedder.embed_text)
+
+    def _cached(self, fingerprint: dict, split: str, texts: list[str], embed) -> np.ndarray:
+        path = self.cache.path(fingerprint, self.dataset_key, split, texts)
         emb = self.cache.get(path, len(texts))
         if emb is None:
-            emb = self._embed(texts, split, embed=self.embedder.embed_text)
+            emb = self._embed(texts, split, embed=embed)
             self.cache.put(path, emb)
         return emb
 
@@ -71,10 +69,8 @@ class Victim:
         self.queries += len(texts)
         return self.embed_split(split, texts)
 
-    def _embed(self, texts: list[str], split: str, chunk: int = 2048, embed=None) -> np.ndarray:
+    def _embed(self, texts: list[str], split: str, embed, chunk: int = 2048) -> np.ndarray:
         from tqdm.auto import tqdm
-
-        embed = embed or self.embedder.embed
 
         if not texts:
             return np.zeros((0, self.dim), np.float32)

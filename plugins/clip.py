@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError, one_line
+from bench_plugins.embedders import _describe
 
 OPEN_CLIP = "open_clip:"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
@@ -106,7 +107,7 @@ def _load_transformers(ref: str, device: str, batch_size: int) -> DualEncoder:
     import torch
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-    from bench_plugins.embedders import _describe, _locate, _quiet_loading, _weights_digest, is_random_init
+    from bench_plugins.embedders import _locate, _quiet_loading, _weights_digest, is_random_init
 
     model_dir = _locate(ref)
     source = str(model_dir) if model_dir is not None else ref
@@ -142,14 +143,10 @@ def _import_open_clip():
         import open_clip
     except Exception as e:  # noqa: BLE001 - missing, or a torchvision that does not match torch
         raise BenchError(
-            f"open_clip models need open_clip_torch and a torchvision matching torch ({_short(e)}): "
+            f"open_clip models need open_clip_torch and a torchvision matching torch ({_describe(e)}): "
             f'pip install ".[image]" (e.g. torch 2.14.1 with torchvision 0.29.1)'
         ) from None
     return open_clip
-
-
-def _short(e: BaseException) -> str:
-    return f"{type(e).__name__}: {one_line(e, 120)}"
 
 
 def _safetensors_in(folder: Path, ref: str) -> Path:
@@ -222,7 +219,7 @@ def _load_open_clip(ref: str, device: str, pretrained: str | None, batch_size: i
         pp = PreprocessCfg(**model.visual.preprocess_cfg)
         transform = image_transform_v2(pp, is_train=False)
     except Exception as e:  # noqa: BLE001
-        raise BenchError(f"cannot load open_clip model {ref!r}: {_short(e)}") from None
+        raise BenchError(f"cannot load open_clip model {ref!r}: {_describe(e)}") from None
     finally:
         logging.disable(previous)
     model.eval().to(device)
@@ -257,7 +254,7 @@ def _tag_checkpoint(arch: str, tag: str, cfg: dict) -> Path:
 
         return Path(hf_hub_download(repo_id=repo, filename="open_clip_model.safetensors"))
     except Exception as e:  # noqa: BLE001 - offline, or no safetensors in the repo
-        raise BenchError(f"cannot get open_clip_model.safetensors of {arch}@{tag} from hub repo {repo} ({_short(e)}): download it, or pass a local checkpoint") from None
+        raise BenchError(f"cannot get open_clip_model.safetensors of {arch}@{tag} from hub repo {repo} ({_describe(e)}): download it, or pass a local checkpoint") from None
 
 
 def fingerprint(enc: DualEncoder) -> dict[str, Any]:
@@ -270,7 +267,7 @@ def fingerprint(enc: DualEncoder) -> dict[str, Any]:
 def cached_encode(enc: DualEncoder, kind: str, items: list[str]) -> np.ndarray:
     """``enc.encode_images`` (kind "image") or ``encode_texts`` (kind "text"), cached on disk as
     safetensors by the encoder's identity and the items (image files by path, size and mtime)."""
-    from bench.cache import default_cache_dir, key_hash, load_arrays, save_arrays, texts_hash
+    from bench.cache import cached_features, texts_hash
 
     stamps = list(items)
     if kind == "image":
@@ -278,14 +275,5 @@ def cached_encode(enc: DualEncoder, kind: str, items: list[str]) -> np.ndarray:
             stamps = [f"{p}|{st.st_size}|{st.st_mtime_ns}" for p in items for st in [Path(p).stat()]]
         except OSError:
             return enc.encode_images(items)  # raises the one-line error naming the file
-    key = key_hash([fingerprint(enc), kind, texts_hash(stamps), len(items)])
-    path = default_cache_dir() / "features" / f"{key}.safetensors"
-    try:
-        arr = load_arrays(path)["features"] if path.exists() else None
-    except Exception:  # noqa: BLE001 - a damaged entry is recomputed
-        arr = None
-    if arr is not None and arr.shape[0] == len(items):
-        return arr
-    arr = enc.encode_images(items) if kind == "image" else enc.encode_texts(items)
-    save_arrays(path, {"features": arr})
-    return arr
+    key = [fingerprint(enc), kind, texts_hash(stamps), len(items)]
+    return cached_features(key, len(items), lambda: enc.encode_images(items) if kind == "image" else enc.encode_texts(items))

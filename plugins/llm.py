@@ -262,17 +262,7 @@ def cached_chat(writer, conversations: list[list[dict[str, str]]], settings: dic
 
 def cached_embed(encoder: LocalLM, texts: list[str], settings: dict[str, Any]) -> np.ndarray:
     """``encoder.embed`` with an on-disk safetensors cache keyed by the encoder's identity and the texts."""
-    from bench.cache import load_arrays, save_arrays
+    from bench.cache import cached_features
 
-    key = key_hash([encoder.info(), settings, texts_hash(texts), len(texts)])
-    path = default_cache_dir() / "features" / f"{key}.safetensors"
-    if path.exists():
-        try:
-            arr = load_arrays(path)["features"]
-            if arr.shape[0] == len(texts):
-                return arr
-        except Exception:  # noqa: BLE001 - recompute a damaged entry
-            pass
-    arr = encoder.embed(texts, **settings)
-    save_arrays(path, {"features": arr})
-    return arr
+    key = [encoder.info(), settings, texts_hash(texts), len(texts)]
+    return cached_features(key, len(texts), lambda: encoder.embed(texts, **settings))

@@ -460,6 +460,10 @@ HYP_PARAMS = ("lm", "finetune", "lora_r", "lora_alpha", "prefix_len", "max_train
 class PrefixInversion:
     """Mixin for Attack subclasses: the hypothesizer p(x | e), trained or loaded from artifacts."""
 
+    # Generation (and, for vec2text, every correction step) costs seconds per batch on a CPU:
+    # 100 targets unless --limit says otherwise (the same targets for geia and vec2text).
+    default_limit = 100
+
     def _lr(self) -> float:
         return self.params.lr or (1e-4 if self.params.finetune == "full" else 1e-3)
 

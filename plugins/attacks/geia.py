@@ -24,9 +24,6 @@ class GEIA(PrefixInversion, Attack):
 
     name = "geia"
     output = "text"
-    # Generation (and, for vec2text, every correction step) costs seconds per batch on a CPU:
-    # 100 targets unless --limit says otherwise (the same targets for geia and vec2text).
-    default_limit = 100
 
     class Params(TextInvParams):
         prefix_len: int = Field(1, ge=1, description="projected vectors fed to the LM (GEIA: 1)")

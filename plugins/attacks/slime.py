@@ -278,7 +278,7 @@ class Slime(Attack):
 
     def _items(self, split: Split) -> list[str]:
         """What the retriever's query side reads of a split: its images (image victim) or its texts."""
-        return list(split.images if self.image else split.texts)
+        return list(split.inputs("image" if self.image else "text"))
 
     def _query_features(self, items: list[str]) -> np.ndarray:
         """Frozen query features: the dual encoder's image tower (image victims) or the text encoder."""

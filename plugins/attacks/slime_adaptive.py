@@ -85,7 +85,7 @@ def _import_diffusers():
     try:
         import diffusers
     except Exception as e:  # noqa: BLE001 - missing, or broken against this torch
-        raise BenchError(f'slime-adaptive needs diffusers ({type(e).__name__}: {str(e)[:120]}): pip install ".[adaptive]"') from None
+        raise BenchError(f'slime-adaptive needs diffusers ({_describe(e)}): pip install ".[adaptive]"') from None
     return diffusers
 
 
@@ -383,9 +383,6 @@ class SlimeAdaptive(Slime):
 
     # ------------------------------------------------------------ set-up
 
-    def _gen_items(self, split: Split) -> list[str]:
-        return list(split.images if self.image else split.texts)
-
     def _raw_norm(self, items: list[str]) -> float:
         """Mean norm of the dual encoder's unnormalised features (the scale generators expect)."""
         import torch
@@ -420,7 +417,7 @@ class SlimeAdaptive(Slime):
         self.timings["load_image_encoder"] = round(time.perf_counter() - t0, 1)
         super().fit(ctx)
         t0 = time.perf_counter()
-        items = self._gen_items(ctx.leaked)[: p.pairs]
+        items = self._items(ctx.leaked)[: p.pairs]
         feats = cached_encode(self.dual, "image" if self.image else "text", items)
         self.W_gen = least_squares(np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32), feats)
         self.gen_norm = self._raw_norm(items[:16])

@@ -71,9 +71,6 @@ class Vec2Text(PrefixInversion, Attack):
 
     name = "vec2text"
     output = "text"
-    # Generation (and, for vec2text, every correction step) costs seconds per batch on a CPU:
-    # 100 targets unless --limit says otherwise (the same targets for geia and vec2text).
-    default_limit = 100
 
     class Params(TextInvParams):
         corrector_epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (corrector)")
