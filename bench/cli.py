@@ -38,6 +38,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None) -> None:
 def _load_config(path: Path) -> dict:
     import tomllib
 
+    from bench.preflight import check_config
+
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -50,7 +52,7 @@ def _load_config(path: Path) -> dict:
     extra = set(data) - known
     if extra:
         raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
-    return data
+    return check_config(data, path)
 
 
 @cli.command()
@@ -74,6 +76,8 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
     """
     from bench import leaderboard
+    from bench.cache import default_cache_dir
+    from bench.preflight import check_seed, check_writable_dir
     from bench.runner import Runner, build_grid, resolve_device
 
     host = _host(ctx)
@@ -87,6 +91,13 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     }
     if not grid["attacks"]:
         raise BenchError("no attack given: add --attack NAME (see `bench list attacks`)")
+    for s in seeds:
+        check_seed(s)
+    out_dir = Path(out or config.get("out", "results"))
+    check_writable_dir(out_dir, "--out")
+    check_writable_dir(Path(cache_dir) if cache_dir else default_cache_dir(), "--cache-dir")
+    if board:
+        check_writable_dir(Path("leaderboards") / board, "--leaderboard")
     limit = limit if limit is not None else config.get("limit")
     baseline = baseline if baseline is not None else config.get("baseline", True)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
@@ -95,7 +106,6 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
                        limit=limit, baseline=bool(baseline))
     if cache_dir:  # every cache (plugins' model, feature and caption caches too) under one root
         os.environ["BENCH_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
-    out_dir = Path(out or config.get("out", "results"))
     runner = Runner(host, out_dir, resolve_device(device or config.get("device", "auto")), cache_dir, progress=not quiet)
     say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
     runner.prepare(cells)
@@ -105,7 +115,10 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     def on_done(i, n, cell, status):
         say(f"[{i}/{n}] {cell.label()}: {status}")
 
-    records = runner.run(cells, on_done=on_done)
+    def on_wait(cell, holder):
+        say(f"waiting: {cell.label()} is being computed by pid {holder.get('pid')} on {holder.get('host')}")
+
+    records = runner.run(cells, on_done=on_done, on_wait=on_wait)
     heads = [host.entry("attacks", c.attack.name).cls.headline for c in cells]
     shown = None if any(h is None for h in heads) else list(dict.fromkeys(m for h in heads for m in h))
     click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
@@ -164,6 +177,9 @@ def build(results, name, out):
     from bench import leaderboard
     from bench.results import load_records
 
+    from bench.preflight import check_writable_dir
+
+    check_writable_dir(out / name, "--out")
     for p in results:
         if not p.exists():
             raise BenchError(f"{p} does not exist: pass result folders or record files written by `bench run --out`")
@@ -189,7 +205,22 @@ def _argv_plugins_dir(argv: list[str]) -> Path | None:
     return None
 
 
+RESUME_HINT = "interrupted: finished cells are saved; run the same command again to resume"
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The CLI entry point; every line it or a plugin prints goes through :mod:`bench.redact`."""
+    from bench.redact import RedactingStream
+
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -201,14 +232,14 @@ def main(argv: list[str] | None = None) -> None:
     except BenchError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click turns Ctrl-C into Abort
+        click.echo(RESUME_HINT, err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted: finished cells are saved; run the same command again to resume", err=True)
+        click.echo(RESUME_HINT, err=True)
         sys.exit(130)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
+from bench.errors import BenchError, one_line
 
 SCHEMA_VERSION = 1
 
@@ -86,7 +87,9 @@ def record_path(out_dir: Path, cell_id: str) -> Path | None:
 def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None) -> Path:
     """Write the samples, then the record (the record's presence marks the cell done).
 
-    Failed cells are written with a timestamp so a retry never replaces the earlier error.
+    A samples file without its record is debris of an interrupted write and is replaced; a record
+    is never replaced. Failed cells are written with a timestamp so a retry never replaces the
+    earlier error. Callers hold the cell's lock (``Runner.run``), so no other process writes these names.
     """
     out_dir = Path(out_dir)
     stem = cell_stem(record)
@@ -95,7 +98,7 @@ def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None
     if samples is not None:
         name = f"{stem}.samples.jsonl"
         body = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-        atomic_write_bytes(out_dir / name, body.encode())
+        atomic_write_bytes(out_dir / name, body.encode(), overwrite=True)  # debris of a crash is replaced
         record = record.model_copy(update={"samples_file": name})
     path = out_dir / f"{stem}.json"
     atomic_write_bytes(path, record.model_dump_json(indent=2).encode())
@@ -118,8 +121,27 @@ def migrate(data: dict) -> dict:
 
 
 def load_record(path: Path | None = None, data: dict | None = None) -> ResultRecord:
-    """A record from its file (or its parsed JSON), migrated to the current schema."""
-    return ResultRecord.model_validate(migrate(data if data is not None else json.loads(Path(path).read_text())))
+    """A record from its file (or its parsed JSON), migrated to the current schema; a file that is
+    not a readable record is a one-line BenchError naming it."""
+    if data is None:
+        data = read_json(path)
+    where = f"record {path}" if path else "a record"
+    try:
+        data = migrate(data)
+    except ValueError as e:
+        raise BenchError(f"{where}: {e}") from None
+    try:
+        return ResultRecord.model_validate(data)
+    except ValueError as e:
+        raise BenchError(f"{where} is not a valid result record ({one_line(e, 160)}): restore it, or delete it to recompute the cell") from None
+
+
+def read_json(path: Path) -> Any:
+    """The parsed JSON of a result file; a truncated or unreadable one is a BenchError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BenchError(f"result file {path} cannot be read ({one_line(e, 120)}): restore it, or delete it to recompute the cell") from None
 
 
 def load_records(paths: list[Path], include_errors: bool = False) -> list[ResultRecord]:
@@ -130,7 +152,7 @@ def load_records(paths: list[Path], include_errors: bool = False) -> list[Result
     for f in files:
         if f.name.startswith("."):
             continue
-        data = json.loads(f.read_text())
+        data = read_json(f)
         if not (isinstance(data, dict) and "cell_id" in data):
             continue  # not a result record (e.g. a leaderboard.json under the same folder)
         records.append(load_record(data=data))

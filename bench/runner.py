@@ -17,8 +17,10 @@ from bench import __version__
 from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, ThreatModel
 from bench.cache import EmbeddingCache, default_cache_dir, key_hash, seed_for
 from bench.errors import BenchError
+from bench.locks import file_lock
 from bench.metrics import cosine_rows, reconstruction_scores, summarize
 from bench.plugins import Host
+from bench.redact import redact, redact_record
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
 from bench.utility import retrieval_scores
 from bench.victim import Victim
@@ -237,7 +239,11 @@ class Runner:
         User mistakes (missing data, a model that cannot load, a defense that changes the dimension)
         stop the run here, with nothing written.
         """
-        cells = [c for c in cells if record_path(self.out_dir, c.cell_id) is None]  # finished: nothing to load
+        todo = []
+        for c in cells:  # a finished cell loads nothing, but its record must be readable
+            if self._finished(c) is None:
+                todo.append(c)
+        cells = todo
         for cell in cells:  # datasets first: cheap, and the likeliest to be missing
             self.splits(cell.dataset)
         for cell in cells:
@@ -259,21 +265,30 @@ class Runner:
 
     # -------------------------------------------------------------- cells
 
-    def run(self, cells: list[Cell], on_done=None) -> list[ResultRecord]:
+    def run(self, cells: list[Cell], on_done=None, on_wait=None) -> list[ResultRecord]:
+        """Run the cells not finished yet. Each cell is computed under its lock file
+        (``<out>/.locks/<cell_id>.lock``), so concurrent runs on the same folder compute it once:
+        a run that finds the cell locked waits (``on_wait(cell, holder)``) and reads the winner's record."""
         records = []
         for i, cell in enumerate(cells, 1):
-            existing = record_path(self.out_dir, cell.cell_id)
-            if existing is not None:
-                rec = load_record(existing)
-                status = "cached"
-            else:
-                rec, samples = self.run_cell(cell)
-                write_record(self.out_dir, rec, samples)
-                status = rec.status if rec.status == "ok" else f"error: {rec.error}"
+            rec, status = self._finished(cell), "cached"
+            if rec is None:
+                lock = self.out_dir / ".locks" / f"{cell.cell_id}.lock"
+                with file_lock(lock, on_wait=(lambda h, c=cell: on_wait(c, h)) if on_wait else None):
+                    rec = self._finished(cell)  # another run may have finished it while we waited
+                    if rec is None:
+                        rec, samples = self.run_cell(cell)
+                        rec = redact_record(rec)
+                        write_record(self.out_dir, rec, samples)
+                        status = rec.status if rec.status == "ok" else f"error: {rec.error}"
             records.append(rec)
             if on_done:
                 on_done(i, len(cells), cell, status)
         return records
+
+    def _finished(self, cell: Cell) -> ResultRecord | None:
+        existing = record_path(self.out_dir, cell.cell_id)
+        return load_record(existing) if existing is not None else None
 
     @staticmethod
     def _artifact_key(cell: Cell, victim: Victim) -> dict:
@@ -371,9 +386,9 @@ class Runner:
             )
             return rec, samples
         except BenchError as e:
-            message = str(e)
+            message = redact(str(e))
         except Exception as e:  # a failing cell is recorded; the others go on
-            message = f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
+            message = redact(f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}")
         rec = ResultRecord(
             **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
         )

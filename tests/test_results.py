@@ -5,6 +5,7 @@ import pytest
 from bench import results
 from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
+from bench.errors import BenchError
 from bench.results import ComponentConfig, Provenance, ResultRecord
 
 
@@ -48,7 +49,7 @@ def test_migration_and_future_versions(tmp_path, monkeypatch):
     assert results.load_record(tmp_path / "old.json").provenance.victim_queries == 0
     data["schema_version"] = 99
     (tmp_path / "new.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="newer than this bench"):
+    with pytest.raises(BenchError, match="new.json: record schema 99 is newer than this bench"):
         results.load_record(tmp_path / "new.json")
 
 
