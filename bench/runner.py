@@ -219,7 +219,10 @@ class Runner:
 
     def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed_for(seed, "defender", split))
-        return defense.apply(victim.embed_split(split, texts), rng)
+        out = defense.apply(victim.embed_split(split, texts), rng)
+        if not np.isfinite(out).all():
+            raise BenchError(f"defense {defense.short()} produced non-finite values (NaN or inf) on the {split} split: check its parameters")
+        return out
 
     def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int) -> dict:
         task = data.retrieval
@@ -256,7 +259,10 @@ class Runner:
                 continue
             seen.add(key)
             probe = np.ones((2, embedder.dim), np.float32) / np.sqrt(embedder.dim)
-            shape = np.asarray(cell.defense.apply(probe, np.random.default_rng(0))).shape
+            out = np.asarray(cell.defense.apply(probe, np.random.default_rng(0)))
+            shape = out.shape
+            if shape == probe.shape and not np.isfinite(out).all():
+                raise BenchError(f"defense {cell.defense.short()} produces non-finite values (NaN or inf): check its parameters")
             if shape != probe.shape:
                 raise BenchError(
                     f"defense {cell.defense.name!r} maps {embedder.name!r} vectors of dimension {embedder.dim} "
