@@ -62,7 +62,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from bench.api import Attack, AttackContext, AttackParams, Split
-from bench.cache import load_arrays, save_arrays
+from bench.cache import artifact_lock, atomic_write_bytes, load_arrays, save_arrays, seal, sealed
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 
@@ -110,6 +110,8 @@ def build_heads(hidden: int, dim: int):
 
     return torch.nn.ModuleDict({"caption": head(), "tag": head()})
 
+
+RETRIEVER_FILES = ["retriever.json", "heads.safetensors", "ranker.safetensors"]  # sealed by retriever.sha256.json
 
 class DCNv2:
     """Factory for the DCN-v2 ranker (Wang et al. 2021): parallel cross network v2 + deep MLP."""
@@ -184,6 +186,9 @@ class Slime(Attack):
         base_url: str = Field("http://localhost:8000/v1", description="openai backend: API root")
         model: str | None = Field(None, description="openai backend: chat model name")
         api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: env var holding the key (never stored)")
+        timeout: float = Field(120.0, gt=0, description="openai backends: seconds per HTTP request")
+        max_retries: int = Field(3, ge=0, le=10, description="openai backends: retries of a request answered 429 or 5xx")
+        parallel: int = Field(4, ge=1, le=64, description="openai backends: requests in flight at once (1 for a one-at-a-time server)")
         examples: int = Field(0, ge=0, le=20, description="the attacker's own sentences nearest to the aligned embedding, shown to the LLM beside the tags (0: tags only, as in the paper)")
         max_new_tokens: int = Field(24, ge=1, le=256, description="caption length limit in tokens")
         gen_batch: int = Field(32, ge=1, description="captions generated per batch")
@@ -266,7 +271,8 @@ class Slime(Attack):
         from bench_plugins.llm import LocalLM, OpenAIChat
 
         if self.params.llm_backend == "openai":
-            return OpenAIChat(self.params.base_url, self.params.model or "", self.params.api_key_env)
+            p = self.params
+            return OpenAIChat(p.base_url, p.model or "", p.api_key_env, p.timeout, p.max_retries, p.parallel)
         if self.params.llm == self.params.encoder and not self.params.encoder_layers and self.encoder is not None:
             return self.encoder
         return LocalLM(self.params.llm, ctx.device, None)
@@ -329,15 +335,16 @@ class Slime(Attack):
         self.timings["tags"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         folder = ctx.artifact_dir(victim=None, attack={"name": "slime-retriever", "params": self._retriever_params()})
-        if (folder / "retriever.json").exists() and (folder / "heads.safetensors").exists() and (folder / "ranker.safetensors").exists():
-            self._load(folder)
-        else:
-            vocab = sorted({t for tags in known_tags for t in tags})
-            if not vocab:
-                raise BenchError("slime found no tags in the attacker's texts: are they sentences?")
-            self.vocab = vocab
-            self._train(train_queries, known_tags[: len(train_texts)], ctx)
-            self._save(folder)
+        with artifact_lock(folder, "retriever"):  # concurrent runs train it once
+            if sealed(folder, RETRIEVER_FILES, "retriever"):  # a damaged artifact is deleted and retrained
+                self._load(folder)
+            else:
+                vocab = sorted({t for tags in known_tags for t in tags})
+                if not vocab:
+                    raise BenchError("slime found no tags in the attacker's texts: are they sentences?")
+                self.vocab = vocab
+                self._train(train_queries, known_tags[: len(train_texts)], ctx)
+                self._save(folder)
         self.timings["retriever"] = round(time.perf_counter() - t0, 1)
         self.vindex = {t: i for i, t in enumerate(self.vocab)}
         self.tag_emb = self._project(self._tag_features(self.vocab), "tag")
@@ -528,7 +535,8 @@ class Slime(Attack):
     def _save(self, folder) -> None:
         save_arrays(folder / "heads.safetensors", {k: v.detach().cpu().numpy() for k, v in self.heads.state_dict().items()})
         save_arrays(folder / "ranker.safetensors", {k: v.detach().cpu().numpy() for k, v in self.ranker.state_dict().items()})
-        (folder / "retriever.json").write_text(json.dumps({"vocab": self.vocab, "report": self.report}))
+        atomic_write_bytes(folder / "retriever.json", json.dumps({"vocab": self.vocab, "report": self.report}).encode(), overwrite=True)
+        seal(folder, RETRIEVER_FILES, "retriever")  # written last: marks it done and intact
 
     def _load(self, folder) -> None:
         import torch

@@ -440,7 +440,7 @@ class SlimeAdaptive(Slime):
 
         p = self.params
         if p.vlm_backend == "openai":
-            return OpenAIChat(p.vlm_base_url, p.vlm_model or "", p.vlm_api_key_env)
+            return OpenAIChat(p.vlm_base_url, p.vlm_model or "", p.vlm_api_key_env, p.timeout, p.max_retries, p.parallel)
         return LocalVLM(p.vlm or "", ctx.device)
 
     # ------------------------------------------------------------ inference
@@ -484,7 +484,7 @@ class SlimeAdaptive(Slime):
         if p.vlm_backend == "openai":
             from bench_plugins.llm import OpenAIChat
 
-            return OpenAIChat(p.vlm_base_url, p.vlm_model or "", p.vlm_api_key_env).info()
+            return OpenAIChat(p.vlm_base_url, p.vlm_model or "", p.vlm_api_key_env, p.timeout, p.max_retries, p.parallel).info()
         from bench_plugins.llm import resolve
 
         return {k: v for k, v in resolve(p.vlm or "")[1].items() if k != "path"}

@@ -45,6 +45,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from bench.api import Attack, AttackContext, Split
+from bench.cache import artifact_lock
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench_plugins.attacks._textinv import (
@@ -127,36 +128,38 @@ class Vec2Text(PrefixInversion, Attack):
         lm, tok, ident = load_lm(p.lm, ctx.device)
         model = build(lm, tok, train_e.shape[1], p.prefix_len, True, p.finetune, p.lora_r, p.lora_alpha, ctx.seed + 1)
         model.identity = ident
-        if artifact_done(folder, "corrector"):
-            model.meta = load_artifact(model, folder, "corrector")
-        else:
-            # Training data (paper Sec. 3.2): the hypothesizer's greedy outputs for the attacker texts,
-            # re-embedded through the victim. Kept in the artifact folder so a resumed run reuses them.
-            hyp_file = folder / "train_hypotheses.safetensors"
-            if hyp_file.is_file():
-                from bench.cache import load_arrays
-
-                arr = load_arrays(hyp_file)
-                hyp_texts = [bytes(r).decode().rstrip("\0") for r in arr["texts"]]
-                e_hyp = arr["embeddings"]
+        with artifact_lock(folder, "corrector"):  # concurrent runs train it once
+            if artifact_done(folder, "corrector"):
+                model.meta = load_artifact(model, folder, "corrector")
             else:
-                hyp_texts = [c[0] for c in generate_batched(self.hyp, train_e, p.max_new_tokens, p.gen_batch, ctx.device, desc="hypotheses (corrector data)")]
-                e_hyp = ctx.victim.query(hyp_texts, split="vec2text-train-hypotheses")
-                from bench.cache import save_arrays
+                # Training data (paper Sec. 3.2): the hypothesizer's greedy outputs for the attacker texts,
+                # re-embedded through the victim. Kept in the artifact folder so a resumed run reuses them.
+                hyp_file = folder / "train_hypotheses.safetensors"
+                from bench.cache import load_entry
 
-                raw = [t.encode() for t in hyp_texts]
-                width = max(1, max(len(r) for r in raw))
-                buf = np.zeros((len(raw), width), np.uint8)
-                for i, r in enumerate(raw):
-                    buf[i, : len(r)] = np.frombuffer(r, np.uint8)
-                save_arrays(hyp_file, {"texts": buf, "embeddings": np.asarray(e_hyp, np.float32)})
-            model.meta = train_prefix_lm(
-                model, folder, "corrector", train_e, tokenize_targets(tok, texts, p.max_length),
-                steps=self._steps(len(texts), p.corrector_epochs), batch_size=p.batch_size, lr=self._lr(), seed=ctx.seed + 1,
-                device=ctx.device, ckpt_every=p.ckpt_every, e_hyp=e_hyp, hyp_ids=tokenize_hyps(tok, hyp_texts, p.max_length),
-                info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": p.finetune},
-                stop_after=getattr(self, "_stop_after", None),
-            )
+                entry = load_entry(hyp_file)  # None when missing or damaged (then regenerated)
+                if entry is not None:
+                    arr = entry[0]
+                    hyp_texts = [bytes(r).decode().rstrip("\0") for r in arr["texts"]]
+                    e_hyp = arr["embeddings"]
+                else:
+                    hyp_texts = [c[0] for c in generate_batched(self.hyp, train_e, p.max_new_tokens, p.gen_batch, ctx.device, desc="hypotheses (corrector data)")]
+                    e_hyp = ctx.victim.query(hyp_texts, split="vec2text-train-hypotheses")
+                    from bench.cache import save_arrays
+
+                    raw = [t.encode() for t in hyp_texts]
+                    width = max(1, max(len(r) for r in raw))
+                    buf = np.zeros((len(raw), width), np.uint8)
+                    for i, r in enumerate(raw):
+                        buf[i, : len(r)] = np.frombuffer(r, np.uint8)
+                    save_arrays(hyp_file, {"texts": buf, "embeddings": np.asarray(e_hyp, np.float32)})
+                model.meta = train_prefix_lm(
+                    model, folder, "corrector", train_e, tokenize_targets(tok, texts, p.max_length),
+                    steps=self._steps(len(texts), p.corrector_epochs), batch_size=p.batch_size, lr=self._lr(), seed=ctx.seed + 1,
+                    device=ctx.device, ckpt_every=p.ckpt_every, e_hyp=e_hyp, hyp_ids=tokenize_hyps(tok, hyp_texts, p.max_length),
+                    info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": p.finetune},
+                    stop_after=getattr(self, "_stop_after", None),
+                )
         model.eval()
         if not model.meta.get("interrupted"):
             memo["corrector"] = (folder, model)
