@@ -257,6 +257,9 @@ class Runner:
             key = key_hash([cell.embedder.config(), cell.defense.config()])
             if key in seen:
                 continue
+            if key_hash(cell.embedder.config()) not in seen:
+                seen.add(key_hash(cell.embedder.config()))
+                embedder.fingerprint()  # an API victim's identity probe: a misbehaving server stops the run here
             seen.add(key)
             probe = np.ones((2, embedder.dim), np.float32) / np.sqrt(embedder.dim)
             out = np.asarray(cell.defense.apply(probe, np.random.default_rng(0)))

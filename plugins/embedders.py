@@ -193,15 +193,26 @@ def _reuse_loaded(embedder, dev) -> bool:
     return True
 
 
+_NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt")
+
+
 def _check_no_pickle_only(ref: str, model_dir: Path | None) -> None:
+    """Refuse a model folder where the folder itself or any sub-folder (sentence-transformers loads
+    e.g. ``2_Dense/``) holds pickle weights (``*.bin``, ``*.pt``, ``*.pth``) but no safetensors."""
     if model_dir is None:
         return
-    top = [p.name for p in model_dir.iterdir() if p.is_file()]
-    if not any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in top):
-        pickles = sorted(n for n in top if n.endswith((".bin", ".pt", ".pth")) and n != "training_args.bin")
+    folders = [model_dir] + sorted(
+        p for p in model_dir.rglob("*") if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
+    )
+    for folder in folders:
+        names = [p.name for p in folder.iterdir() if p.is_file()]
+        if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+            continue
+        pickles = sorted(n for n in names if n.endswith((".bin", ".pt", ".pth")) and n not in _NOT_WEIGHTS and not n.startswith("rng_state"))
         if pickles:
+            where = "" if folder == model_dir else f" in {folder.relative_to(model_dir).as_posix()}/"
             raise BenchError(
-                f"model {ref!r} has only pickle weights ({', '.join(pickles)}), which are never loaded: "
+                f"model {ref!r} has only pickle weights{where} ({', '.join(pickles)}), which are never loaded: "
                 f"convert them to safetensors (load once in a trusted session, then save_pretrained(dir))"
             )
 

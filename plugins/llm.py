@@ -52,7 +52,9 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
     root = Path(cache_root) if cache_root else default_cache_dir() / "models"
     out = root / f"{gguf.stem}-{sha[:16]}"
     if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
-        return out
+        if _intact(out):
+            return out
+        shutil.rmtree(out, ignore_errors=True)  # damaged: rebuilt below
     for mod in ("gguf", "accelerate"):
         if importlib.util.find_spec(mod) is None:
             raise BenchError(f"loading {gguf.name} needs PyPI {mod!r}: pip install gguf accelerate")
@@ -74,7 +76,8 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
         tok.save_pretrained(tmp)
-        (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": sha, "dequantized_s": round(time.perf_counter() - t0, 1)}))
+        (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": sha, "dequantized_s": round(time.perf_counter() - t0, 1),
+                                                      "model_sha256": file_sha256(tmp / "model.safetensors")}))
         try:
             tmp.rename(out)
         except OSError:  # another process got there first
@@ -83,6 +86,22 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _intact(folder: Path) -> bool:
+    """The cached dequantized model still matches the digest written with it (else reported once)."""
+    from bench.cache import warn_damaged
+    from bench_plugins.embedders import file_sha256
+
+    try:
+        want = json.loads((folder / "source.json").read_text())["model_sha256"]
+        ok = file_sha256(folder / "model.safetensors") == want
+        why = "content does not match its digest"
+    except (OSError, ValueError, KeyError, TypeError):
+        ok, why = False, "no readable digest in source.json"
+    if not ok:
+        warn_damaged(folder / "model.safetensors", why, "rebuilding it from the GGUF")
+    return ok
 
 
 def resolve(ref: str) -> tuple[Path | str, dict[str, Any]]:

@@ -346,7 +346,8 @@ def test_pretrained_mode_wiring_with_a_stand_in_package(tmp_path, monkeypatch):
     attack = Vec2Text({"pretrained_corrector": "jxm/gtr__nq__32__correct", "pretrained_backbone": "/models/t5-base", "num_steps": 5, "beam": 3, "gen_batch": 4})
     attack.fit(ctx)
     assert ctx.victim.queries == 0  # nothing trained, nothing queried
-    assert calls["inversion"] == ("jxm/gtr__nq__32", {"model_name_or_path": "/models/t5-base"})
+    assert calls["inversion"] == ("jxm/gtr__nq__32", {"model_name_or_path": "/models/t5-base", "use_safetensors": True})
+    assert calls["corrector"][1]["use_safetensors"] is True  # safetensors only, on this path too
     assert calls["corrector"][0] == "jxm/gtr__nq__32__correct"
     assert calls["embedder_dim"] == 64 and calls["evaluate"] is None and calls["length_penalty"] == 1.0
     assert [m["name"] for m in attack.models] == ["jxm/gtr__nq__32", "jxm/gtr__nq__32__correct"]

@@ -385,6 +385,11 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
     import torch
     import transformers
 
+    from bench_plugins.embedders import _check_no_pickle_only, _model_dir
+
+    for ref in (hyp_ref, corr_ref, backbone):  # safetensors only: a pickle-only folder is refused before loading
+        if ref:
+            _check_no_pickle_only(ref, _model_dir(ref))
     v2t = import_vec2text()
     overrides = {"model_name_or_path": backbone} if backbone else {}
     patches = [
@@ -398,8 +403,8 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
         with contextlib.ExitStack() as stack:
             for pt in patches:
                 stack.enter_context(pt)
-            inversion = v2t.models.InversionModel.from_pretrained(hyp_ref, **overrides)
-            corr_model = v2t.models.CorrectorEncoderModel.from_pretrained(corr_ref, **overrides)
+            inversion = v2t.models.InversionModel.from_pretrained(hyp_ref, use_safetensors=True, **overrides)
+            corr_model = v2t.models.CorrectorEncoderModel.from_pretrained(corr_ref, use_safetensors=True, **overrides)
             if corr_model.embedder_dim != victim_dim or inversion.embedder_dim != victim_dim:
                 raise BenchError(
                     f"vec2text corrector {corr_ref!r} takes {corr_model.embedder_dim}-d embeddings but the victim gives {victim_dim}-d: "
