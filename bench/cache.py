@@ -217,13 +217,14 @@ def sealed(folder: Path, files: list[str], name: str) -> bool:
         return False
     try:
         want = json.loads(manifest.read_text())["files"]
-        bad = next((f for f in files if f not in want or not (folder / f).is_file() or file_digest(folder / f) != want[f]), None)
-        why = "missing, or content does not match its digest" if bad else None
+        bad = {f: "missing" if not (folder / f).is_file() else "content does not match its digest"
+               for f in files if f not in want or not (folder / f).is_file() or file_digest(folder / f) != want[f]}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        bad, why = manifest.name, f"unreadable seal: {type(e).__name__}"
-    if bad is None:
+        bad = {manifest.name: f"unreadable seal: {type(e).__name__}"}
+    if not bad:
         return True
-    warn_damaged(folder / bad, why, "retraining it")
+    for f, why in bad.items():
+        warn_damaged(folder / f, why, "retraining it")
     for f in [*files, manifest.name]:
         (folder / f).unlink(missing_ok=True)
     return False

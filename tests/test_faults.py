@@ -157,18 +157,19 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("how", ["overwrite", "truncate"])
-def test_damaged_cache_and_artifact_files_are_reported_once_and_recomputed(tmp_path, reference, how):
+def test_damaged_cache_and_artifact_files_are_reported_once_and_recomputed(tmp_path, reference):
     out, cache = tmp_path / "out", tmp_path / "cache"
     assert bench(GRID, out, cache)[0] == 0
-    (emb,) = [p for p in (cache / "embeddings").glob("attacker-*.safetensors")]
+    emb = {p.name.split("-")[0]: p for p in (cache / "embeddings").glob("*.safetensors")}
     (art,) = list((cache / "artifacts" / "bow").rglob("bow.safetensors"))
-    _damage(emb, how)
-    _damage(art, how)
+    damaged = [emb["attacker"], emb["target"], art, art.with_name("bow.json")]
+    for path, how in zip(damaged, ["overwrite", "truncate", "overwrite", "truncate"]):
+        _damage(path, how)
     code, _, err = bench(GRID, tmp_path / "out2", cache)
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    assert sum(str(emb) in w for w in warnings) == 1 and sum(str(art) in w for w in warnings) == 1, err
+    for path in damaged:
+        assert sum(str(path) in w for w in warnings) == 1, err
     assert "Traceback" not in err
     assert metrics(tmp_path / "out2") == reference  # recomputed, never used
     # and the recomputed files are sound: a third run warns about nothing
@@ -187,6 +188,17 @@ def _api_grid(url, **params):
 KEY = "sk-fault-test-0123456789abcdef"
 
 
+def run_in_process(capsys, args, out, cache):
+    """``bench run`` in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--plugins-dir", TOY, "run", *args, "--device", "cpu", "-q", "--out", str(out), "--cache-dir", str(cache)])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return e.value.code or 0, captured.out, captured.err
+
+
 @pytest.mark.parametrize(
     "behaviour, params, message",
     [
@@ -197,10 +209,10 @@ KEY = "sk-fault-test-0123456789abcdef"
         ({"echo_key": 401}, {}, "the key in $FAULT_TEST_KEY was sent and refused"),
     ],
 )
-def test_misbehaving_server_is_one_line_nothing_cached_no_key(tmp_path, behaviour, params, message):
+def test_misbehaving_server_is_one_line_nothing_cached_no_key(tmp_path, capsys, monkeypatch, behaviour, params, message):
+    monkeypatch.setenv("FAULT_TEST_KEY", KEY)
     with embeddings_server(**behaviour) as server:
-        code, stdout, err = bench(_api_grid(server.base_url, **params), tmp_path / "out", tmp_path / "cache",
-                                  env={"FAULT_TEST_KEY": KEY})
+        code, stdout, err = run_in_process(capsys, _api_grid(server.base_url, **params), tmp_path / "out", tmp_path / "cache")
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert KEY not in err + stdout and KEY[:12] not in err + stdout
@@ -210,10 +222,10 @@ def test_misbehaving_server_is_one_line_nothing_cached_no_key(tmp_path, behaviou
         assert any(auth == f"Bearer {KEY}" for _, _, auth in server.log)  # the key was sent, and echoed back
 
 
-def test_server_failing_inside_a_cell_keeps_the_key_out_of_the_record(tmp_path):
+def test_server_failing_inside_a_cell_keeps_the_key_out_of_the_record(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FAULT_TEST_KEY", KEY)
     with embeddings_server(echo_key=500, fail_after=1) as server:  # the identity probe passes, then errors echo the key
-        code, stdout, err = bench(_api_grid(server.base_url, max_retries=0), tmp_path / "out", tmp_path / "cache",
-                                  env={"FAULT_TEST_KEY": KEY})
+        code, stdout, err = run_in_process(capsys, _api_grid(server.base_url, max_retries=0), tmp_path / "out", tmp_path / "cache")
     assert code == 1, err
     (record,) = list((tmp_path / "out").glob("*.json"))
     text = record.read_text()
@@ -222,14 +234,13 @@ def test_server_failing_inside_a_cell_keeps_the_key_out_of_the_record(tmp_path):
         assert KEY not in blob and KEY[:12] not in blob
 
 
-def test_another_model_behind_the_same_url_is_not_served_from_the_cache(tmp_path):
-    grid = None
+def test_another_model_behind_the_same_url_is_not_served_from_the_cache(tmp_path, capsys):
     with embeddings_server(salt="model-a") as server:
         grid = _api_grid(server.base_url)
         port = server.server_port
-        assert bench(grid, tmp_path / "a", tmp_path / "cache")[0] == 0
+        assert run_in_process(capsys, grid, tmp_path / "a", tmp_path / "cache")[0] == 0
     with embeddings_server(port=port, salt="model-b") as server:  # restarted with another model, same URL and name
-        code, _, err = bench(grid, tmp_path / "b", tmp_path / "cache")
+        code, _, err = run_in_process(capsys, grid, tmp_path / "b", tmp_path / "cache")
         embedded = [b for p, b, _ in server.log if b is not None]
     assert code == 0, err
     assert sum(len(b["input"]) for b in embedded) >= 60 + 20  # attacker and target texts embedded again
