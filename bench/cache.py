@@ -33,7 +33,10 @@ def seed_for(*parts: Any) -> int:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "inversion-bench"))
+    """The active settings' cache root (``bench.settings.active().cache_dir``)."""
+    from bench.settings import active
+
+    return active().cache_dir
 
 
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> None:
@@ -238,10 +241,11 @@ def artifact_lock(folder: Path, name: str):
     return file_lock(Path(folder) / f".{name}.lock")
 
 
-def cached_features(key: Any, n: int, compute) -> np.ndarray:
-    """``compute()`` (an array of ``n`` rows) cached as safetensors under ``<cache>/features`` by
-    ``key_hash(key)``; a missing, damaged or wrong-sized entry is recomputed."""
-    path = default_cache_dir() / "features" / f"{key_hash(key)}.safetensors"
+def cached_features(key: Any, n: int, compute, cache_dir: Path | None = None) -> np.ndarray:
+    """``compute()`` (an array of ``n`` rows) cached as safetensors under ``<cache_dir>/features``
+    (default: the active settings' cache root) by ``key_hash(key)``; a missing, damaged or
+    wrong-sized entry is recomputed."""
+    path = Path(cache_dir or default_cache_dir()) / "features" / f"{key_hash(key)}.safetensors"
     entry = load_entry(path)
     arr = entry[0].get("features") if entry else None
     if arr is not None and arr.shape[0] == n:
