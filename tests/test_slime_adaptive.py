@@ -260,6 +260,10 @@ def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
     (rec,) = _records(out)
     assert rec["status"] == "ok", rec.get("error")
     assert {m["role"]: m["name"] for m in rec["models"]}["vlm"] == f"tiny-vlm @ {url}" and rec["all_pretrained"] is False
+    from bench_plugins.llm import CHAT_PROBE
+
+    assert seen[0][1]["messages"] == CHAT_PROBE  # the VLM's identity probe (for its reply cache), then the 6 images
+    seen = seen[1:]
     assert len(seen) == 6 and all(p == "/v1/chat/completions" and b["model"] == "tiny-vlm" and b["temperature"] == 0 for p, b, _ in seen)
     image, question = seen[0][1]["messages"][0]["content"]
     assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,")

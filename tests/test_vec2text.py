@@ -154,7 +154,7 @@ def test_resume_from_checkpoint_matches_uninterrupted(tiny_lm, tmp_path):
     first.fit(ctx)
     assert first.hyp.meta["interrupted"] and first.hyp.meta["step"] == 5
     ckpts = sorted(p.name for p in (tmp_path / "b" / "artifacts").rglob("*.ckpt*"))
-    assert ckpts == ["hypothesizer.ckpt.json", "hypothesizer.ckpt.opt.safetensors", "hypothesizer.ckpt.safetensors"]
+    assert ckpts == ["hypothesizer.ckpt.json", "hypothesizer.ckpt.opt.safetensors", "hypothesizer.ckpt.safetensors", "hypothesizer.ckpt.sha256.json"]
 
     resumed = _v2t(tiny_lm, ckpt_every=2)
     resumed.fit(_ctx(tmp_path, cache="b"))
