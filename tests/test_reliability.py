@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stub_server import chat_server, embeddings_server
 
 from bench.cli import main
 from bench.errors import BenchError
-from stub_server import chat_server, embeddings_server
 
 TOY = str(Path(__file__).parent / "toy_plugins")
 TOY_RUN = ["--plugins-dir", TOY, "run", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]
@@ -73,9 +73,8 @@ def test_lock_of_another_host_is_stale_when_its_heartbeat_stops(tmp_path):
 
     lock = tmp_path / "cell.lock"
     lock.write_text(json.dumps({"pid": 1, "host": "some-other-node", "token": "remote"}))
-    with pytest.raises(BenchError, match="held by pid 1 on some-other-node"):
-        with file_lock(lock, stale_after=5, timeout=0.5):
-            pass
+    with pytest.raises(BenchError, match="held by pid 1 on some-other-node"), file_lock(lock, stale_after=5, timeout=0.5):
+        pass
     t0 = time.monotonic()
     with file_lock(lock, stale_after=0.5):  # nobody touches it for 0.5 s: the holder is gone
         pass
@@ -269,8 +268,9 @@ def test_sealed_artifacts(tmp_path, capsys):
 
 
 def test_generation_cache_carries_a_digest(tmp_path, capsys):
-    from bench.cache import default_cache_dir
     from bench_plugins.llm import cached_chat
+
+    from bench.cache import default_cache_dir
 
     class Writer:
         calls = 0
@@ -342,7 +342,7 @@ def test_victim_outputs_are_validated_and_never_cached(capsys, tmp_path, mode, n
     plugs.mkdir()
     (plugs / "toy.py").write_text(Path(TOY, "toy.py").read_text())
     (plugs / "bad.py").write_text(BAD_EMBEDDER)
-    code, _, err = run_cli(capsys, "--plugins-dir", str(plugs), "run", "-a", "nearest:adaptive=false", "-d", "none",
+    code, _, _ = run_cli(capsys, "--plugins-dir", str(plugs), "run", "-a", "nearest:adaptive=false", "-d", "none",
                            "-e", f"bad:mode={mode}", "-D", "toy", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
                            "--device", "cpu", "-q")
     assert code == 1
