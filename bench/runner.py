@@ -296,6 +296,8 @@ class Runner:
                 with file_lock(lock, on_wait=(lambda h, c=cell: on_wait(c, h)) if on_wait else None):
                     rec = self._finished(cell)  # another run may have finished it while we waited
                     if rec is None:
+                        for debris in self.out_dir.glob(f".*__{cell.cell_id}*.tmp"):  # temp files of a killed write
+                            debris.unlink(missing_ok=True)
                         with use(self.settings):
                             rec, samples = self.run_cell(cell)
                         rec = redact_record(rec)

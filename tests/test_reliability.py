@@ -486,3 +486,16 @@ def test_vec2text_pretrained_path_refuses_pickle_only_checkpoints(tmp_path):
     (ckpt / "config.json").write_text("{}")
     with pytest.raises(BenchError, match="only pickle weights"):
         load_vec2text_corrector(str(ckpt), str(ckpt), None, "cpu", 768)
+
+
+def test_cached_images_carry_their_digest_in_the_name(tmp_path, capsys):
+    import hashlib
+
+    from bench_plugins.attacks.slime_adaptive import _cached_png
+
+    data = b"\x89PNG fake image bytes"
+    good = tmp_path / f"k1.{hashlib.sha256(data).hexdigest()[:16]}.png"
+    good.write_bytes(data)
+    assert _cached_png(tmp_path, "k1") == good and _cached_png(tmp_path, "k2") is None
+    good.write_bytes(data[:5])  # truncated
+    assert _cached_png(tmp_path, "k1") is None and not good.exists() and "damaged" in capsys.readouterr().err

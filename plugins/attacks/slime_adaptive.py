@@ -329,8 +329,9 @@ def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any]
     rows = [np.ascontiguousarray(r, dtype=np.float32) for r in emb]
     digests = [hashlib.sha256(r.tobytes()).hexdigest() for r in rows]
     root = default_cache_dir() / "adaptive" / "images"
-    paths = [root / f"{key_hash([ident, settings, d, r.shape[0]], 24)}.png" for d, r in zip(digests, rows)]
-    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    keys = [key_hash([ident, settings, d, r.shape[0]], 24) for d, r in zip(digests, rows)]
+    paths: list[Path | None] = [_cached_png(root, k) for k in keys]
+    todo = [i for i, p in enumerate(paths) if p is None]
     for s in range(0, len(todo), batch_size):
         idx = todo[s : s + batch_size]
         seeds = [seed_for(settings.get("seed", 0), "slime-adaptive", digests[i]) for i in idx]
@@ -338,8 +339,23 @@ def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any]
         for i, im in zip(idx, images):
             buf = io.BytesIO()
             im.convert("RGB").save(buf, format="PNG")
-            atomic_write_bytes(paths[i], buf.getvalue(), overwrite=True)
+            data = buf.getvalue()
+            paths[i] = root / f"{keys[i]}.{hashlib.sha256(data).hexdigest()[:16]}.png"  # the name carries its digest
+            atomic_write_bytes(paths[i], data, overwrite=True)
     return paths
+
+
+def _cached_png(root: Path, key: str) -> Path | None:
+    """The cached image of ``key`` whose content matches the digest in its name; a damaged one is
+    reported once and deleted (then regenerated)."""
+    from bench.cache import file_digest, warn_damaged
+
+    for path in sorted(root.glob(f"{key}.*.png")):
+        if file_digest(path)[:16] == path.name.split(".")[-2]:
+            return path
+        warn_damaged(path, "content does not match the digest in its name", "regenerating it")
+        path.unlink(missing_ok=True)
+    return None
 
 
 # ---------------------------------------------------------------- the attack
