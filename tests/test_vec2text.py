@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import TOY_WORDS, tiny_llama
 
 from bench.api import AttackContext, Split
-from bench.settings import Settings
 from bench.cache import EmbeddingCache
 from bench.errors import BenchError
 from bench.runner import Runner, build_grid
-from tiny_models import TOY_WORDS, tiny_llama
+from bench.settings import Settings
 from bench.victim import Victim
 
 torch = pytest.importorskip("torch")

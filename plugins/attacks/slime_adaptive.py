@@ -58,8 +58,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime, _unit
-from bench_plugins.embedders import _describe
 from pydantic import Field, model_validator
 
 from bench.api import AttackContext, Inversion, Split
@@ -67,6 +65,8 @@ from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, seed_fo
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import Metric
+from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime, _unit
+from bench_plugins.embedders import _describe
 
 PROMPT_VERSION = "adaptive-1"
 VLM_KINDS = ("object", "relation", "scene")
@@ -156,9 +156,10 @@ class LocalVLM:
 
     def __init__(self, ref: str, device: str = "cpu"):
         import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
         from bench_plugins.embedders import _quiet_loading
         from bench_plugins.llm import resolve
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         source, self.identity = resolve(ref)
         self.ref, self.device = ref, device
@@ -393,6 +394,7 @@ class SlimeAdaptive(Slime):
     def _raw_norm(self, items: list[str]) -> float:
         """Mean norm of the dual encoder's unnormalised features (the scale generators expect)."""
         import torch
+
         from bench_plugins.clip import load_images
 
         encode = self.dual._image if self.image else self.dual._text  # the towers before L2 normalisation
@@ -406,9 +408,8 @@ class SlimeAdaptive(Slime):
         return self._dual
 
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
-        from bench_plugins.clip import cached_encode
-
         from bench.align import least_squares
+        from bench_plugins.clip import cached_encode
 
         p = self.params
         t0 = time.perf_counter()
