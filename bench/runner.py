@@ -18,11 +18,13 @@ from bench import __version__
 from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, Inversion, ThreatModel
 from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.errors import BenchError
-from bench.metrics import cosine_rows, directions, reconstruction_scores, summarize
+from bench.metrics import directions, reconstruction_scores, summarize
+from bench.models import describe
 from bench.plugins import Host
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
 from bench.settings import Settings, use
 from bench.utility import retrieval_scores
+from bench.vectors import cosine_rows
 from bench.victim import Victim
 
 KINDS = ("attacks", "defenses", "embedders", "datasets")
@@ -390,7 +392,7 @@ class Runner:
         except BenchError as e:
             message = str(e)
         except Exception as e:  # a failing cell is recorded; the others go on
-            message = f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
+            message = f"{describe(e)} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
         rec = ResultRecord(
             **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
         )
