@@ -33,10 +33,6 @@ from bench.models import describe, one_line
 _SPLIT_ORDER = ("target", "leaked", "attacker")  # the order in which splits are filled
 
 
-def _split_seed_field() -> Any:  # DatasetParams.split_seed, made non-negative (numpy seeds must be)
-    return Field(0, ge=0, description="seed of the split (fixed across cell seeds)")
-
-
 # =============================================================== WordNet
 
 WORDNET_FILES = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}  # data.<file> -> id letter
@@ -168,7 +164,6 @@ class WordNet(Dataset):
         distractors: int = Field(
             4000, ge=0, description="definitions of non-target synsets added to the retrieval corpus"
         )
-        split_seed: int = _split_seed_field()
 
     def load(self) -> DatasetSplits:
         p = self.params
@@ -550,7 +545,6 @@ class PIINotes(Dataset):
         distractors: int = Field(
             4000, ge=0, le=PII_NOTES_MAX, description="made-up visit summaries added to the retrieval corpus"
         )
-        split_seed: int = _split_seed_field()
 
     def load(self) -> DatasetSplits:
         import faker
@@ -641,7 +635,6 @@ class Coco(Dataset):
             None, description="image folder (default: the folder named after the file, e.g. val2017, beside it or beside "
             "its folder; else the file's own folder)"
         )
-        split_seed: int = _split_seed_field()
 
     def _image_dir(self, ann: Path) -> Path:
         if self.params.images:

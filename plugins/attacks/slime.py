@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any, Literal
 
 import numpy as np
@@ -208,7 +207,6 @@ class Slime(Attack):
     def __init__(self, params=None):
         super().__init__(params)
         self.report: dict[str, Any] = {}  # training diagnostics (saved with the retriever)
-        self.timings: dict[str, float] = {}  # seconds per stage of this run
         self.image = False  # the victim embeds images: queries go through the attacker's image encoder
         self.encoder = self.dual = None
 
@@ -311,23 +309,18 @@ class Slime(Attack):
             raise BenchError(
                 f"slime:pairs={p.pairs} but the dataset leaks {len(ctx.leaked)} pairs: lower pairs or raise the dataset's leaked"
             )
-        t0 = time.perf_counter()
         self.tagger = make_tagger(p.tag_backend, p.stanza_dir)
         self.image = ctx.victim.modality == "image"
         if self.image:
             self.dual = self._load_image_encoder(ctx)
         else:
             self.encoder = self._load_encoder(ctx)
-        self.timings["load_models"] = round(time.perf_counter() - t0, 1)
         train_texts = list(ctx.attacker.texts[: p.max_train])
         train_queries = self._items(ctx.attacker)[: p.max_train]
         known = train_texts + list(ctx.leaked.texts)
-        t0 = time.perf_counter()
         raw_tags = extract_tags(known, self.tagger)
         known_tags = [tag_texts(t) for t in raw_tags]
         self.kind_of = {t["text"]: t["type"] for ts in raw_tags for t in ts}  # a tag's kind: object, relation, ...
-        self.timings["tags"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         folder = ctx.artifact_dir(victim=None, attack={"name": "slime-retriever", "params": self._retriever_params()})
         if (folder / "retriever.json").exists() and (folder / "heads.safetensors").exists() and (folder / "ranker.safetensors").exists():
             self._load(folder)
@@ -338,7 +331,6 @@ class Slime(Attack):
             self.vocab = vocab
             self._train(train_queries, known_tags[: len(train_texts)], ctx)
             self._save(folder)
-        self.timings["retriever"] = round(time.perf_counter() - t0, 1)
         self.vindex = {t: i for i, t in enumerate(self.vocab)}
         self.tag_emb = self._project(self._tag_features(self.vocab), "tag")
         # alignment: leaked defended victim embeddings -> attacker's projected caption (or image) space
@@ -578,13 +570,9 @@ class Slime(Attack):
             nn = search(aligned, self.example_emb, min(p.examples, len(self.example_texts)), "cpu")
             examples = [[self.example_texts[j] for j in row if j >= 0] for row in nn]
         if self.writer is None:
-            t0 = time.perf_counter()
             self.writer = self._load_writer(ctx)
-            self.timings["load_writer"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
         raw = cached_chat(self.writer, [self.conversation(t, x) for t, x in zip(tags, examples)], settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
-        self.timings["captions"] = round(time.perf_counter() - t0, 1)
         return [Inversion(self.clean_caption(r) or ", ".join(t), {"tags": t, **({"examples": x} if p.examples else {})})
                 for r, t, x in zip(raw, tags, examples)]
 
@@ -632,7 +620,6 @@ class Slime(Attack):
     def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
         from bench_plugins.tags import extract_tags, tag_texts
 
-        t0 = time.perf_counter()
         gt_raw = extract_tags(list(target.texts), self.tagger)
         gt = [tag_texts(t) for t in gt_raw]
         ref_idx = self.reference_tags(target)
@@ -655,7 +642,6 @@ class Slime(Attack):
                 row[f"nbr_f1_ref@{m}"] = self.neighbourhood_f1(got, r, nbrs, m)
                 row[f"nbr_f1_chance@{m}"] = self.neighbourhood_f1(chance, g, nbrs, m)
             rows.append(row)
-        self.timings["metrics"] = round(time.perf_counter() - t0, 1)
         return rows
 
 

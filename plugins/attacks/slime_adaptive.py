@@ -53,7 +53,6 @@ import inspect
 import io
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -408,7 +407,6 @@ class SlimeAdaptive(Slime):
         from bench_plugins.clip import cached_encode
 
         p = self.params
-        t0 = time.perf_counter()
         self._dual = None
         self.dual = self._load_image_encoder(ctx)
         if self.generator is None:
@@ -418,14 +416,11 @@ class SlimeAdaptive(Slime):
                 f"slime-adaptive: generator {p.generator!r} takes {self.generator.dim}-dim image embeddings but image_encoder "
                 f"{p.image_encoder!r} gives {self.dual.dim}-dim ones: pass the CLIP the generator was trained with"
             )
-        self.timings["load_image_encoder"] = round(time.perf_counter() - t0, 1)
         models = super().fit(ctx)
-        t0 = time.perf_counter()
         items = self._items(ctx.leaked)[: p.pairs]
         feats = cached_encode(self.dual, "image" if self.image else "text", items)
         self.W_gen = least_squares(np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32), feats)
         self.gen_norm = self._raw_norm(items[:16])
-        self.timings["generator_space"] = round(time.perf_counter() - t0, 1)
         dual, gen = self.dual.identity, self.generator.identity
         if not self.image:
             models.append({"role": "generator-encoder", "pretrained": bool(dual["pretrained"]),
@@ -460,25 +455,19 @@ class SlimeAdaptive(Slime):
 
         p = self.params
         tags = [[self.vocab[j] for j in row] for row in self._retrieve(self.aligned(emb))]
-        t0 = time.perf_counter()
         settings = {"steps": p.gen_steps, "size": p.gen_size, "seed": ctx.seed}
         images = cached_images(self.generator, self.generator_embedding(emb), settings, p.image_batch)
-        self.timings["images"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         convs = [vlm_conversation(path.read_bytes()) for path in images]
         if self.reader is None:
             self.reader = _Lazy(lambda: self._load_reader(ctx), self._reader_info())
         replies = cached_chat(self.reader, convs, {"max_new_tokens": p.vlm_max_new_tokens, "question": VLM_QUESTION},
                               max_new_tokens=p.vlm_max_new_tokens, batch_size=p.image_batch)
         seen = [parse_vlm_answer(r) for r in replies]
-        self.timings["vlm"] = round(time.perf_counter() - t0, 1)
         if self.writer is None:
             self.writer = self._load_writer(ctx)
-        t0 = time.perf_counter()
         settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
         raw = cached_chat(self.writer, [refine_conversation(t, s) for t, s in zip(tags, seen)], settings,
                           max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
-        self.timings["captions"] = round(time.perf_counter() - t0, 1)
         return [Inversion(self.clean_caption(c) or ", ".join(t), {"tags": t, "image": str(i), "vlm_reply": r, **s})
                 for c, t, i, r, s in zip(raw, tags, images, replies, seen)]
 
@@ -508,7 +497,6 @@ class SlimeAdaptive(Slime):
         from bench_plugins.tags import extract_tags
 
         rows = super().extra_scores(inversions, target, ctx)
-        t0 = time.perf_counter()
         gt = extract_tags(list(target.texts), self.tagger)
         answers = [{k: inv.extras[k] for k in ("objects", "relations", "scene")} for inv in inversions]
         texts, owner = [], []
@@ -526,7 +514,6 @@ class SlimeAdaptive(Slime):
                 have = self._as_vocab([t["text"] for t in got if t["type"] == kind], nbrs)
                 row[f"vlm_{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
             row.update(vlm_objects=float(len(seen["objects"])), vlm_relations=float(len(seen["relations"])), vlm_scene=float(bool(seen["scene"])))
-        self.timings["vlm_metrics"] = round(time.perf_counter() - t0, 1)
         return rows
 
 

