@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.errors import BenchError, one_line
+from bench.models import describe
 from bench.redact import redact, register_secret
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -103,13 +104,22 @@ def _request(
             reason = getattr(e, "reason", e)
             if isinstance(reason, TimeoutError):
                 raise BenchError(f"{what} {url} did not answer within {timeout:g} s: {timeout_hint}") from None
-            why = f"{type(reason).__name__}: {one_line(reason)}" if isinstance(reason, BaseException) else one_line(reason)
+            why = describe(reason) if isinstance(reason, BaseException) else one_line(reason)
             raise BenchError(redact(f"cannot reach {what} {url} ({why}): start the server or pass base_url=<its /v1 root>")) from None
         try:
             return json.loads(body)
         except ValueError:
             raise BenchError(redact(f"{what} {url} returned non-JSON ({body[:80]!r}): is base_url the /v1 root?")) from None
     raise AssertionError("unreachable")
+
+
+def served_model_id(body: Any, wanted: str) -> str | None:
+    """The id of ``wanted`` in an OpenAI ``/models`` answer, else the only model listed, else None."""
+    items = body.get("data") if isinstance(body, dict) else None
+    ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")] if isinstance(items, list) else []
+    if wanted in ids:
+        return wanted
+    return ids[0] if len(ids) == 1 else None
 
 
 def parallel_map(fn: Callable[[Any], Any], items: list[Any], parallel: int, on_result: Callable[[int, Any], None] | None = None) -> list[Any]:

@@ -28,12 +28,9 @@ from pydantic import Field
 from bench.api import Dataset, DatasetParams, DatasetSplits, RetrievalTask, Split
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.models import describe, one_line
 
 _SPLIT_ORDER = ("target", "leaked", "attacker")  # the order in which splits are filled
-
-
-def _split_seed_field() -> Any:  # DatasetParams.split_seed, made non-negative (numpy seeds must be)
-    return Field(0, ge=0, description="seed of the split (fixed across cell seeds)")
 
 
 # =============================================================== WordNet
@@ -167,7 +164,6 @@ class WordNet(Dataset):
         distractors: int = Field(
             4000, ge=0, description="definitions of non-target synsets added to the retrieval corpus"
         )
-        split_seed: int = _split_seed_field()
 
     def load(self) -> DatasetSplits:
         p = self.params
@@ -549,7 +545,6 @@ class PIINotes(Dataset):
         distractors: int = Field(
             4000, ge=0, le=PII_NOTES_MAX, description="made-up visit summaries added to the retrieval corpus"
         )
-        split_seed: int = _split_seed_field()
 
     def load(self) -> DatasetSplits:
         import faker
@@ -640,7 +635,6 @@ class Coco(Dataset):
             None, description="image folder (default: the folder named after the file, e.g. val2017, beside it or beside "
             "its folder; else the file's own folder)"
         )
-        split_seed: int = _split_seed_field()
 
     def _image_dir(self, ann: Path) -> Path:
         if self.params.images:
@@ -665,14 +659,14 @@ class Coco(Dataset):
         try:
             data = json.loads(raw)
         except ValueError as e:
-            raise BenchError(f"{ann} is not valid JSON ({' '.join(str(e).split())[:120]}): pass a COCO captions file") from None
+            raise BenchError(f"{ann} is not valid JSON ({one_line(e, 120)}): pass a COCO captions file") from None
         try:
             files = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
             rows = sorted((int(a.get("id", i)), int(a["image_id"]), " ".join(str(a["caption"]).split()))
                           for i, a in enumerate(data["annotations"]))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BenchError(
-                f"{ann} is not a COCO captions file ({type(e).__name__}: {e}): it needs images [{{id, file_name}}] "
+                f"{ann} is not a COCO captions file ({describe(e)}): it needs images [{{id, file_name}}] "
                 f"and annotations [{{image_id, caption}}]"
             ) from None
         captions: dict[int, list[str]] = {}
