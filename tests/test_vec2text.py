@@ -245,7 +245,7 @@ def test_bad_report_steps():
 
 @pytest.fixture
 def host(tmp_path):
-    """Built-ins + toy embedder/dataset + vec2text/geia (until they are in DEFAULT_PLUGINS)."""
+    """Built-ins + toy embedder/dataset + vec2text/geia (built in: bench_plugins.PLUGINS)."""
     from bench.plugins import Host
 
     h = Host(plugins_dir=TOY_DIR, load_installed=False)
