@@ -156,7 +156,7 @@ class TagRetriever:
     # ------------------------------------------------------------ retrieval
 
     def _search(self, q: np.ndarray, k: int) -> np.ndarray:
-        from bench.utility import search
+        from bench.retrieval import search
 
         return search(q, self.tag_emb, min(k, len(self.vocab)), "cpu")
 
