@@ -70,11 +70,38 @@ def _natural(text: str) -> str:
     return re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):030.12f}", text)
 
 
-def metric_columns(df: pd.DataFrame) -> list[str]:
+natural_key = _natural
+
+
+def headline_of(records: list[ResultRecord], names: list[str]) -> list[str]:
+    """The headline metrics the records declare (their attacks' ``headline``, in order), present in
+    ``names``; records without one (older schema, or ``None`` = all) fall back to ``HEADLINE``."""
+    declared = [getattr(r, "headline", None) for r in records]
+    if declared and all(d is not None for d in declared):
+        return [m for m in dict.fromkeys(m for d in declared for m in d) if m in names]
+    if any(isinstance(d, list) for d in declared):  # some attacks declare one, others show everything
+        return [m for m in dict.fromkeys(m for d in declared if d for m in d) if m in names] or list(names)
+    return [m for m in HEADLINE if m in names]
+
+
+def declared_headline(records: list[ResultRecord]) -> list[str] | None:
+    """The headline every record declares (union, in order), or None when some record shows all."""
+    declared = [getattr(r, "headline", None) for r in records]
+    if not declared or any(d is None for d in declared):
+        return None
+    return list(dict.fromkeys(m for d in declared for m in d))
+
+
+def metric_order(names: list[str], head: list[str]) -> list[str]:
+    """Headline metrics first (declared order), then the rest in natural order (@5 before @10)."""
+    return list(head) + sorted((m for m in names if m not in head), key=natural_key)
+
+
+def metric_columns(df: pd.DataFrame, records: list[ResultRecord] | None = None) -> list[str]:
     base = [c for c in df.columns if f"{c}_lo" in df.columns]
     metrics = [c for c in base if not c.startswith("utility_")]
-    ordered = [m for m in HEADLINE if m in metrics] + sorted(m for m in metrics if m not in HEADLINE)
-    return ordered + [f"utility_{u}" for u in UTILITY if f"utility_{u}" in base]
+    head = headline_of(records, metrics) if records else [m for m in HEADLINE if m in metrics]
+    return metric_order(metrics, head) + [f"utility_{u}" for u in UTILITY if f"utility_{u}" in base]
 
 
 def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: list[str] | None = None) -> pd.DataFrame:
@@ -147,15 +174,23 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
         f"randomly initialised models and are not findings.\n\n"
     )
+    head = declared_headline(records)
+    directions = {}
+    for r in records:
+        for group, prefix in ((r.metrics, ""), (r.utility, "utility_")):
+            for m, v in group.items():
+                directions.setdefault(prefix + m, v.higher_is_better)
     payload = {
         "name": name,
+        "headline": head,
+        "higher_is_better": dict(sorted(directions.items(), key=lambda kv: natural_key(kv[0]))),
         "built": built,
         "bench_version": __version__,
         "schema_version": SCHEMA_VERSION,
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]
-    bodies = [header + to_markdown(df) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
+    bodies = [header + to_markdown(df, metrics=head) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
     for path, body in zip(paths, bodies):
         atomic_write_bytes(path, body.encode(), overwrite=True)
     return paths
