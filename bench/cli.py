@@ -175,8 +175,9 @@ def build(results, name, out):
         raise BenchError(f"no finished result records under {', '.join(map(str, results))}: run `bench run --out DIR` first")
     if "/" in name or name.startswith("."):
         raise BenchError(f"leaderboard name {name!r} must be a plain folder name")
-    paths = leaderboard.write(records, out, name)
-    click.echo(leaderboard.to_markdown(leaderboard.frame(records)))
+    known = leaderboard.plugin_headlines()
+    paths = leaderboard.write(records, out, name, known)
+    click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=leaderboard.declared_headline(records, known)))
     click.echo(f"wrote {', '.join(map(str, paths))}", err=True)
 
 
@@ -225,18 +226,19 @@ def validate(folder, boards_root):
 @click.option("--board", required=True, help="Board to merge into (folder under --boards; created if new).")
 @click.option("--boards", "boards_root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
 @click.option("--note", help="Changelog text for this version [added N cells from SUBMISSION].")
-def add(submission, board, boards_root, note):
+@click.option("--description", help="One line saying what the board measures (shown on the site).")
+def add(submission, board, boards_root, note, description):
     """Merge a valid submission into a board: copy its records, bump the version, log the change."""
     from bench.submissions import add as merge
 
-    problems, meta = merge(submission, board, boards_root, note)
+    problems, meta = merge(submission, board, boards_root, note, description)
     for line in problems:
         click.echo(line)
     if problems:
         click.echo(f"{len(problems)} problem(s): nothing was added", err=True)
         sys.exit(1)
     entry = meta["changelog"][-1]
-    click.echo(f"board {board} is now version {meta['version']}: {entry['note']} ({len(entry['added'])} cell(s))", err=True)
+    click.echo(f"board {board} is now version {meta['version']} ({len(entry['added'])} cell(s) added): {entry['note']}", err=True)
 
 
 @cli.command()

@@ -73,21 +73,40 @@ def _natural(text: str) -> str:
 natural_key = _natural
 
 
-def headline_of(records: list[ResultRecord], names: list[str]) -> list[str]:
-    """The headline metrics the records declare (their attacks' ``headline``, in order), present in
-    ``names``; records without one (older schema, or ``None`` = all) fall back to ``HEADLINE``."""
-    declared = [getattr(r, "headline", None) for r in records]
-    if declared and all(d is not None for d in declared):
-        return [m for m in dict.fromkeys(m for d in declared for m in d) if m in names]
-    if any(isinstance(d, list) for d in declared):  # some attacks declare one, others show everything
-        return [m for m in dict.fromkeys(m for d in declared if d for m in d) if m in names] or list(names)
-    return [m for m in HEADLINE if m in names]
+def plugin_headlines() -> dict[str, list[str] | None]:
+    """attack name -> the headline its installed plugin declares (for records written before
+    records stored it); {} when the plugins cannot be loaded."""
+    try:
+        from bench.plugins import Host
+
+        reg = Host().registries["attacks"]
+        return {n: (list(reg.entries[n].cls.headline) if reg.entries[n].cls.headline else None) for n in reg.names()}
+    except Exception:
+        return {}
 
 
-def declared_headline(records: list[ResultRecord]) -> list[str] | None:
-    """The headline every record declares (union, in order), or None when some record shows all."""
-    declared = [getattr(r, "headline", None) for r in records]
-    if not declared or any(d is None for d in declared):
+def record_headline(r: ResultRecord, known: dict[str, list[str] | None] | None = None) -> list[str]:
+    """A record's headline metrics: what it stores, else what its attack's plugin declares; an
+    attack that shows every metric (None) gets ``HEADLINE``'s order, then the rest naturally."""
+    head = getattr(r, "headline", None)
+    if head is None and known:
+        head = known.get(r.attack.name)
+    if head is None:
+        head = [m for m in HEADLINE if m in r.metrics] + sorted((m for m in r.metrics if m not in HEADLINE), key=natural_key)
+    return list(head)
+
+
+def headline_of(records: list[ResultRecord], names: list[str], known: dict[str, list[str] | None] | None = None) -> list[str]:
+    """The board's headline metrics: the union of its records' headlines, in order, present in ``names``."""
+    return [m for m in dict.fromkeys(m for r in records for m in record_headline(r, known)) if m in names]
+
+
+def declared_headline(records: list[ResultRecord], known: dict[str, list[str] | None] | None = None) -> list[str] | None:
+    """The headline columns of a board's Markdown table (None: every metric, as for bow)."""
+    if not records:
+        return None
+    declared = [getattr(r, "headline", None) or (known or {}).get(r.attack.name) for r in records]
+    if any(d is None for d in declared):
         return None
     return list(dict.fromkeys(m for d in declared for m in d))
 
@@ -161,8 +180,11 @@ def to_markdown(df: pd.DataFrame, metrics: list[str] | None = None) -> str:
     return (f"{cap}\n\n" if cap else "") + display(df, compact=True, metrics=metrics).to_markdown(index=False)
 
 
-def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
-    """Write ``out_dir/name/leaderboard.{md,csv,json}`` (a rebuild replaces them atomically)."""
+def write(records: list[ResultRecord], out_dir: Path, name: str, known: dict[str, list[str] | None] | None = None) -> list[Path]:
+    """Write ``out_dir/name/leaderboard.{md,csv,json}`` (a rebuild replaces them atomically).
+
+    ``known``: attack -> headline of the installed plugins, for records that do not store theirs.
+    """
     df = frame(records)
     public = df.drop(columns=[c for c in df.columns if c.startswith("_")])
     target = Path(out_dir) / name
@@ -174,7 +196,7 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
         f"randomly initialised models and are not findings.\n\n"
     )
-    head = declared_headline(records)
+    head = declared_headline(records, plugin_headlines() if known is None else known)
     directions = {}
     for r in records:
         for group, prefix in ((r.metrics, ""), (r.utility, "utility_")):

@@ -67,6 +67,7 @@ class ResultRecord(BaseModel):
     limit: int | None = Field(None, description="only the first N targets were evaluated (None: all)")
     threat_model: ThreatModel
     metrics: dict[str, MetricValue] = {}
+    headline: list[str] | None = Field(None, description="the attack's headline metrics (None: every metric is headline)")
     utility: dict[str, MetricValue] = {}
     models: list[ModelInfo] = []
     all_pretrained: bool = True

@@ -362,6 +362,7 @@ class Runner:
                 **base,
                 threat_model=threat,
                 metrics=metrics,
+                headline=list(cell.attack.headline) if cell.attack.headline else None,
                 utility=utility,
                 models=models,
                 all_pretrained=all(m.pretrained for m in models),

@@ -137,7 +137,8 @@ def load_board_meta(board_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"name": Path(board_dir).name, "version": 0, "changelog": []}
 
 
-def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), note: str | None = None) -> tuple[list[str], dict]:
+def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), note: str | None = None,
+        description: str | None = None) -> tuple[list[str], dict]:
     """Merge a valid submission into ``boards_root/board``. Returns (problems, board meta); on any
     problem nothing is written."""
     from bench import leaderboard
@@ -169,6 +170,8 @@ def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), 
         "note": note or f"added {len(valid)} cell(s) from {Path(submission).name}",
     }
     meta = {**meta, "name": board, "version": version, "changelog": [*meta.get("changelog", []), entry]}
+    if description:
+        meta["description"] = description
     atomic_write_bytes(target / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
     leaderboard.write(load_records([records_dir]), Path(boards_root), board)
     return [], meta

@@ -106,7 +106,7 @@ def test_duplicate_cells_and_published_cells(capsys, submission, tmp_path):
 
     code, _, err = run_cli(capsys, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards), "--note", "first cells")
     assert code == 0, err
-    assert "board toy is now version 1: first cells (3 cell(s))" in err
+    assert "board toy is now version 1 (3 cell(s) added): first cells" in err
     meta = json.loads((boards / "toy" / "board.json").read_text())
     assert meta["version"] == 1 and len(meta["changelog"][0]["added"]) == 3
     assert len(list((boards / "toy" / "records").glob("*.samples.jsonl"))) == 3

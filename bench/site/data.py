@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.leaderboard import headline_of, metric_order, natural_key
+from bench.leaderboard import headline_of, metric_order, natural_key, plugin_headlines
 from bench.results import ResultRecord, load_record, read_json, record_files
 
 UTILITY_PREFERRED = ("ndcg@10", "recall@10")
@@ -51,6 +51,7 @@ class Board:
     folder: Path
     cells: list[Cell]
     meta: dict[str, Any] = field(default_factory=dict)
+    known: dict[str, Any] = field(default_factory=dict)  # attack -> headline its installed plugin declares
 
     @property
     def records(self) -> list[ResultRecord]:
@@ -76,7 +77,7 @@ def load_board(folder: Path) -> Board:
     if not cells:
         raise BenchError(f"{folder} holds no finished result records: build it from `bench run --out DIR` records")
     meta = json.loads((folder / "board.json").read_text()) if (folder / "board.json").exists() else {}
-    return Board(meta.get("name", folder.name), folder, list(cells.values()), meta)
+    return Board(meta.get("name", folder.name), folder, list(cells.values()), meta, plugin_headlines())
 
 
 # ------------------------------------------------------------------ labels
@@ -115,7 +116,7 @@ def short_defense(rec: ResultRecord, shown: dict[str, list[str]]) -> str:
 def leakage_metrics(board: Board) -> tuple[list[str], list[str]]:
     """(headline metrics in their declared order, every leakage metric: headline first, then natural order)."""
     names = sorted({m for r in board.records for m in r.metrics}, key=natural_key)
-    head = headline_of(board.records, names)
+    head = headline_of(board.records, names, board.known)
     return head, metric_order(names, head)
 
 

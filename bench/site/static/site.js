@@ -25,11 +25,12 @@ var InvBench = (function () {
 
   // ------------------------------------------------------------------ board page: table
 
+  function digits(field) { return /(^|:)bleu/.test(field) ? 1 : 3; } // sacrebleu is on a 0-100 scale
   function metricFormatter(cell) {
-    var v = cell.getValue();
+    var v = cell.getValue(), d = digits(cell.getField());
     if (!v || v[0] === null) return "";
-    var ci = v[1] === null ? "" : ' <span class="ci">[' + fmt(v[1]) + ", " + fmt(v[2]) + "]</span>";
-    return '<span class="val">' + fmt(v[0]) + "</span>" + ci;
+    var ci = v[1] === null ? "" : ' <span class="ci">[' + fmt(v[1], d) + ", " + fmt(v[2], d) + "]</span>";
+    return '<span class="val">' + fmt(v[0], d) + "</span>" + ci;
   }
   function metricSorter(a, b) {
     var x = a ? a[0] : null, y = b ? b[0] : null;
@@ -86,7 +87,7 @@ var InvBench = (function () {
     var table = new Tabulator("#cells-table", {
       data: rows,
       columns: cols,
-      layout: "fitDataStretch",
+      layout: "fitDataFill",
       renderVertical: "basic", // every row in the DOM (boards are small)
       nestedFieldSeparator: false,
       headerSortElement: '<span class="sort-arrow"></span>',
@@ -183,16 +184,16 @@ var InvBench = (function () {
       traces.push({
         x: front.map(function (p) { return p.u; }), y: front.map(function (p) { return p.leak; }),
         mode: "lines+markers", name: "defender's Pareto front", line: { dash: "dash", color: "#f0a500", width: 2, shape: "hv" },
-        marker: { symbol: "star", size: 14, color: "#f0a500", line: { color: "#7a5200", width: 1 } },
+        marker: { symbol: "star-open", size: 16, color: "#e09600", line: { width: 2 } },
         text: front.map(function (p) { return "Pareto-optimal: " + esc(p.label) + "<br>worst-case " + esc(metric) + " " + fmt(p.leak) + "<br>" + esc(util) + " " + fmt(p.u); }),
         hovertemplate: "%{text}<extra></extra>"
       });
     }
     Plotly.react(el, traces, {
-      margin: { l: 64, r: 16, t: 10, b: 56 }, height: 470, hovermode: "closest", plot_bgcolor: "#fbfcfe",
+      margin: { l: 64, r: 16, t: 34, b: 56 }, height: 480, hovermode: "closest", plot_bgcolor: "#fbfcfe",
       xaxis: { title: { text: util + " on the defended embeddings (utility →)" }, zeroline: false, gridcolor: "#e6e9ef" },
       yaxis: { title: { text: metric + (higher ? " (leakage ↑)" : " (leakage ↓)") }, zeroline: false, gridcolor: "#e6e9ef" },
-      legend: { orientation: "v", x: 1.01, y: 1, font: { size: 12 } }
+      legend: { orientation: "v", x: 1.01, y: 0.95, font: { size: 12 } }
     }, PLOT_CONFIG);
     bindClicks(el);
   }
@@ -286,7 +287,7 @@ var InvBench = (function () {
       return out;
     });
     var cols = [
-      { title: "id", field: "id", width: 90, sorter: "alphanum" },
+      { title: "id", field: "id", width: 130, sorter: "alphanum", formatter: function (c) { return esc(c.getValue()); } },
       { title: "target", field: "target", formatter: function (c) { return esc(c.getValue()); }, widthGrow: 3, minWidth: 240, cssClass: "wrap" },
       { title: "reconstruction", field: "reconstruction", minWidth: 240, widthGrow: 3, cssClass: "wrap",
         formatter: function (c) { return highlight(c.getValue(), c.getRow().getData().target); } }
