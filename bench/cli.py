@@ -261,7 +261,7 @@ def reproduce(ctx, record, device, cache_dir, out, quiet):
     if cache_dir:
         os.environ["BENCH_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    checks, new = rerun(_host(ctx), record, resolve_device(device), cache_dir, out, progress=not quiet, say=say)
+    checks, _ = rerun(_host(ctx), record, resolve_device(device), cache_dir, out, progress=not quiet, say=say)
     width = max(len(c.metric) for c in checks) if checks else 6
     click.echo(f"{'metric':<{width}}  {'published':>9}  {'95% CI':<17}  {'re-run':>9}  verdict")
     for c in checks:

@@ -81,7 +81,7 @@ def plugin_headlines() -> dict[str, list[str] | None]:
 
         reg = Host().registries["attacks"]
         return {n: (list(reg.entries[n].cls.headline) if reg.entries[n].cls.headline else None) for n in reg.names()}
-    except Exception:
+    except Exception:  # noqa: BLE001 -- a plugin that fails to load only costs the fallback
         return {}
 
 

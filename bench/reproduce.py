@@ -54,9 +54,8 @@ def compare(old: ResultRecord, new: ResultRecord) -> list[Check]:
 def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = None, out: Path | None = None,
               progress: bool = False, say=lambda msg: None) -> tuple[list[Check], ResultRecord]:
     """Re-run the record's cell; returns the per-metric checks and the new record (written to ``out`` if given)."""
-    from bench.runner import Runner
-
     from bench.results import record_path
+    from bench.runner import Runner
 
     rec = load_record(Path(path))  # digest-checked: an edited record is refused here
     if out and record_path(Path(out), rec.cell_id) is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,7 @@ def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), 
     version = int(meta.get("version", 0)) + 1
     entry = {
         "version": version,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "added": sorted(rec.cell_id for _, rec in valid),
         "source": Path(submission).name,
         "note": note or f"added {len(valid)} cell(s) from {Path(submission).name}",

@@ -186,7 +186,7 @@ def test_board_table_sort_filter_and_plots(site, browser):
 
     # column chooser: a non-headline metric appears when ticked
     field = "m:word_precision"
-    shown = lambda: browser.execute_script(  # noqa: E731
+    shown = lambda: browser.execute_script(
         f"return document.querySelectorAll('#cells-table .tabulator-col[tabulator-field=\"{field}\"]').length > 0 && "
         f"document.querySelector('#cells-table .tabulator-col[tabulator-field=\"{field}\"]').offsetParent !== null")
     before = shown()

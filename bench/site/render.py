@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ def build_site(boards: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     copy_static(out)
     (out / ".nojekyll").write_text("")  # GitHub Pages: serve files as they are
-    built = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    built = datetime.now(UTC).isoformat(timespec="seconds")
     summaries = [render_board(env, b, out, built) for b in loaded]
     index = out / "index.html"
     _write(index, env.get_template("index.html").render(boards=summaries, built=built, version=__version__, root=""))
