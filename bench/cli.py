@@ -244,7 +244,8 @@ def add(submission, board, boards_root, note, description):
 @cli.command()
 @click.argument("record", type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where models run [auto].")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Root of every cache [~/.cache/inversion-bench].")
+@click.option("--cache-dir", type=click.Path(path_type=Path),
+              help="Reuse this cache (embeddings, trained attacks) [none: a fresh temporary cache, so everything is recomputed].")
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the new record and samples here.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.pass_context
@@ -256,12 +257,21 @@ def reproduce(ctx, record, device, cache_dir, out, quiet):
     from bench.reproduce import reproduce as rerun
     from bench.runner import resolve_device
 
+    import tempfile
+
     if not record.is_file():
         raise BenchError(f"{record} is not a record file: pass a result record (*.json) written by `bench run`")
-    if cache_dir:
-        os.environ["BENCH_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    checks, _ = rerun(_host(ctx), record, resolve_device(device), cache_dir, out, progress=not quiet, say=say)
+    before = os.environ.get("BENCH_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as fresh:
+        cache = Path(cache_dir).expanduser().resolve() if cache_dir else Path(fresh)
+        os.environ["BENCH_CACHE_DIR"] = str(cache)  # every plugin cache under it too
+        if not cache_dir:
+            say("recomputing everything in a fresh cache (embeddings, trained attack); --cache-dir reuses one")
+        try:
+            checks, _ = rerun(_host(ctx), record, resolve_device(device), cache, out, progress=not quiet, say=say)
+        finally:
+            os.environ.pop("BENCH_CACHE_DIR") if before is None else os.environ.__setitem__("BENCH_CACHE_DIR", before)
     width = max(len(c.metric) for c in checks) if checks else 6
     click.echo(f"{'metric':<{width}}  {'published':>9}  {'95% CI':<17}  {'re-run':>9}  verdict")
     for c in checks:

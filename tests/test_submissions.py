@@ -139,7 +139,7 @@ def test_add_bumps_the_version(capsys, tmp_path):
 
 def test_reproduce_a_toy_record(capsys, submission, tmp_path):
     rec = next(p for p in records(submission) if "rotation" in p.name and json.loads(p.read_text())["attack"]["params"]["adaptive"])
-    args = ["--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu", "--cache-dir", str(tmp_path / "c2"), "-q"]
+    args = ["--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu", "-q"]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "word_f1" in out and "utility:ndcg@10" in out and "OUTSIDE" not in out
@@ -168,7 +168,7 @@ def test_reproduce_a_real_bow_record(capsys, tmp_path):
                            "--device", "cpu", "--out", str(out), "--cache-dir", str(tmp_path / "c"), "-q")
     assert code == 0, err
     (rec,) = records(out)
-    code, table, err = run_cli(capsys, "reproduce", str(rec), "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "-q")
+    code, table, err = run_cli(capsys, "reproduce", str(rec), "--device", "cpu", "-q")  # a fresh cache: all recomputed
     assert code == 0, table + err
     assert table.count("within CI") == 5  # word P/R/F1, ndcg@10, recall@10
     assert "reproduced 5/5 metrics" in err
