@@ -73,42 +73,26 @@ def _natural(text: str) -> str:
 natural_key = _natural
 
 
-def plugin_headlines() -> dict[str, list[str] | None]:
-    """attack name -> the headline its installed plugin declares (for records written before
-    records stored it); {} when the plugins cannot be loaded."""
-    try:
-        from bench.plugins import Host
-
-        reg = Host().registries["attacks"]
-        return {n: (list(reg.entries[n].cls.headline) if reg.entries[n].cls.headline else None) for n in reg.names()}
-    except Exception:  # noqa: BLE001 -- a plugin that fails to load only costs the fallback
-        return {}
+def headline(records: list[ResultRecord]) -> list[str] | None:
+    """The metrics a table shows: every record's headline in order (None when one shows all)."""
+    heads = [r.headline for r in records]
+    if not heads or any(h is None for h in heads):
+        return None
+    return list(dict.fromkeys(m for h in heads for m in h))
 
 
-def record_headline(r: ResultRecord, known: dict[str, list[str] | None] | None = None) -> list[str]:
-    """A record's headline metrics: what it stores, else what its attack's plugin declares; an
-    attack that shows every metric (None) gets ``HEADLINE``'s order, then the rest naturally."""
-    head = getattr(r, "headline", None)
-    if head is None and known:
-        head = known.get(r.attack.name)
+def record_headline(r: ResultRecord) -> list[str]:
+    """A record's headline metrics; an attack that shows every metric (None) gets ``HEADLINE``'s
+    order, then the rest naturally."""
+    head = r.headline
     if head is None:
         head = [m for m in HEADLINE if m in r.metrics] + sorted((m for m in r.metrics if m not in HEADLINE), key=natural_key)
     return list(head)
 
 
-def headline_of(records: list[ResultRecord], names: list[str], known: dict[str, list[str] | None] | None = None) -> list[str]:
+def headline_of(records: list[ResultRecord], names: list[str]) -> list[str]:
     """The board's headline metrics: the union of its records' headlines, in order, present in ``names``."""
-    return [m for m in dict.fromkeys(m for r in records for m in record_headline(r, known)) if m in names]
-
-
-def declared_headline(records: list[ResultRecord], known: dict[str, list[str] | None] | None = None) -> list[str] | None:
-    """The headline columns of a board's Markdown table (None: every metric, as for bow)."""
-    if not records:
-        return None
-    declared = [getattr(r, "headline", None) or (known or {}).get(r.attack.name) for r in records]
-    if any(d is None for d in declared):
-        return None
-    return list(dict.fromkeys(m for d in declared for m in d))
+    return [m for m in dict.fromkeys(m for r in records for m in record_headline(r)) if m in names]
 
 
 def metric_order(names: list[str], head: list[str]) -> list[str]:
@@ -180,11 +164,8 @@ def to_markdown(df: pd.DataFrame, metrics: list[str] | None = None) -> str:
     return (f"{cap}\n\n" if cap else "") + display(df, compact=True, metrics=metrics).to_markdown(index=False)
 
 
-def write(records: list[ResultRecord], out_dir: Path, name: str, known: dict[str, list[str] | None] | None = None) -> list[Path]:
-    """Write ``out_dir/name/leaderboard.{md,csv,json}`` (a rebuild replaces them atomically).
-
-    ``known``: attack -> headline of the installed plugins, for records that do not store theirs.
-    """
+def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
+    """Write ``out_dir/name/leaderboard.{md,csv,json}`` (a rebuild replaces them atomically)."""
     df = frame(records)
     public = df.drop(columns=[c for c in df.columns if c.startswith("_")])
     target = Path(out_dir) / name
@@ -196,7 +177,9 @@ def write(records: list[ResultRecord], out_dir: Path, name: str, known: dict[str
         f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
         f"randomly initialised models and are not findings.\n\n"
     )
-    head = declared_headline(records, plugin_headlines() if known is None else known)
+    shown = headline(records)
+    if shown:
+        header += "The table shows the attacks' headline metrics; leaderboard.csv and leaderboard.json hold every metric.\n\n"
     directions = {}
     for r in records:
         for group, prefix in ((r.metrics, ""), (r.utility, "utility_")):
@@ -204,7 +187,7 @@ def write(records: list[ResultRecord], out_dir: Path, name: str, known: dict[str
                 directions.setdefault(prefix + m, v.higher_is_better)
     payload = {
         "name": name,
-        "headline": head,
+        "headline": shown,
         "higher_is_better": dict(sorted(directions.items(), key=lambda kv: natural_key(kv[0]))),
         "built": built,
         "bench_version": __version__,
@@ -212,7 +195,7 @@ def write(records: list[ResultRecord], out_dir: Path, name: str, known: dict[str
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]
-    bodies = [header + to_markdown(df, metrics=head) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
+    bodies = [header + to_markdown(df, metrics=shown) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
     for path, body in zip(paths, bodies):
         atomic_write_bytes(path, body.encode(), overwrite=True)
     return paths

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results import ResultRecord, load_record, write_record
+from bench.results import ResultRecord, load_record
 
 TOL = 1e-9  # float noise at the CI's edges
 
@@ -53,11 +53,12 @@ def compare(old: ResultRecord, new: ResultRecord) -> list[Check]:
 
 def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = None, out: Path | None = None,
               progress: bool = False, say=lambda msg: None) -> tuple[list[Check], ResultRecord]:
-    """Re-run the record's cell; returns the per-metric checks and the new record (written to ``out`` if given)."""
+    """Re-run the record's cell; returns the per-metric checks and the new record (kept in ``out`` if given)."""
     from bench.results import record_path
     from bench.runner import Runner
+    from bench.settings import Settings
 
-    rec = load_record(Path(path))  # digest-checked: an edited record is refused here
+    rec = load_record(Path(path), attacks=lambda n: host.entry("attacks", n).cls)  # digest-checked
     if out and record_path(Path(out), rec.cell_id) is not None:
         raise BenchError(f"{out} already holds a record of cell {rec.cell_id}: pass another --out folder")
     cell = cell_of(host, rec)
@@ -68,12 +69,12 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
         entry = host.entry(kind, comp.name)
         if comp.version and entry.version != comp.version:
             say(f"note: {kind[:-1]} {comp.name!r} is plugin {entry.plugin} {entry.version} here, {comp.version} in the record")
+    settings = Settings(device=device, progress=progress, query_budget=rec.threat_model.query_budget,
+                        **({"cache_dir": Path(cache_dir)} if cache_dir else {}))
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(host, Path(out) if out else Path(tmp), device, cache_dir, progress=progress)
+        runner = Runner(host, Path(out) if out else Path(tmp), settings=settings)
         runner.prepare([cell])
-        new, samples = runner.run_cell(cell)
+        (new,) = runner.run([cell])
     if new.status != "ok":
         raise BenchError(f"the re-run of cell {rec.cell_id} failed: {new.error}")
-    if out:
-        write_record(Path(out), new, samples)
     return compare(rec, new), new

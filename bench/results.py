@@ -14,15 +14,17 @@ from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 2
-DIGEST_SINCE = 2  # records of this schema on must carry a digest
+SCHEMA_VERSION = 3
+DIGEST_SINCE = 3  # records of this schema on must carry a digest
 
 
 class MetricValue(BaseModel):
     value: float = Field(description="mean over samples (or the corpus-level value)")
     ci_low: float | None = Field(None, description="bootstrap 95% CI, lower bound")
     ci_high: float | None = Field(None, description="bootstrap 95% CI, upper bound")
-    higher_is_better: bool = True
+    higher_is_better: bool | None = Field(
+        True, description="the metric's declared direction: None for a reference level that ranks nothing (a chance level)"
+    )
     n: int = Field(0, description="samples the value is computed over")
 
 
@@ -67,7 +69,7 @@ class ResultRecord(BaseModel):
     limit: int | None = Field(None, description="only the first N targets were evaluated (None: all)")
     threat_model: ThreatModel
     metrics: dict[str, MetricValue] = {}
-    headline: list[str] | None = Field(None, description="the attack's headline metrics (None: every metric is headline)")
+    headline: list[str] | None = Field(None, description="the attack's headline metrics, what tables show (None: all)")
     utility: dict[str, MetricValue] = {}
     models: list[ModelInfo] = []
     all_pretrained: bool = True
@@ -142,30 +144,70 @@ def check_digest(data: dict, path: Path | None = None) -> None:
             raise BenchError(f"{samples}: samples file does not match its record's digest (edited or truncated): restore it or re-run the cell")
 
 
-# Each migration takes a record dict at version v and returns it at v + 1.
-MIGRATIONS: dict[int, Any] = {1: lambda d: d}  # 2 adds samples_sha256 and digest (None on old records)
+class AttackInfo:
+    """What a migration may ask of the attack that wrote a record: its metric declarations and
+    headline (from the plugin registry; None when the attack is not installed)."""
+
+    def __init__(self, lookup=None):
+        self._lookup = lookup  # attack name -> Attack class, or None
+
+    def cls(self, attack: str):
+        try:
+            return self._lookup(attack) if self._lookup else None
+        except Exception:  # noqa: BLE001 - an attack that is not installed: shared declarations only
+            return None
 
 
-def migrate(data: dict) -> dict:
+def _v1_to_v2(data: dict, attacks: AttackInfo) -> dict:
+    """Schema 1 stored every metric as higher-is-better and no headline: take both from the
+    declarations (the attack's own when it is installed, else the shared ones; an undeclared
+    metric keeps its stored direction)."""
+    from bench.metrics import resolve
+
+    cls = attacks.cls((data.get("attack") or {}).get("name", ""))
+    declared = tuple(getattr(cls, "metrics", ())) if cls else ()
+    for group in ("metrics", "utility"):
+        for name, m in (data.get(group) or {}).items():
+            decl = resolve(name, declared)
+            if decl is not None:
+                m["higher_is_better"] = decl.higher_is_better
+    if "headline" not in data:
+        head = getattr(cls, "headline", None) if cls else None
+        data["headline"] = list(head) if head is not None else None
+    return data
+
+
+# Each migration takes a record dict at version v (and the attack lookup) and returns it at v + 1.
+def _v2_to_v3(data: dict, attacks: AttackInfo) -> dict:
+    """Schema 3 adds ``samples_sha256`` and ``digest``; older records have neither (None)."""
+    return data
+
+
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
+def migrate(data: dict, attacks: AttackInfo | None = None) -> dict:
     version = int(data.get("schema_version", 0))
     if version > SCHEMA_VERSION:
         raise ValueError(f"record schema {version} is newer than this bench ({SCHEMA_VERSION}): upgrade inversion-bench")
     while version < SCHEMA_VERSION:
-        data = MIGRATIONS[version](data)
+        data = MIGRATIONS[version](data, attacks or AttackInfo())
         version += 1
         data["schema_version"] = version
     return data
 
 
-def load_record(path: Path | None = None, data: dict | None = None) -> ResultRecord:
-    """A record from its file (or its parsed JSON), digest-checked and migrated to the current schema."""
+def load_record(path: Path | None = None, data: dict | None = None, attacks=None) -> ResultRecord:
+    """A record from its file (or its parsed JSON), digest-checked and migrated to the current schema.
+    ``attacks`` (attack name -> class, e.g. ``lambda n: host.entry("attacks", n).cls``) lets a
+    migration read the attack's metric declarations."""
     if data is None:
         data = read_json(path)
     version = data.get("schema_version", 0)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise BenchError(f"{path or 'record'}: record schema {version!r} is newer than this bench ({SCHEMA_VERSION}): upgrade inversion-bench")
     check_digest(data, path)
-    return ResultRecord.model_validate(migrate(dict(data)))
+    return ResultRecord.model_validate(migrate(json.loads(json.dumps(data)), AttackInfo(attacks)))  # a copy: migrations edit it
 
 
 def read_json(path: Path) -> dict:
@@ -184,14 +226,14 @@ def record_files(paths: list[Path]) -> list[Path]:
     return [f for f in files if not f.name.startswith(".")]
 
 
-def load_records(paths: list[Path], include_errors: bool = False) -> list[ResultRecord]:
+def load_records(paths: list[Path], include_errors: bool = False, attacks=None) -> list[ResultRecord]:
     """The records under ``paths``, each cell once (the same cell in two folders is one row)."""
     records: dict[str, ResultRecord] = {}
     for f in record_files(paths):
         data = read_json(f)
         if not (isinstance(data, dict) and "cell_id" in data):
             continue  # not a result record (e.g. a leaderboard.json under the same folder)
-        rec = load_record(f, data=data)
+        rec = load_record(f, data=data, attacks=attacks)
         key = rec.cell_id if rec.status == "ok" else f"{rec.cell_id}/{f.name}"
         records.setdefault(key, rec)
     return [r for r in records.values() if include_errors or r.status == "ok"]

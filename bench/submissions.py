@@ -65,7 +65,7 @@ def _record_problems(data: dict, path: Path) -> tuple[list[str], ResultRecord | 
     except BenchError as e:
         return [str(e).removeprefix(f"{path}: ")], None
     try:
-        rec = ResultRecord.model_validate(migrate(dict(data)))
+        rec = ResultRecord.model_validate(migrate(json.loads(json.dumps(data))))
     except (ValidationError, ValueError) as e:
         errs = e.errors() if isinstance(e, ValidationError) else [{"loc": (), "msg": str(e)}]
         where = ".".join(str(x) for x in errs[0]["loc"]) or "record"

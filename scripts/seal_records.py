@@ -1,4 +1,4 @@
-"""Bring records written before digests existed (schema 1) to the current schema, with digests.
+"""Bring records written before digests existed (schema < 3) to the current schema, with digests.
 
 For maintainers adopting old records into a board (the published boards of 2026-11-23 were written
 before records carried digests). Each record is migrated, its samples file (if present) hashed,
@@ -15,17 +15,19 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench.plugins import Host
 from bench.results import load_record, read_json, record_files, sealed_json
 
 
 def seal(src: Path, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
+    host = Host()  # migrations read the installed attacks' metric declarations and headlines
     n = 0
     for f in record_files([src]):
         data = read_json(f)
         if not (isinstance(data, dict) and "cell_id" in data):
             continue
-        rec = load_record(f, data=data)  # migrated; digest-checked when it has one
+        rec = load_record(f, data=data, attacks=lambda name: host.entry("attacks", name).cls)  # migrated; digest-checked
         samples = f.parent / rec.samples_file if rec.samples_file else None
         if data.get("digest"):
             shutil.copyfile(f, out / f.name)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.leaderboard import headline_of, metric_order, natural_key, plugin_headlines
+from bench.leaderboard import headline_of, metric_order, natural_key
 from bench.results import ResultRecord, load_record, read_json, record_files
 
 UTILITY_PREFERRED = ("ndcg@10", "recall@10")
@@ -51,7 +51,6 @@ class Board:
     folder: Path
     cells: list[Cell]
     meta: dict[str, Any] = field(default_factory=dict)
-    known: dict[str, Any] = field(default_factory=dict)  # attack -> headline its installed plugin declares
 
     @property
     def records(self) -> list[ResultRecord]:
@@ -65,11 +64,12 @@ def load_board(folder: Path) -> Board:
         raise BenchError(f"{folder} is not a board folder: pass leaderboards/NAME (holding records/*.json)")
     source = folder / "records" if (folder / "records").is_dir() else folder
     cells: dict[str, Cell] = {}
+    attacks = attack_lookup()
     for f in record_files([source]):
         data = read_json(f)
         if not (isinstance(data, dict) and "cell_id" in data):
             continue
-        rec = load_record(f, data=data)
+        rec = load_record(f, data=data, attacks=attacks)
         if rec.status != "ok" or rec.cell_id in cells:
             continue
         samples = f.parent / rec.samples_file if rec.samples_file else None
@@ -77,7 +77,19 @@ def load_board(folder: Path) -> Board:
     if not cells:
         raise BenchError(f"{folder} holds no finished result records: build it from `bench run --out DIR` records")
     meta = json.loads((folder / "board.json").read_text()) if (folder / "board.json").exists() else {}
-    return Board(meta.get("name", folder.name), folder, list(cells.values()), meta, plugin_headlines())
+    return Board(meta.get("name", folder.name), folder, list(cells.values()), meta)
+
+
+def attack_lookup():
+    """attack name -> installed class, so records of older schemas migrate with the attack's own
+    metric declarations (directions, headline); None when the plugins cannot load."""
+    try:
+        from bench.plugins import Host
+
+        host = Host()
+    except Exception:  # noqa: BLE001 - without plugins, older records migrate with the shared declarations
+        return None
+    return lambda name: host.entry("attacks", name).cls
 
 
 # ------------------------------------------------------------------ labels
@@ -116,7 +128,7 @@ def short_defense(rec: ResultRecord, shown: dict[str, list[str]]) -> str:
 def leakage_metrics(board: Board) -> tuple[list[str], list[str]]:
     """(headline metrics in their declared order, every leakage metric: headline first, then natural order)."""
     names = sorted({m for r in board.records for m in r.metrics}, key=natural_key)
-    head = headline_of(board.records, names, board.known)
+    head = headline_of(board.records, names)
     return head, metric_order(names, head)
 
 
