@@ -262,16 +262,11 @@ def reproduce(ctx, record, device, cache_dir, out, quiet):
     from bench.reproduce import reproduce as rerun
     from bench.runner import resolve_device
 
-    import tempfile
-
     if not record.is_file():
         raise BenchError(f"{record} is not a record file: pass a result record (*.json) written by `bench run`")
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    with tempfile.TemporaryDirectory(prefix="bench-reproduce-") as fresh:
-        cache = Path(cache_dir).expanduser().resolve() if cache_dir else Path(fresh)
-        if not cache_dir:
-            say("recomputing everything in a fresh cache (embeddings, trained attack); --cache-dir reuses one")
-        checks, _ = rerun(_host(ctx), record, resolve_device(device), cache, out, progress=not quiet, say=say)
+    cache = Path(cache_dir).expanduser().resolve() if cache_dir else None  # None: a fresh temporary cache
+    checks, _ = rerun(_host(ctx), record, resolve_device(device), cache, out, progress=not quiet, say=say)
     width = max(len(c.metric) for c in checks) if checks else 6
     click.echo(f"{'metric':<{width}}  {'published':>9}  {'95% CI':<17}  {'re-run':>9}  verdict")
     for c in checks:

@@ -62,6 +62,8 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
     if out and record_path(Path(out), rec.cell_id) is not None:
         raise BenchError(f"{out} already holds a record of cell {rec.cell_id}: pass another --out folder")
     cell = cell_of(host, rec)
+    if not cache_dir:
+        say("recomputing everything in a fresh cache (embeddings, trained attack); --cache-dir reuses one")
     if cell.cell_id != rec.cell_id:
         say(f"note: the installed plugins give this configuration cell id {cell.cell_id} (record: {rec.cell_id}); "
             "a plugin's parameters changed since the record was written")
@@ -69,10 +71,10 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
         entry = host.entry(kind, comp.name)
         if comp.version and entry.version != comp.version:
             say(f"note: {kind[:-1]} {comp.name!r} is plugin {entry.plugin} {entry.version} here, {comp.version} in the record")
-    settings = Settings(device=device, progress=progress, query_budget=rec.threat_model.query_budget,
-                        **({"cache_dir": Path(cache_dir)} if cache_dir else {}))
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(host, Path(out) if out else Path(tmp), settings=settings)
+        settings = Settings(device=device, progress=progress, query_budget=rec.threat_model.query_budget,
+                            cache_dir=Path(cache_dir) if cache_dir else Path(tmp) / "cache")
+        runner = Runner(host, Path(out) if out else Path(tmp) / "out", settings=settings)
         runner.prepare([cell])
         (new,) = runner.run([cell])
     if new.status != "ok":
