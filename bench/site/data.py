@@ -137,9 +137,10 @@ def utility_metrics(board: Board) -> list[str]:
     return [u for u in UTILITY_PREFERRED if u in names] + sorted(names - set(UTILITY_PREFERRED), key=natural_key)
 
 
-def directions(board: Board) -> dict[str, bool]:
-    """metric -> higher_is_better as the records declare it (leakage: higher = more leaked)."""
-    out: dict[str, bool] = {}
+def directions(board: Board) -> dict[str, bool | None]:
+    """metric -> higher_is_better as the records declare it (leakage: True, higher = more leaked;
+    a cost: False; a reference level such as chance: None)."""
+    out: dict[str, bool | None] = {}
     for r in board.records:
         for name, m in (*r.metrics.items(), *(("utility:" + k, v) for k, v in r.utility.items())):
             out.setdefault(name, m.higher_is_better)
@@ -147,8 +148,10 @@ def directions(board: Board) -> dict[str, bool]:
 
 
 def primary_leakage(board: Board) -> str | None:
-    head, _ = leakage_metrics(board)
-    return head[0] if head else None
+    """The metric boards rank by: the first headline metric that has a direction."""
+    head, every = leakage_metrics(board)
+    dirs = directions(board)
+    return next((m for m in [*head, *every] if dirs.get(m) is not None), None)
 
 
 # ------------------------------------------------------------------ rows

@@ -67,10 +67,11 @@ var InvBench = (function () {
     if (several("embedder")) cols.push(text("victim", "embedder"));
     if (several("dataset")) cols.push(text("dataset", "dataset"));
     payload.leakage.forEach(function (m) {
-      var up = payload.higher[m] !== false;
+      var dir = payload.higher[m]; // true: higher = more leaked; false: lower; null: a reference level
       cols.push({
-        title: m + (up ? " ↑" : " ↓"), field: "m:" + m, formatter: metricFormatter, sorter: metricSorter, hozAlign: "right",
-        visible: payload.headline.indexOf(m) >= 0, headerTooltip: m + ": leakage, " + (up ? "higher" : "lower") + " = more leaked",
+        title: m + (dir === true ? " ↑" : dir === false ? " ↓" : " (ref)"), field: "m:" + m, formatter: metricFormatter, sorter: metricSorter, hozAlign: "right",
+        visible: payload.headline.indexOf(m) >= 0,
+        headerTooltip: m + (dir === null ? ": a reference level (e.g. chance), ranks nothing" : ": " + (dir ? "higher" : "lower") + " = more leaked"),
         cssClass: payload.headline.indexOf(m) >= 0 ? "col-headline" : ""
       });
     });
@@ -192,7 +193,7 @@ var InvBench = (function () {
     Plotly.react(el, traces, {
       margin: { l: 64, r: 16, t: 34, b: 56 }, height: 480, hovermode: "closest", plot_bgcolor: "#fbfcfe",
       xaxis: { title: { text: util + " on the defended embeddings (utility →)" }, zeroline: false, gridcolor: "#e6e9ef" },
-      yaxis: { title: { text: metric + (higher ? " (leakage ↑)" : " (leakage ↓)") }, zeroline: false, gridcolor: "#e6e9ef" },
+      yaxis: { title: { text: metric + (payload.higher[metric] === null ? " (reference level)" : higher ? " (leakage ↑)" : " (leakage ↓)") }, zeroline: false, gridcolor: "#e6e9ef" },
       legend: { orientation: "v", x: 1.01, y: 0.95, font: { size: 12 } }
     }, PLOT_CONFIG);
     bindClicks(el);
