@@ -172,3 +172,29 @@ def test_reproduce_a_real_bow_record(capsys, tmp_path):
     assert code == 0, table + err
     assert table.count("within CI") == 5  # word P/R/F1, ndcg@10, recall@10
     assert "reproduced 5/5 metrics" in err
+
+
+def test_run_and_build_refuse_an_edited_record(capsys, submission, tmp_path):
+    """`bench run` (finding the cell done) and `leaderboard build` refuse an edited record in one line."""
+    rec = records(submission)[0]
+    rec.write_text(rec.read_text().replace('"n": 80', '"n": 81', 1))
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--out", str(submission), "--cache-dir", str(tmp_path / "c"))
+    assert code == 2 and f"{rec.name}: record content does not match its digest" in err
+    code, _, err = run_cli(capsys, "leaderboard", "build", str(submission), "--name", "x", "--out", str(tmp_path / "b"))
+    assert code == 2 and f"{rec.name}: record content does not match its digest" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_published_boards_are_sealed():
+    """Every published board loads, digest-checked, with its version and changelog."""
+    from bench.results import DIGEST_SINCE
+    from bench.site.data import load_board
+
+    root = Path(__file__).parents[1] / "leaderboards"
+    boards = sorted(d for d in root.iterdir() if (d / "records").is_dir())
+    assert len(boards) >= 4
+    for folder in boards:
+        board = load_board(folder)
+        assert all(c.record.schema_version >= DIGEST_SINCE and c.record.digest for c in board.cells), folder
+        meta = json.loads((folder / "board.json").read_text())
+        assert meta["version"] >= 1 and meta["changelog"], folder
