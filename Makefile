@@ -8,7 +8,7 @@ WORDNET_DIR ?= /usr/share/wordnet
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test wordnet browser site clean-venv
+.PHONY: setup demo test lint wordnet browser site clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ setup: $(BIN)/.installed wordnet
 
 demo: setup
 	$(BIN)/bench run --attack bow --defense none --defense noise --defense quantize --defense rotation
+
+# ruff, pinned in the dev extra and configured in pyproject.toml; CI runs it before the tests.
+lint: setup
+	$(BIN)/ruff check .
 
 # The leaderboard website of every board under leaderboards/ (open site/index.html, or serve site/).
 SITE ?= site

@@ -81,7 +81,7 @@ class Split:
         """What a victim of that modality embeds: the image paths ("image"; None if there are none) or the texts."""
         return self.images if modality == "image" else self.texts
 
-    def head(self, n: int | None) -> "Split":
+    def head(self, n: int | None) -> Split:
         """The first ``n`` items (all when n is None)."""
         if n is None or n >= len(self.texts):
             return self
@@ -96,6 +96,11 @@ class RetrievalTask:
     corpus_ids: list[str]
     corpus_texts: list[str]
     qrels: dict[str, set[str]]
+
+
+# The order in which a dataset fills its splits: the targets first, so growing the attacker split
+# never changes them.
+SPLIT_ORDER = ("target", "leaked", "attacker")
 
 
 @dataclass

