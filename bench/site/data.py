@@ -200,8 +200,13 @@ def rows(board: Board) -> list[dict[str, Any]]:
     out = [row_of(c, shown_a, shown_d) for c in board.cells]
     primary = primary_leakage(board)
     if primary:
-        higher = directions(board).get(primary, True)
-        out.sort(key=lambda row: (row["m"].get(primary, [float("nan")])[0] is None, -(row["m"].get(primary, [0])[0] or 0) if higher else (row["m"].get(primary, [0])[0] or 0)))
+        sign = -1 if directions(board).get(primary) else 1  # most leakage first
+
+        def key(row: dict) -> tuple:
+            value = row["m"].get(primary, [None])[0]
+            return (value is None, sign * (value or 0.0))
+
+        out.sort(key=key)
     return out
 
 
