@@ -81,6 +81,16 @@ def headline(records: list[ResultRecord]) -> list[str] | None:
     return list(dict.fromkeys(m for h in heads for m in h))
 
 
+def directions(records: list[ResultRecord]) -> dict[str, bool | None]:
+    """Each column's declared direction, as the records store it (utility columns prefixed ``utility_``)."""
+    out: dict[str, bool | None] = {}
+    for r in records:
+        for prefix, group in (("", r.metrics), ("utility_", r.utility)):
+            for name, m in group.items():
+                out.setdefault(prefix + name, m.higher_is_better)
+    return out
+
+
 def record_headline(r: ResultRecord) -> list[str]:
     """A record's headline metrics; an attack that shows every metric (None) gets ``HEADLINE``'s
     order, then the rest naturally."""
@@ -180,18 +190,13 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
     shown = headline(records)
     if shown:
         header += "The table shows the attacks' headline metrics; leaderboard.csv and leaderboard.json hold every metric.\n\n"
-    directions = {}
-    for r in records:
-        for group, prefix in ((r.metrics, ""), (r.utility, "utility_")):
-            for m, v in group.items():
-                directions.setdefault(prefix + m, v.higher_is_better)
     payload = {
         "name": name,
-        "headline": shown,
-        "higher_is_better": dict(sorted(directions.items(), key=lambda kv: natural_key(kv[0]))),
         "built": built,
         "bench_version": __version__,
         "schema_version": SCHEMA_VERSION,
+        "headline": shown,
+        "higher_is_better": directions(records),
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]

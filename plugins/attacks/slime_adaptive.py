@@ -448,13 +448,14 @@ class SlimeAdaptive(Slime):
     def generator_embedding(self, emb: np.ndarray) -> np.ndarray:
         return unit(np.asarray(emb, np.float32) @ self.W_gen, np.float32) * self.gen_norm
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        """Per target, the refined caption; extras: the retrieved ``tags``, the generated ``image``'s
-        path (in the image cache), the ``vlm_reply`` and its parsed ``objects``/``relations``/``scene``."""
+    prompt_version = PROMPT_VERSION
+
+    def observe(self, emb: np.ndarray, tags: list[list[str]], ctx: AttackContext) -> list[dict[str, Any]]:
+        """Per target: the generated ``image``'s path (in the image cache), the VLM's ``vlm_reply``
+        and its parsed ``objects``/``relations``/``scene`` (kept as extras, shown to the writer)."""
         from bench_plugins.llm import cached_chat
 
         p = self.params
-        tags = [[self.vocab[j] for j in row] for row in self._retrieve(self.aligned(emb))]
         settings = {"steps": p.gen_steps, "size": p.gen_size, "seed": ctx.seed}
         images = cached_images(self.generator, self.generator_embedding(emb), settings, p.image_batch)
         convs = [vlm_conversation(path.read_bytes()) for path in images]
@@ -462,14 +463,10 @@ class SlimeAdaptive(Slime):
             self.reader = _Lazy(lambda: self._load_reader(ctx), self._reader_info())
         replies = cached_chat(self.reader, convs, {"max_new_tokens": p.vlm_max_new_tokens, "question": VLM_QUESTION},
                               max_new_tokens=p.vlm_max_new_tokens, batch_size=p.image_batch)
-        seen = [parse_vlm_answer(r) for r in replies]
-        if self.writer is None:
-            self.writer = self._load_writer(ctx)
-        settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
-        raw = cached_chat(self.writer, [refine_conversation(t, s) for t, s in zip(tags, seen)], settings,
-                          max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
-        return [Inversion(self.clean_caption(c) or ", ".join(t), {"tags": t, "image": str(i), "vlm_reply": r, **s})
-                for c, t, i, r, s in zip(raw, tags, images, replies, seen)]
+        return [{"image": str(i), "vlm_reply": r, **parse_vlm_answer(r)} for i, r in zip(images, replies)]
+
+    def prompt(self, tags: list[str], note: dict[str, Any]) -> list[dict[str, str]]:
+        return refine_conversation(tags, note)
 
     def _reader_info(self) -> dict[str, Any]:
         """The VLM's identity for the reply cache, known without loading it."""
