@@ -58,20 +58,21 @@ def _record_problems(data: dict, path: Path) -> tuple[list[str], ResultRecord | 
     version = data.get("schema_version", 0)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         return [f"record schema {version!r} is newer than this bench ({SCHEMA_VERSION}): upgrade inversion-bench to validate it"], None
+    problems = []  # every problem of the record, so an edit that also drops a version says both
     if version < DIGEST_SINCE:
-        return [f"schema {version} record has no content digest: re-run the cell with inversion-bench whose records are schema >= {DIGEST_SINCE}"], None
-    try:
-        check_digest(data, path)
-    except BenchError as e:
-        return [str(e).removeprefix(f"{path}: ")], None
+        problems.append(f"schema {version} record has no content digest: re-run the cell with inversion-bench whose records are schema >= {DIGEST_SINCE}")
+    else:
+        try:
+            check_digest(data, path)
+        except BenchError as e:
+            problems.append(str(e).removeprefix(f"{path}: "))
     try:
         rec = ResultRecord.model_validate(migrate(json.loads(json.dumps(data))))
     except (ValidationError, ValueError) as e:
         errs = e.errors() if isinstance(e, ValidationError) else [{"loc": (), "msg": str(e)}]
         where = ".".join(str(x) for x in errs[0]["loc"]) or "record"
         more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
-        return [f"does not match the record schema: {where}: {one_line(errs[0]['msg'], 120)}{more}"], None
-    problems = []
+        return [*problems, f"does not match the record schema: {where}: {one_line(errs[0]['msg'], 120)}{more}"], None
     if rec.status != "ok":
         problems.append(f"is an error record ({one_line(rec.error or '', 80)}): only finished cells are published; fix and re-run the cell")
     for kind in COMPONENTS:

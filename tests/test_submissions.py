@@ -93,6 +93,18 @@ def test_each_bad_record_is_one_line(capsys, submission, tmp_path, case, expecte
     assert where in lines[0] and expected in lines[0], lines[0]
 
 
+def test_an_edit_that_drops_the_plugin_version_says_both(capsys, submission, tmp_path):
+    path = records(submission)[0]
+    data = json.loads(path.read_text())
+    del data["embedder"]["version"]  # edited by hand, digest not recomputed
+    path.write_text(json.dumps(data, indent=2))
+    code, out, _ = validate(capsys, submission, tmp_path / "boards")
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 2
+    assert "record content does not match its digest" in lines[0]
+    assert "embedder 'toy-hash' (plugin toy) has no plugin version" in lines[1]
+
+
 def test_duplicate_cells_and_published_cells(capsys, submission, tmp_path):
     boards = tmp_path / "boards"
     first = records(submission)[0]
