@@ -8,7 +8,7 @@ WORDNET_DIR ?= /usr/share/wordnet
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint wordnet clean-venv
+.PHONY: setup demo test lint wordnet browser site clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ wordnet:
 	  else echo "WordNet data missing: install Debian/Ubuntu package wordnet-base, or set WNHOME to a WordNet 3.0 dict folder"; fi; \
 	fi
 
+# The site's browser tests drive Debian's Chromium with its driver (nothing is downloaded).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium + chromium-driver"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium/chromedriver missing: install Debian/Ubuntu packages chromium and chromium-driver"; fi; \
+	fi
+
 setup: $(BIN)/.installed wordnet
 
 demo: setup
@@ -47,8 +57,14 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup $(BIN)/.image
-	$(BIN)/python -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+# The leaderboard website of every board under leaderboards/ (open site/index.html, or serve site/).
+SITE ?= site
+site: setup
+	$(BIN)/bench leaderboard site leaderboards --out $(SITE)
+	@echo "open $(SITE)/index.html"
+
+test: setup $(BIN)/.image browser
+	BENCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 clean-venv:
 	rm -rf $(VENV)

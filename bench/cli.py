@@ -201,6 +201,100 @@ def build(ctx, results, name, out):
     click.echo(f"wrote {', '.join(map(str, paths))}", err=True)
 
 
+@leaderboard_group.command()
+@click.argument("boards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the site (index.html and boards/).")
+def site(boards, out):
+    """Build a static website of board folders (e.g. leaderboards/*): tables, plots, per-cell samples.
+
+    Opens from disk (file://) or any static host; no network needed.
+    """
+    from bench.site import build_site
+
+    folders: list[Path] = []
+    for b in boards:
+        if not b.is_dir():
+            raise BenchError(f"{b} is not a board folder: pass leaderboards/NAME folders (each holding records/) or leaderboards/")
+        inner = sorted(d for d in b.iterdir() if (d / "records").is_dir())
+        folders += inner if not (b / "records").is_dir() and not any(b.glob("*.json")) and inner else [b]
+    index = build_site(folders, out)
+    click.echo(f"site of {len(folders)} board(s) written: open {index}", err=True)
+
+
+@leaderboard_group.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--boards", "boards_root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True,
+              help="Published boards to check against (cells already published, changes to them).")
+def validate(folder, boards_root):
+    """Check a submission: schema, digests, plugin versions, pretrained marks, duplicate and published cells.
+
+    Prints one line per problem and exits 1 if there is any.
+    """
+    from bench.submissions import validate as check
+
+    problems, valid = check(folder, boards_root)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        click.echo(f"{len(problems)} problem(s); {len(valid)} record(s) valid", err=True)
+        sys.exit(1)
+    click.echo(f"{len(valid)} record(s) valid: ready for `bench leaderboard add {folder} --board NAME`", err=True)
+
+
+@leaderboard_group.command()
+@click.argument("submission", type=click.Path(path_type=Path))
+@click.option("--board", required=True, help="Board to merge into (folder under --boards; created if new).")
+@click.option("--boards", "boards_root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
+@click.option("--note", help="Changelog text for this version [added N cells from SUBMISSION].")
+@click.option("--description", help="One line saying what the board measures (shown on the site).")
+def add(submission, board, boards_root, note, description):
+    """Merge a valid submission into a board: copy its records, bump the version, log the change."""
+    from bench.submissions import add as merge
+
+    problems, meta = merge(submission, board, boards_root, note, description)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        click.echo(f"{len(problems)} problem(s): nothing was added", err=True)
+        sys.exit(1)
+    entry = meta["changelog"][-1]
+    click.echo(f"board {board} is now version {meta['version']} ({len(entry['added'])} cell(s) added): {entry['note']}", err=True)
+
+
+@cli.command()
+@click.argument("record", type=click.Path(path_type=Path))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where models run [auto].")
+@click.option("--cache-dir", type=click.Path(path_type=Path),
+              help="Reuse this cache (embeddings, trained attacks) [none: a fresh temporary cache, so everything is recomputed].")
+@click.option("--out", type=click.Path(path_type=Path), help="Also write the new record and samples here.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.pass_context
+def reproduce(ctx, record, device, cache_dir, out, quiet):
+    """Re-run the cell RECORD describes and check each metric against the record's 95% CI.
+
+    Exits 0 when every metric lands inside its CI, 1 otherwise.
+    """
+    from bench.reproduce import reproduce as rerun
+    from bench.runner import resolve_device
+
+    if not record.is_file():
+        raise BenchError(f"{record} is not a record file: pass a result record (*.json) written by `bench run`")
+    say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    cache = Path(cache_dir).expanduser().resolve() if cache_dir else None  # None: a fresh temporary cache
+    checks, _ = rerun(_host(ctx), record, resolve_device(device), cache, out, progress=not quiet, say=say)
+    width = max(len(c.metric) for c in checks) if checks else 6
+    click.echo(f"{'metric':<{width}}  {'published':>9}  {'95% CI':<17}  {'re-run':>9}  verdict")
+    for c in checks:
+        ci = f"[{c.ci_low:.4f}, {c.ci_high:.4f}]" if c.ci_low is not None else "(none)"
+        got = f"{c.reproduced:.4f}" if c.reproduced is not None else "missing"
+        click.echo(f"{c.metric:<{width}}  {c.published:>9.4f}  {ci:<17}  {got:>9}  {'within CI' if c.within else 'OUTSIDE CI'}")
+    bad = [c.metric for c in checks if not c.within]
+    click.echo(f"reproduced {len(checks) - len(bad)}/{len(checks)} metrics within the record's CI"
+               + (f"; outside: {', '.join(bad)}" if bad else ""), err=True)
+    if bad:
+        sys.exit(1)
+
+
 def _argv_plugins_dir(argv: list[str]) -> Path | None:
     for i, a in enumerate(argv):
         if a == "--plugins-dir" and i + 1 < len(argv):

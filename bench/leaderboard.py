@@ -70,6 +70,9 @@ def _natural(text: str) -> str:
     return re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):030.12f}", text)
 
 
+natural_key = _natural
+
+
 def headline(records: list[ResultRecord]) -> list[str] | None:
     """The metrics a table shows: every record's headline in order (None when one shows all)."""
     heads = [r.headline for r in records]
@@ -88,11 +91,30 @@ def directions(records: list[ResultRecord]) -> dict[str, bool | None]:
     return out
 
 
-def metric_columns(df: pd.DataFrame) -> list[str]:
+def record_headline(r: ResultRecord) -> list[str]:
+    """A record's headline metrics; an attack that shows every metric (None) gets ``HEADLINE``'s
+    order, then the rest naturally."""
+    head = r.headline
+    if head is None:
+        head = [m for m in HEADLINE if m in r.metrics] + sorted((m for m in r.metrics if m not in HEADLINE), key=natural_key)
+    return list(head)
+
+
+def headline_of(records: list[ResultRecord], names: list[str]) -> list[str]:
+    """The board's headline metrics: the union of its records' headlines, in order, present in ``names``."""
+    return [m for m in dict.fromkeys(m for r in records for m in record_headline(r)) if m in names]
+
+
+def metric_order(names: list[str], head: list[str]) -> list[str]:
+    """Headline metrics first (declared order), then the rest in natural order (@5 before @10)."""
+    return list(head) + sorted((m for m in names if m not in head), key=natural_key)
+
+
+def metric_columns(df: pd.DataFrame, records: list[ResultRecord] | None = None) -> list[str]:
     base = [c for c in df.columns if f"{c}_lo" in df.columns]
     metrics = [c for c in base if not c.startswith("utility_")]
-    ordered = [m for m in HEADLINE if m in metrics] + sorted(m for m in metrics if m not in HEADLINE)
-    return ordered + [f"utility_{u}" for u in UTILITY if f"utility_{u}" in base]
+    head = headline_of(records, metrics) if records else [m for m in HEADLINE if m in metrics]
+    return metric_order(metrics, head) + [f"utility_{u}" for u in UTILITY if f"utility_{u}" in base]
 
 
 def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: list[str] | None = None) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,8 @@ from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
 from bench.errors import BenchError, one_line
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+DIGEST_SINCE = 3  # records of this schema on must carry a digest
 
 
 class MetricValue(BaseModel):
@@ -75,6 +77,8 @@ class ResultRecord(BaseModel):
     dataset_info: dict[str, Any] = Field({}, description="what the dataset says of its source: version, file hashes, counts")
     provenance: Provenance
     samples_file: str | None = Field(None, description="per-sample JSONL next to this record")
+    samples_sha256: str | None = Field(None, description="sha256 of the samples file's bytes")
+    digest: str | None = Field(None, description="sha256 of every other key (canonical JSON), written at creation")
 
 
 def cell_stem(record: ResultRecord) -> str:
@@ -87,12 +91,27 @@ def record_path(out_dir: Path, cell_id: str) -> Path | None:
     return hits[0] if hits else None
 
 
+def content_digest(data: dict) -> str:
+    """sha256 of a record's JSON without its ``digest`` key (sorted keys, no white space)."""
+    body = {k: v for k, v in data.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def sealed_json(record: ResultRecord) -> bytes:
+    """The record's file content, with its digest computed over exactly what is written."""
+    data = json.loads(record.model_dump_json())
+    data["digest"] = content_digest(data)
+    return json.dumps(data, indent=2, ensure_ascii=False).encode()
+
+
 def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None) -> Path:
     """Write the samples, then the record (the record's presence marks the cell done).
 
     A samples file without its record is debris of an interrupted write and is replaced; a record
-    is never replaced. Failed cells are written with a timestamp so a retry never replaces the
-    earlier error. Callers hold the cell's lock (``Runner.run``), so no other process writes these names.
+    is never replaced. The record carries the sha256 of its samples file and a digest of its own
+    content, so an edited number or samples file is refused on load. Failed cells are written with
+    a timestamp so a retry never replaces the earlier error. Callers hold the cell's lock
+    (``Runner.run``), so no other process writes these names.
     """
     out_dir = Path(out_dir)
     stem = cell_stem(record)
@@ -100,12 +119,31 @@ def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None
         stem += "__error-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     if samples is not None:
         name = f"{stem}.samples.jsonl"
-        body = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-        atomic_write_bytes(out_dir / name, body.encode(), overwrite=True)  # debris of a crash is replaced
-        record = record.model_copy(update={"samples_file": name})
+        body = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples).encode()
+        atomic_write_bytes(out_dir / name, body, overwrite=True)  # debris of a crash is replaced
+        record = record.model_copy(update={"samples_file": name, "samples_sha256": hashlib.sha256(body).hexdigest()})
     path = out_dir / f"{stem}.json"
-    atomic_write_bytes(path, record.model_dump_json(indent=2).encode())
+    atomic_write_bytes(path, sealed_json(record))
     return path
+
+
+def check_digest(data: dict, path: Path | None = None) -> None:
+    """Refuse (BenchError naming the file) a record whose content or samples file was changed.
+
+    Records before schema ``DIGEST_SINCE`` have no digest and pass; a newer one without it fails.
+    """
+    where = str(path) if path else f"record {data.get('cell_id', '?')}"
+    version = data.get("schema_version", 0)
+    if not isinstance(version, int) or version < DIGEST_SINCE:
+        return
+    if not data.get("digest"):
+        raise BenchError(f"{where}: record has no content digest: records are written by `bench run`; re-run the cell")
+    if content_digest(data) != data["digest"]:
+        raise BenchError(f"{where}: record content does not match its digest (edited after it was written): restore it or re-run the cell")
+    if path and data.get("samples_file") and data.get("samples_sha256"):
+        samples = Path(path).parent / data["samples_file"]
+        if samples.exists() and hashlib.sha256(samples.read_bytes()).hexdigest() != data["samples_sha256"]:
+            raise BenchError(f"{samples}: samples file does not match its record's digest (edited or truncated): restore it or re-run the cell")
 
 
 class AttackInfo:
@@ -142,7 +180,12 @@ def _v1_to_v2(data: dict, attacks: AttackInfo) -> dict:
 
 
 # Each migration takes a record dict at version v (and the attack lookup) and returns it at v + 1.
-MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
+def _v2_to_v3(data: dict, attacks: AttackInfo) -> dict:
+    """Schema 3 adds ``samples_sha256`` and ``digest``; older records have neither (None)."""
+    return data
+
+
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(data: dict, attacks: AttackInfo | None = None) -> dict:
@@ -157,18 +200,19 @@ def migrate(data: dict, attacks: AttackInfo | None = None) -> dict:
 
 
 def load_record(path: Path | None = None, data: dict | None = None, attacks=None) -> ResultRecord:
-    """A record from its file (or its parsed JSON), migrated to the current schema; a file that is
-    not a readable record is a one-line BenchError naming it. ``attacks`` (attack name -> class,
-    e.g. ``lambda n: host.entry("attacks", n).cls``) lets a migration read the attack's metric
-    declarations."""
+    """A record from its file (or its parsed JSON), digest-checked and migrated to the current
+    schema; a file that is not a readable record is a one-line BenchError naming it. ``attacks``
+    (attack name -> class, e.g. ``lambda n: host.entry("attacks", n).cls``) lets a migration read
+    the attack's metric declarations."""
     if data is None:
         data = read_json(path)
     where = f"record {path}" if path else "a record"
+    version = data.get("schema_version", 0)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BenchError(f"{where}: record schema {version!r} is newer than this bench ({SCHEMA_VERSION}): upgrade inversion-bench")
+    check_digest(data, path)
     try:
-        data = migrate(data, AttackInfo(attacks))
-    except ValueError as e:
-        raise BenchError(f"{where}: {e}") from None
-    try:
+        data = migrate(json.loads(json.dumps(data)), AttackInfo(attacks))  # a copy: migrations edit it
         return ResultRecord.model_validate(data)
     except ValueError as e:
         raise BenchError(f"{where} is not a valid result record ({one_line(e, 160)}): restore it, or delete it to recompute the cell") from None
@@ -182,16 +226,22 @@ def read_json(path: Path) -> Any:
         raise BenchError(f"result file {path} cannot be read ({one_line(e, 120)}): restore it, or delete it to recompute the cell") from None
 
 
-def load_records(paths: list[Path], include_errors: bool = False, attacks=None) -> list[ResultRecord]:
+def record_files(paths: list[Path]) -> list[Path]:
+    """Every ``*.json`` under the given files and folders (hidden files skipped)."""
     files: list[Path] = []
     for p in map(Path, paths):
-        files.extend(sorted(q for q in p.rglob("*.json")) if p.is_dir() else [p])
-    records = []
-    for f in files:
-        if f.name.startswith("."):
-            continue
+        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    return [f for f in files if not f.name.startswith(".")]
+
+
+def load_records(paths: list[Path], include_errors: bool = False, attacks=None) -> list[ResultRecord]:
+    """The records under ``paths``, each cell once (the same cell in two folders is one row)."""
+    records: dict[str, ResultRecord] = {}
+    for f in record_files(paths):
         data = read_json(f)
         if not (isinstance(data, dict) and "cell_id" in data):
             continue  # not a result record (e.g. a leaderboard.json under the same folder)
-        records.append(load_record(data=data, attacks=attacks))
-    return [r for r in records if include_errors or r.status == "ok"]
+        rec = load_record(f, data=data, attacks=attacks)
+        key = rec.cell_id if rec.status == "ok" else f"{rec.cell_id}/{f.name}"
+        records.setdefault(key, rec)
+    return [r for r in records.values() if include_errors or r.status == "ok"]

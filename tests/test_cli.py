@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.results import SCHEMA_VERSION
 
 TOY = str(Path(__file__).parent / "toy_plugins")
 
@@ -105,7 +106,7 @@ def test_run_prints_table_then_leaderboard_build(capsys, tmp_path, monkeypatch):
     md = (tmp_path / "boards" / "toy" / "leaderboard.md").read_text()
     assert "nearest (not pretrained)" in md and "rotation" in md
     board = json.loads((tmp_path / "boards" / "toy" / "leaderboard.json").read_text())
-    assert board["schema_version"] == 2 and len(board["rows"]) == 3
+    assert board["schema_version"] == SCHEMA_VERSION and len(board["rows"]) == 3
     assert "word_f1_lo" in (tmp_path / "boards" / "toy" / "leaderboard.csv").read_text().splitlines()[0]
 
 

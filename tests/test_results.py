@@ -94,3 +94,40 @@ def test_leaderboard_rows_sort_numbers_by_value():
     assert sorted(["pairs=1000", "pairs=5", "pairs=10", "pairs=1"], key=_natural) == ["pairs=1", "pairs=5", "pairs=10", "pairs=1000"]
     scales = ["noise(scale=0.1)", "noise(scale=0.001)", "noise(scale=0.03)"]
     assert sorted(scales, key=_natural) == ["noise(scale=0.001)", "noise(scale=0.03)", "noise(scale=0.1)"]
+
+
+def test_record_digest_refuses_edits(tmp_path):
+    """An edited number, a removed digest or an edited samples file: refused, one line naming the file."""
+    rec = _record(metrics={"word_f1": results.MetricValue(value=0.4, ci_low=0.38, ci_high=0.42)})
+    path = results.write_record(tmp_path, rec, [{"id": 1, "target": "a b", "reconstruction": ["a"], "scores": {"word_f1": 0.4}}])
+    data = json.loads(path.read_text())
+    assert data["digest"] == results.content_digest(data) and len(data["samples_sha256"]) == 64
+    assert results.load_record(path).metrics["word_f1"].value == 0.4
+    original = path.read_text()
+    path.write_text(original.replace('"value": 0.4', '"value": 0.999'))
+    with pytest.raises(BenchError, match=f"{path.name}: record content does not match its digest"):
+        results.load_record(path)
+    with pytest.raises(BenchError, match="does not match its digest"):
+        results.load_records([tmp_path])
+    del data["digest"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchError, match="record has no content digest"):
+        results.load_record(path)
+    path.write_text(original)
+    samples = tmp_path / data["samples_file"]
+    samples.write_text(samples.read_text().replace('"a b"', '"a c"'))
+    with pytest.raises(BenchError, match=r"samples\.jsonl: samples file does not match"):
+        results.load_record(path)
+
+
+def test_duplicate_cells_load_once(tmp_path):
+    for sub in ("a", "b"):
+        results.write_record(tmp_path / sub, _record(), None)
+    assert len(results.load_records([tmp_path / "a", tmp_path / "b"])) == 1
+
+
+def test_truncated_record_names_the_file(tmp_path):
+    path = results.write_record(tmp_path, _record(), None)
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(BenchError, match=f"{path.name}: not a readable result record"):
+        results.load_record(path)

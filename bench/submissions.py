@@ -1,0 +1,178 @@
+"""Submissions a maintainer can trust: validate a folder of records, merge it into a board.
+
+``validate`` reports one line per problem (``FILE: what is wrong: what to do``): unreadable or
+future-schema records, schema violations, content or samples digests that do not match, error
+records, components without their plugin and version, models whose pretrained state is not
+stated consistently, duplicate cells, and cells that are already published (identical) or that
+would change a published cell (published cells are immutable). ``add`` merges a valid submission
+into ``leaderboards/NAME/records/``, bumps the board's version and appends a changelog entry
+(``board.json``), then rebuilds ``leaderboard.{md,csv,json}``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bench.cache import atomic_write_bytes
+from bench.errors import BenchError, one_line
+from bench.results import (
+    DIGEST_SINCE,
+    SCHEMA_VERSION,
+    ResultRecord,
+    check_digest,
+    content_digest,
+    migrate,
+    read_json,
+    record_files,
+)
+
+BOARD_FILES = {"leaderboard.json", "board.json"}
+COMPONENTS = ("attack", "defense", "embedder", "dataset")
+
+
+def published_cells(boards_root: Path) -> dict[str, tuple[str, str]]:
+    """cell_id -> (board name, content digest) of every record under ``boards_root/*/records``."""
+    out: dict[str, tuple[str, str]] = {}
+    root = Path(boards_root)
+    if not root.is_dir():
+        return out
+    for board in sorted(d for d in root.iterdir() if (d / "records").is_dir()):
+        for f in record_files([board / "records"]):
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "cell_id" in data:
+                out.setdefault(data["cell_id"], (board.name, data.get("digest") or content_digest(data)))
+    return out
+
+
+def _record_problems(data: dict, path: Path) -> tuple[list[str], ResultRecord | None]:
+    """Problems of one record on its own (no cross-record checks)."""
+    version = data.get("schema_version", 0)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        return [f"record schema {version!r} is newer than this bench ({SCHEMA_VERSION}): upgrade inversion-bench to validate it"], None
+    problems = []  # every problem of the record, so an edit that also drops a version says both
+    if version < DIGEST_SINCE:
+        problems.append(f"schema {version} record has no content digest: re-run the cell with inversion-bench whose records are schema >= {DIGEST_SINCE}")
+    else:
+        try:
+            check_digest(data, path)
+        except BenchError as e:
+            problems.append(str(e).removeprefix(f"{path}: "))
+    try:
+        rec = ResultRecord.model_validate(migrate(json.loads(json.dumps(data))))
+    except (ValidationError, ValueError) as e:
+        errs = e.errors() if isinstance(e, ValidationError) else [{"loc": (), "msg": str(e)}]
+        where = ".".join(str(x) for x in errs[0]["loc"]) or "record"
+        more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+        return [*problems, f"does not match the record schema: {where}: {one_line(errs[0]['msg'], 120)}{more}"], None
+    if rec.status != "ok":
+        problems.append(f"is an error record ({one_line(rec.error or '', 80)}): only finished cells are published; fix and re-run the cell")
+    for kind in COMPONENTS:
+        comp = getattr(rec, kind)
+        if not comp.plugin:
+            problems.append(f"{kind} {comp.name!r} names no plugin: records must say which plugin produced each part")
+        elif not comp.version:
+            problems.append(f"{kind} {comp.name!r} (plugin {comp.plugin}) has no plugin version: give the plugin a version and re-run")
+    if not rec.models:
+        problems.append("lists no models: records must list every model with its pretrained state")
+    elif not any(m.role == "victim" for m in rec.models):
+        problems.append("lists no victim model: records must list the victim with its pretrained state")
+    elif rec.all_pretrained != all(m.pretrained for m in rec.models):
+        odd = [m.name for m in rec.models if not m.pretrained]
+        problems.append(f"all_pretrained is {rec.all_pretrained} but the models say otherwise ({', '.join(odd) or 'all pretrained'}): non-pretrained models must be marked")
+    if rec.samples_file and not (path.parent / rec.samples_file).exists():
+        problems.append(f"its samples file {rec.samples_file} is missing: send each record with its .samples.jsonl")
+    return problems, rec
+
+
+def validate(folder: Path, boards_root: Path | None = Path("leaderboards")) -> tuple[list[str], list[tuple[Path, ResultRecord]]]:
+    """(problem lines, the valid records with their files) of a submission folder."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise BenchError(f"{folder} does not exist: pass the folder of records written by `bench run --out`")
+    published = published_cells(boards_root) if boards_root else {}
+    problems: list[str] = []
+    valid: list[tuple[Path, ResultRecord]] = []
+    seen: dict[str, Path] = {}
+    files = [f for f in record_files([folder]) if f.name not in BOARD_FILES]
+    if not files:
+        problems.append(f"{folder}: holds no result records (*.json): submit the folder `bench run --out` wrote")
+    for f in files:
+        try:
+            data = read_json(f)
+        except BenchError as e:
+            problems.append(str(e))
+            continue
+        if not (isinstance(data, dict) and "cell_id" in data):
+            problems.append(f"{f}: is not a result record (no cell_id): submit only the files `bench run` writes")
+            continue
+        mine, rec = _record_problems(data, f)
+        problems += [f"{f}: {p}" for p in mine]
+        cid = data["cell_id"]
+        if cid in seen:
+            problems.append(f"{f}: duplicate cell {cid} (also {seen[cid].name}): submit each cell once")
+            continue
+        seen[cid] = f
+        if cid in published:
+            board, digest = published[cid]
+            if digest == (data.get("digest") or content_digest(data)):
+                problems.append(f"{f}: cell {cid} is already published in board {board}: leave it out of the submission")
+            else:
+                problems.append(f"{f}: cell {cid} would change a cell already published in board {board}: published cells never change; submit new cells (e.g. another seed)")
+            continue
+        if rec is not None and not mine:
+            valid.append((f, rec))
+    return problems, valid
+
+
+def load_board_meta(board_dir: Path) -> dict[str, Any]:
+    path = Path(board_dir) / "board.json"
+    return json.loads(path.read_text()) if path.exists() else {"name": Path(board_dir).name, "version": 0, "changelog": []}
+
+
+def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), note: str | None = None,
+        description: str | None = None) -> tuple[list[str], dict]:
+    """Merge a valid submission into ``boards_root/board``. Returns (problems, board meta); on any
+    problem nothing is written."""
+    from bench import leaderboard
+    from bench.results import load_records
+
+    if not board or "/" in board or board.startswith("."):
+        raise BenchError(f"board name {board!r} must be a plain folder name")
+    problems, valid = validate(submission, boards_root)
+    if problems:
+        return problems, {}
+    target = Path(boards_root) / board
+    records_dir = target / "records"
+    meta = load_board_meta(target)
+    for f, rec in valid:  # every copy is checked before anything is written
+        for name in filter(None, (f.name, rec.samples_file)):
+            if (records_dir / name).exists():
+                raise BenchError(f"{records_dir / name} already exists: the board holds a file of that name")
+    for f, rec in valid:
+        records_dir.mkdir(parents=True, exist_ok=True)
+        if rec.samples_file:
+            shutil.copyfile(f.parent / rec.samples_file, records_dir / rec.samples_file)
+        shutil.copyfile(f, records_dir / f.name)
+    version = int(meta.get("version", 0)) + 1
+    entry = {
+        "version": version,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "added": sorted(rec.cell_id for _, rec in valid),
+        "source": Path(submission).name,
+        "note": note or f"added {len(valid)} cell(s) from {Path(submission).name}",
+    }
+    meta = {**meta, "name": board, "version": version, "changelog": [*meta.get("changelog", []), entry]}
+    if description:
+        meta["description"] = description
+    atomic_write_bytes(target / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    leaderboard.write(load_records([records_dir]), Path(boards_root), board)
+    return [], meta

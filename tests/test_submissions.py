@@ -1,0 +1,212 @@
+"""`bench leaderboard validate` / `add` and `bench reproduce`: one clear line per problem."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.results import content_digest
+
+TOY = str(Path(__file__).parent / "toy_plugins")
+GRID = ["-a", "nearest", "-d", "none", "-d", "rotation", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return e.value.code or 0, out.out, out.err
+
+
+@pytest.fixture
+def submission(capsys, tmp_path):
+    """A folder of three toy records (nearest naive/adaptive vs none/rotation), with samples."""
+    out = tmp_path / "sub"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--out", str(out), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    return out
+
+
+def records(folder):
+    return sorted(p for p in Path(folder).glob("*.json"))
+
+
+def reseal(path, edit):
+    """Edit a record and recompute its digest, as a lab's own (buggy) harness would write it."""
+    data = json.loads(path.read_text())
+    edit(data)
+    data["digest"] = content_digest(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def validate(capsys, folder, boards):
+    return run_cli(capsys, "leaderboard", "validate", str(folder), "--boards", str(boards))
+
+
+def test_a_clean_submission_validates(capsys, submission, tmp_path):
+    code, out, err = validate(capsys, submission, tmp_path / "boards")
+    assert code == 0 and out == "" and "3 record(s) valid" in err
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("tampered", "record content does not match its digest (edited after it was written)"),
+        ("future", "record schema 99 is newer than this bench"),
+        ("no-version", "attack 'nearest' (plugin toy) has no plugin version"),
+        ("no-plugin", "defense 'none' names no plugin"),
+        ("pretrained", "all_pretrained is True but the models say otherwise (toy-hash)"),
+        ("samples", "samples file does not match its record's digest"),
+        ("no-samples", ".samples.jsonl is missing: send each record with its .samples.jsonl"),
+        ("not-json", "not a readable result record"),
+    ],
+)
+def test_each_bad_record_is_one_line(capsys, submission, tmp_path, case, expected):
+    path = records(submission)[0]
+    data = json.loads(path.read_text())
+    if case == "tampered":  # one metric value edited by hand
+        path.write_text(path.read_text().replace(json.dumps(data["metrics"]["word_f1"]["value"]), "0.999", 1))
+    elif case == "future":
+        reseal(path, lambda d: d.update(schema_version=99))
+    elif case == "no-version":
+        reseal(path, lambda d: d["attack"].update(plugin="toy", version=""))
+    elif case == "no-plugin":
+        reseal(path, lambda d: d["defense"].update(plugin=""))
+    elif case == "pretrained":
+        reseal(path, lambda d: d.update(all_pretrained=True))
+    elif case == "samples":
+        samples = submission / data["samples_file"]
+        samples.write_text(samples.read_text().replace("0.", "1.", 1))
+    elif case == "no-samples":
+        (submission / data["samples_file"]).unlink()
+    elif case == "not-json":
+        path.write_text(path.read_text()[:40])
+    code, out, _ = validate(capsys, submission, tmp_path / "boards")
+    lines = out.splitlines()
+    assert code == 1
+    assert len(lines) == 1, lines
+    where = data["samples_file"] if case == "samples" else path.name
+    assert where in lines[0] and expected in lines[0], lines[0]
+
+
+def test_an_edit_that_drops_the_plugin_version_says_both(capsys, submission, tmp_path):
+    path = records(submission)[0]
+    data = json.loads(path.read_text())
+    del data["embedder"]["version"]  # edited by hand, digest not recomputed
+    path.write_text(json.dumps(data, indent=2))
+    code, out, _ = validate(capsys, submission, tmp_path / "boards")
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 2
+    assert "record content does not match its digest" in lines[0]
+    assert "embedder 'toy-hash' (plugin toy) has no plugin version" in lines[1]
+
+
+def test_duplicate_cells_and_published_cells(capsys, submission, tmp_path):
+    boards = tmp_path / "boards"
+    first = records(submission)[0]
+    shutil.copytree(submission, tmp_path / "twice")
+    (tmp_path / "twice" / "more").mkdir()
+    shutil.copy(first, tmp_path / "twice" / "more" / first.name)
+    samples = json.loads(first.read_text())["samples_file"]
+    shutil.copy(submission / samples, tmp_path / "twice" / "more" / samples)
+    code, out, _ = validate(capsys, tmp_path / "twice", boards)
+    assert code == 1 and len(out.splitlines()) == 1 and f"duplicate cell {json.loads(first.read_text())['cell_id']}" in out
+
+    code, _, err = run_cli(capsys, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards), "--note", "first cells")
+    assert code == 0, err
+    assert "board toy is now version 1 (3 cell(s) added): first cells" in err
+    meta = json.loads((boards / "toy" / "board.json").read_text())
+    assert meta["version"] == 1 and len(meta["changelog"][0]["added"]) == 3
+    assert len(list((boards / "toy" / "records").glob("*.samples.jsonl"))) == 3
+    assert (boards / "toy" / "leaderboard.md").exists()
+
+    # the same records again: already published; an edited (re-sealed) one: a change to a published cell
+    reseal(first, lambda d: d["metrics"]["word_f1"].update(value=0.5))
+    code, out, _ = validate(capsys, submission, boards)
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 3
+    assert sum("is already published in board toy" in line for line in lines) == 2
+    assert sum("would change a cell already published in board toy" in line for line in lines) == 1
+    code, out, err = run_cli(capsys, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards))
+    assert code == 1 and "nothing was added" in err
+    assert json.loads((boards / "toy" / "board.json").read_text())["version"] == 1
+
+
+def test_add_bumps_the_version(capsys, tmp_path):
+    boards = tmp_path / "boards"
+    for i, seed in enumerate(("0", "1"), 1):
+        out = tmp_path / f"s{seed}"
+        code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--seed", seed, "--out", str(out), "--cache-dir", str(tmp_path / "c"))
+        assert code == 0, err
+        code, _, err = run_cli(capsys, "leaderboard", "add", str(out), "--board", "toy", "--boards", str(boards))
+        assert code == 0 and f"version {i}" in err
+    board = json.loads((boards / "toy" / "leaderboard.json").read_text())
+    assert len(board["rows"]) == 6
+    assert [e["version"] for e in json.loads((boards / "toy" / "board.json").read_text())["changelog"]] == [1, 2]
+
+
+def test_reproduce_a_toy_record(capsys, submission, tmp_path):
+    rec = next(p for p in records(submission) if "rotation" in p.name and json.loads(p.read_text())["attack"]["params"]["adaptive"])
+    args = ["--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu", "-q"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "word_f1" in out and "utility:ndcg@10" in out and "OUTSIDE" not in out
+    # a record whose number lies outside what its cell produces (re-sealed, so it loads)
+    reseal(rec, lambda d: d["metrics"]["word_f1"].update(value=0.99, ci_low=0.98, ci_high=0.995))
+    code, out, err = run_cli(capsys, *args)
+    assert code == 1
+    assert [line.split()[0] for line in out.splitlines() if "OUTSIDE CI" in line] == ["word_f1"]
+    assert "outside: word_f1" in err
+
+
+def test_reproduce_refuses_an_edited_record(capsys, submission, tmp_path):
+    rec = records(submission)[0]
+    rec.write_text(rec.read_text().replace('"seed": 0', '"seed": 1'))
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu")
+    assert code == 2 and "does not match its digest" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/usr/share/wordnet/data.noun"), reason="needs Debian wordnet-base")
+def test_reproduce_a_real_bow_record(capsys, tmp_path):
+    """Real all-MiniLM-L6-v2 on WordNet, a small attacker split: the re-run lands in every CI."""
+    out = tmp_path / "res"
+    code, _, err = run_cli(capsys, "run", "-a", "bow:adaptive=false,holdout=200", "-d", "noise:scale=0.03",
+                           "-D", "wordnet:attacker=1500,leaked=100,target=300,distractors=300", "--no-baseline",
+                           "--device", "cpu", "--out", str(out), "--cache-dir", str(tmp_path / "c"), "-q")
+    assert code == 0, err
+    (rec,) = records(out)
+    code, table, err = run_cli(capsys, "reproduce", str(rec), "--device", "cpu", "-q")  # a fresh cache: all recomputed
+    assert code == 0, table + err
+    assert table.count("within CI") == 5  # word P/R/F1, ndcg@10, recall@10
+    assert "reproduced 5/5 metrics" in err
+
+
+def test_run_and_build_refuse_an_edited_record(capsys, submission, tmp_path):
+    """`bench run` (finding the cell done) and `leaderboard build` refuse an edited record in one line."""
+    rec = records(submission)[0]
+    rec.write_text(rec.read_text().replace('"n": 80', '"n": 81', 1))
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--out", str(submission), "--cache-dir", str(tmp_path / "c"))
+    assert code == 2 and f"{rec.name}: record content does not match its digest" in err
+    code, _, err = run_cli(capsys, "leaderboard", "build", str(submission), "--name", "x", "--out", str(tmp_path / "b"))
+    assert code == 2 and f"{rec.name}: record content does not match its digest" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_published_boards_are_sealed():
+    """Every published board loads, digest-checked, with its version and changelog."""
+    from bench.results import DIGEST_SINCE
+    from bench.site.data import load_board
+
+    root = Path(__file__).parents[1] / "leaderboards"
+    boards = sorted(d for d in root.iterdir() if (d / "records").is_dir())
+    assert len(boards) >= 4
+    for folder in boards:
+        board = load_board(folder)
+        assert all(c.record.schema_version >= DIGEST_SINCE and c.record.digest for c in board.cells), folder
+        meta = json.loads((folder / "board.json").read_text())
+        assert meta["version"] >= 1 and meta["changelog"], folder
