@@ -223,7 +223,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise BenchError(f"result file {path} cannot be read ({one_line(e, 120)}): restore it, or delete it to recompute the cell") from None
+        raise BenchError(f"{path}: not a readable result record ({one_line(e, 120)}): restore it, or delete it to recompute the cell") from None
 
 
 def record_files(paths: list[Path]) -> list[Path]:
