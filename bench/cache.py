@@ -79,15 +79,25 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
 def cached_features(key: Any, n: int, compute) -> np.ndarray:
     """``compute()`` (an array of ``n`` rows) cached as safetensors under ``<cache>/features`` by
     ``key_hash(key)``; a missing, damaged or wrong-sized entry is recomputed."""
+    from bench.locks import locked
+
     path = default_cache_dir() / "features" / f"{key_hash(key)}.safetensors"
-    try:
-        arr = load_arrays(path)["features"] if path.exists() else None
-    except Exception:  # noqa: BLE001 - a damaged entry is recomputed, not trusted
-        arr = None
-    if arr is not None and arr.shape[0] == n:
+
+    def read() -> np.ndarray | None:
+        try:
+            arr = load_arrays(path)["features"] if path.exists() else None
+        except Exception:  # noqa: BLE001 - a damaged entry is recomputed, not trusted
+            arr = None
+        return arr if arr is not None and arr.shape[0] == n else None
+
+    arr = read()
+    if arr is not None:
         return arr
-    arr = compute()
-    save_arrays(path, {"features": arr})
+    with locked(path.parent / ".locks" / f"{path.stem}.lock"):  # one job computes, others wait
+        arr = read()
+        if arr is None:
+            arr = compute()
+            save_arrays(path, {"features": arr})
     return arr
 
 
@@ -109,6 +119,12 @@ class EmbeddingCache:
         except Exception:  # a damaged entry is recomputed, not trusted
             return None
         return emb if emb.shape[0] == n else None
+
+    def lock(self, path: Path):
+        """The lock that one job holds while it computes the entry at ``path``."""
+        from bench.locks import FileLock
+
+        return FileLock(path.parent / ".locks" / f"{path.stem}.lock")
 
     def put(self, path: Path, emb: np.ndarray) -> None:
         save_arrays(path, {"embeddings": emb.astype(np.float32)})

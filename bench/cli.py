@@ -46,7 +46,7 @@ def _load_config(path: Path) -> dict:
         raise BenchError(f"config file {path} cannot be read ({e}): check its permissions and encoding") from None
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"config file {path} is not valid TOML ({e}): fix the syntax") from None
-    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline"}
+    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline", "executor"}
     extra = set(data) - known
     if extra:
         raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
@@ -67,13 +67,20 @@ def _load_config(path: Path) -> dict:
 @click.option("--baseline/--no-baseline", default=None, help="Add the undefended cell when no defense given is 'none' [on].")
 @click.option("--leaderboard", "board", help="Also build leaderboards/NAME from this run's records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local", "ray"]), default=None,
+              help="Where cells run: in this process [local], Slurm jobs (submitit), submitit's local subprocesses, Ray tasks.")
+@click.option("--executor-option", "-X", "executor_options", multiple=True, metavar="KEY=VALUE",
+              help="Executor option (repeatable), e.g. -X partition=gpu -X gpus_per_task=1 -X time_min=120; see README.")
+@click.option("--wait/--no-wait", default=True, help="Wait for the jobs and print the table [wait]; --no-wait submits and returns.")
 @click.pass_context
-def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, board, quiet):
+def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, board, quiet,
+        executor, executor_options, wait):
     """Run a grid of attack x defense x embedder x dataset x seed cells.
 
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
     """
     from bench import leaderboard
+    from bench.executors import parse_options, submit_grid
     from bench.runner import Runner, build_grid, resolve_device
 
     host = _host(ctx)
@@ -91,21 +98,33 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     baseline = baseline if baseline is not None else config.get("baseline", True)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise BenchError(f"limit must be an integer (0: every target), got {limit!r}")
+    executor, exec_opts = _executor_config(executor, executor_options, config.get("executor"))
     cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
                        limit=limit, baseline=bool(baseline))
     if cache_dir:  # every cache (plugins' model, feature and caption caches too) under one root
         os.environ["BENCH_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
     out_dir = Path(out or config.get("out", "results"))
-    runner = Runner(host, out_dir, resolve_device(device or config.get("device", "auto")), cache_dir, progress=not quiet)
+    device = device or config.get("device", "auto")
+    options = parse_options(executor, exec_opts)
+    if not wait and executor == "local":
+        raise BenchError("--no-wait needs a job executor: add --executor slurm (or submitit-local, ray)")
+    # Jobs pick their device where they run; here models load on the CPU only to check the grid.
+    runner = Runner(host, out_dir, resolve_device(device) if executor == "local" else "cpu", cache_dir, progress=not quiet)
     say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
     runner.prepare(cells)
-    say(f"{len(cells)} cells -> {out_dir}/ (device {runner.device})")
+    where = f"device {runner.device}" if executor == "local" else f"{executor} jobs, device {device}"
+    say(f"{len(cells)} cells -> {out_dir}/ ({where})")
     started = time.perf_counter()
 
     def on_done(i, n, cell, status):
         say(f"[{i}/{n}] {cell.label()}: {status}")
 
-    records = runner.run(cells, on_done=on_done)
+    if executor == "local":
+        records = runner.run(cells, on_done=on_done)
+    else:
+        records = submit_grid(runner, cells, executor, options, device, wait=wait, say=say)
+        if records is None:
+            return
     heads = [host.entry("attacks", c.attack.name).cls.headline for c in cells]
     shown = None if any(h is None for h in heads) else list(dict.fromkeys(m for h in heads for m in h))
     click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
@@ -118,6 +137,57 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
         say(f"leaderboard written: {', '.join(map(str, paths))}")
     if failed:
         sys.exit(1)
+
+
+def _executor_config(executor: str | None, flags: tuple[str, ...], from_config) -> tuple[str, dict]:
+    """The executor and its options: --executor/-X flags over the config's ``executor`` (a name, or
+    a table with ``name`` and options)."""
+    table: dict = {}
+    if isinstance(from_config, str):
+        name = from_config
+    elif isinstance(from_config, dict):
+        table = dict(from_config)
+        name = table.pop("name", None)
+    elif from_config is None:
+        name = None
+    else:
+        raise BenchError(f"config key executor must be a name or a table with name = ..., got {from_config!r}")
+    given = executor or name or "local"
+    if executor and name and executor != name:
+        table = {}  # the config's options belong to another executor
+    for flag in flags:
+        key, eq, value = flag.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"bad executor option {flag!r}: write -X key=value (e.g. -X partition=gpu)")
+        table[key.strip()] = value.strip()
+    return given, table
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of cells).")
+@click.option("--all", "show_all", is_flag=True, help="List every cell, not only those not done.")
+def status(out, as_json, show_all):
+    """Show which cells of the grids in OUT are done, running, submitted, failed or missing."""
+    from bench.executors import grid_status
+
+    if not out.is_dir():
+        raise BenchError(f"{out} is not a folder: pass the --out folder of a `bench run`")
+    rows = grid_status(out)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no grid in {out}: nothing was submitted or run there")
+        return
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "submitted", "failed", "missing")}
+    for r in rows:
+        if show_all or r["state"] != "done":
+            detail = f"  ({r['detail']})" if r["detail"] else ""
+            click.echo(f"{r['state']:<9} {r['cell_id']}  {r['label']}{detail}")
+    click.echo(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if counts["failed"] or counts["missing"]:
+        click.echo("run the same `bench run` command again to (re)submit the failed and missing cells")
 
 
 @cli.command(name="list")

@@ -95,7 +95,8 @@ def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None
     if samples is not None:
         name = f"{stem}.samples.jsonl"
         body = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-        atomic_write_bytes(out_dir / name, body.encode())
+        # overwrite: a samples file without its record is debris of a killed run (the caller holds the cell's lock)
+        atomic_write_bytes(out_dir / name, body.encode(), overwrite=True)
         record = record.model_copy(update={"samples_file": name})
     path = out_dir / f"{stem}.json"
     atomic_write_bytes(path, record.model_dump_json(indent=2).encode())
@@ -125,7 +126,9 @@ def load_record(path: Path | None = None, data: dict | None = None) -> ResultRec
 def load_records(paths: list[Path], include_errors: bool = False) -> list[ResultRecord]:
     files: list[Path] = []
     for p in map(Path, paths):
-        files.extend(sorted(q for q in p.rglob("*.json")) if p.is_dir() else [p])
+        # hidden files and folders (.grid/ manifests and job specs, .locks/) hold no records
+        files.extend(sorted(q for q in p.rglob("*.json") if not any(s.startswith(".") for s in q.relative_to(p).parts))
+                     if p.is_dir() else [p])
     records = []
     for f in files:
         if f.name.startswith("."):

@@ -17,6 +17,7 @@ from bench import __version__
 from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, ThreatModel
 from bench.cache import EmbeddingCache, default_cache_dir, key_hash, seed_for
 from bench.errors import BenchError
+from bench.locks import lock_path, locked
 from bench.metrics import cosine_rows, reconstruction_scores, summarize
 from bench.plugins import Host
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
@@ -262,18 +263,24 @@ class Runner:
     def run(self, cells: list[Cell], on_done=None) -> list[ResultRecord]:
         records = []
         for i, cell in enumerate(cells, 1):
-            existing = record_path(self.out_dir, cell.cell_id)
-            if existing is not None:
-                rec = load_record(existing)
-                status = "cached"
-            else:
-                rec, samples = self.run_cell(cell)
-                write_record(self.out_dir, rec, samples)
-                status = rec.status if rec.status == "ok" else f"error: {rec.error}"
+            rec, status = self.run_once(cell)
             records.append(rec)
             if on_done:
                 on_done(i, len(cells), cell, status)
         return records
+
+    def run_once(self, cell: Cell) -> tuple[ResultRecord, str]:
+        """The cell's record, computed unless some process (here or on another machine sharing
+        ``out_dir``) already wrote it; under the cell's lock, so two runs never compute it twice."""
+        existing = record_path(self.out_dir, cell.cell_id)
+        if existing is None:
+            with locked(lock_path(self.out_dir, "cells", cell.cell_id)):
+                existing = record_path(self.out_dir, cell.cell_id)  # finished while we waited?
+                if existing is None:
+                    rec, samples = self.run_cell(cell)
+                    write_record(self.out_dir, rec, samples)
+                    return rec, rec.status if rec.status == "ok" else f"error: {rec.error}"
+        return load_record(existing), "cached"
 
     @staticmethod
     def _artifact_key(cell: Cell, victim: Victim) -> dict:
@@ -291,11 +298,8 @@ class Runner:
         entry = self.host.entry(kind, comp.name)
         return ComponentConfig(**comp.config(), plugin=entry.plugin, version=entry.version)
 
-    def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
-        """Run one cell; errors become an error record (the samples are None then)."""
-        t0 = time.perf_counter()
-        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
-        base = dict(
+    def _base(self, cell: Cell) -> dict:
+        return dict(
             cell_id=cell.cell_id,
             attack=self._component("attacks", cell.attack),
             defense=self._component("defenses", cell.defense),
@@ -304,6 +308,18 @@ class Runner:
             seed=cell.seed,
             limit=cell.limit,
         )
+
+    def error_record(self, cell: Cell, message: str, wall_s: float = 0.0) -> ResultRecord:
+        """An error record for a cell that failed outside ``run_cell`` (e.g. its job was killed)."""
+        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        prov = self._provenance(time.perf_counter() - wall_s, 0, None)
+        return ResultRecord(**self._base(cell), status="error", error=message, threat_model=threat, provenance=prov)
+
+    def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
+        """Run one cell; errors become an error record (the samples are None then)."""
+        t0 = time.perf_counter()
+        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        base = self._base(cell)
         victim = None
         try:
             embedder = self.embedder(cell.embedder)
@@ -326,7 +342,10 @@ class Runner:
                 artifact_root=self.cache_root / "artifacts" / cell.attack.name,
                 artifact_key=self._artifact_key(cell, victim),
             )
-            cell.attack.fit(ctx)
+            # One job trains a shared artifact; others needing it wait, then load it from the cache.
+            fit_key = key_hash([ctx.artifact_key, ctx.view_key() if cell.attack.adaptive else None])
+            with locked(lock_path(self.cache_root, "fit", f"{cell.attack.name}-{fit_key}")):
+                cell.attack.fit(ctx)
             outputs = cell.attack.invert(target, ctx)
             attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
             if len(outputs) != len(target):
