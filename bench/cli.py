@@ -80,7 +80,7 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
     """
     from bench import leaderboard
-    from bench.executors import parse_options, submit_grid
+    from bench.executors import check_available, parse_options, submit_grid
     from bench.runner import Runner, build_grid, resolve_device
 
     host = _host(ctx)
@@ -106,8 +106,12 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     out_dir = Path(out or config.get("out", "results"))
     device = device or config.get("device", "auto")
     options = parse_options(executor, exec_opts)
+    check_available(executor)
     if not wait and executor == "local":
-        raise BenchError("--no-wait needs a job executor: add --executor slurm (or submitit-local, ray)")
+        raise BenchError("--no-wait needs a job executor: add --executor slurm (or submitit-local)")
+    if not wait and executor == "ray":
+        raise BenchError("ray tasks end with the process that submitted them: run without --no-wait "
+                         "(or submit the whole command with `ray job submit -- bench run ...`)")
     # Jobs pick their device where they run; here models load on the CPU only to check the grid.
     runner = Runner(host, out_dir, resolve_device(device) if executor == "local" else "cpu", cache_dir, progress=not quiet)
     say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))

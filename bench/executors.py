@@ -329,6 +329,20 @@ def _last_line(e: BaseException) -> str:
     return text[:500]
 
 
+def check_available(executor: str) -> None:
+    """Fail before any work when the executor's engine is not installed or not reachable here."""
+    import importlib.util
+    import shutil
+
+    if executor in ("slurm", "submitit-local") and importlib.util.find_spec("submitit") is None:
+        raise BenchError(f"executor {executor!r} needs submitit: pip install 'inversion-bench[slurm]'")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise BenchError("executor 'ray' needs ray: pip install 'inversion-bench[ray]'")
+    if executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise BenchError("no Slurm here (sbatch/srun not on PATH): submit from the cluster's login node, "
+                         "or try the grid on this machine with --executor submitit-local")
+
+
 def make_engine(executor: str, options: Options, out_dir: Path) -> Engine:
     if executor == "slurm":
         return SubmititEngine(options, out_dir, "slurm")
@@ -376,9 +390,6 @@ def submit_grid(runner, cells, executor: str, options: Options, device: str, wai
     if not todo:
         return [latest_record(out_dir, c.cell_id) for c in cells] if wait else None
     leaders, followers = waves([s for s in specs if s["cell_id"] in todo_ids])
-    if not wait and executor == "ray":
-        raise BenchError("ray tasks end with the process that submitted them: run without --no-wait "
-                         "(or submit the whole command with `ray job submit -- bench run ...`)")
     engine = make_engine(executor, options, out_dir)
     try:
         if not wait:
