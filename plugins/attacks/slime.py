@@ -491,7 +491,7 @@ class Slime(Attack):
     def _search(self, q: np.ndarray, k: int) -> np.ndarray:
         from bench.utility import search
 
-        return search(q, self.tag_emb, min(k, len(self.vocab)), "cpu")
+        return search(q, self.tag_emb, min(k, len(self.vocab)), None)  # the GPU when there is one
 
     @property
     def use_ranker(self) -> bool:
@@ -574,7 +574,7 @@ class Slime(Attack):
         if p.examples:
             from bench.utility import search
 
-            nn = search(aligned, self.example_emb, min(p.examples, len(self.example_texts)), "cpu")
+            nn = search(aligned, self.example_emb, min(p.examples, len(self.example_texts)), None)
             examples = [[self.example_texts[j] for j in row if j >= 0] for row in nn]
         if self.writer is None:
             t0 = time.perf_counter()
