@@ -38,6 +38,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None) -> None:
 def _load_config(path: Path) -> dict:
     import tomllib
 
+    from bench.preflight import check_config
+
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -50,7 +52,7 @@ def _load_config(path: Path) -> dict:
     extra = set(data) - known
     if extra:
         raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
-    return data
+    return check_config(data, path)
 
 
 @cli.command()
@@ -78,10 +80,14 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     """Run a grid of attack x defense x embedder x dataset x seed cells.
 
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
+    With --executor slurm / submitit-local / ray every cell is one job; `bench status OUT` follows them.
     """
     from bench import leaderboard
     from bench.executors import check_available, parse_options, submit_grid
+    from bench.cache import default_cache_dir
+    from bench.preflight import check_seed, check_writable_dir
     from bench.runner import Runner, build_grid, resolve_device
+    from bench.settings import Settings
 
     host = _host(ctx)
     config = _load_config(config_path) if config_path else {}
@@ -94,26 +100,34 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     }
     if not grid["attacks"]:
         raise BenchError("no attack given: add --attack NAME (see `bench list attacks`)")
+    for s in seeds:
+        check_seed(s)
+    out_dir = Path(out or config.get("out", "results"))
+    check_writable_dir(out_dir, "--out")
+    check_writable_dir(Path(cache_dir) if cache_dir else default_cache_dir(), "--cache-dir")
+    if board:
+        check_writable_dir(Path("leaderboards") / board, "--leaderboard")
     limit = limit if limit is not None else config.get("limit")
     baseline = baseline if baseline is not None else config.get("baseline", True)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise BenchError(f"limit must be an integer (0: every target), got {limit!r}")
     executor, exec_opts = _executor_config(executor, executor_options, config.get("executor"))
-    cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
-                       limit=limit, baseline=bool(baseline))
-    if cache_dir:  # every cache (plugins' model, feature and caption caches too) under one root
-        os.environ["BENCH_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
-    out_dir = Path(out or config.get("out", "results"))
-    device = device or config.get("device", "auto")
     options = parse_options(executor, exec_opts)
-    check_available(executor)
     if not wait and executor == "local":
         raise BenchError("--no-wait needs a job executor: add --executor slurm (or submitit-local)")
     if not wait and executor == "ray":
         raise BenchError("ray tasks end with the process that submitted them: run without --no-wait "
                          "(or submit the whole command with `ray job submit -- bench run ...`)")
-    # Jobs pick their device where they run; here models load on the CPU only to check the grid.
-    runner = Runner(host, out_dir, resolve_device(device) if executor == "local" else "cpu", cache_dir, progress=not quiet)
+    check_available(executor)
+    cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
+                       limit=limit, baseline=bool(baseline))
+    # One settings object for the run: every cache (plugins' model, feature and caption caches too)
+    # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
+    # Jobs pick their device where they run; the submitter loads models on the CPU only to check the grid.
+    device = device or config.get("device", "auto")
+    settings = Settings(device=resolve_device(device) if executor == "local" else "cpu", progress=not quiet,
+                        **({"cache_dir": Path(cache_dir).expanduser().resolve()} if cache_dir else {}))
+    runner = Runner(host, out_dir, settings=settings)
     say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
     runner.prepare(cells)
     where = f"device {runner.device}" if executor == "local" else f"{executor} jobs, device {device}"
@@ -123,17 +137,19 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     def on_done(i, n, cell, status):
         say(f"[{i}/{n}] {cell.label()}: {status}")
 
+    def on_wait(cell, holder):
+        say(f"waiting: {cell.label()} is being computed by pid {holder.get('pid')} on {holder.get('host')}")
+
     if executor == "local":
-        records = runner.run(cells, on_done=on_done)
+        records = runner.run(cells, on_done=on_done, on_wait=on_wait)
     else:
         records = submit_grid(runner, cells, executor, options, device, wait=wait, say=say)
         if records is None:
             return
-    heads = [host.entry("attacks", c.attack.name).cls.headline for c in cells]
-    shown = None if any(h is None for h in heads) else list(dict.fromkeys(m for h in heads for m in h))
+    shown = leaderboard.headline(records)
     click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
     if shown:
-        say(f"(headline metrics; every metric is in the records under {out_dir}/ and in `bench leaderboard build`)")
+        say(f"(headline metrics; every metric is in the records under {out_dir}/ and in a leaderboard's CSV and JSON)")
     failed = [r for r in records if r.status == "error"]
     say(f"done in {time.perf_counter() - started:.1f}s; {len(records) - len(failed)} ok, {len(failed)} failed")
     if board:
@@ -233,16 +249,20 @@ def leaderboard_group():
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Leaderboard name (folder under --out).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
-def build(results, name, out):
+@click.pass_context
+def build(ctx, results, name, out):
     """Turn result files or folders into OUT/NAME/leaderboard.{md,csv,json}."""
     from bench import leaderboard
     from bench.results import load_records
 
+    from bench.preflight import check_writable_dir
+
+    check_writable_dir(out / name, "--out")
     for p in results:
         if not p.exists():
             raise BenchError(f"{p} does not exist: pass result folders or record files written by `bench run --out`")
     try:
-        records = load_records(list(results))
+        records = load_records(list(results), attacks=lambda n: _host(ctx).entry("attacks", n).cls)
     except (ValueError, OSError) as e:
         raise BenchError(f"cannot read results: {str(e).splitlines()[0]}") from None
     if not records:
@@ -250,7 +270,10 @@ def build(results, name, out):
     if "/" in name or name.startswith("."):
         raise BenchError(f"leaderboard name {name!r} must be a plain folder name")
     paths = leaderboard.write(records, out, name)
-    click.echo(leaderboard.to_markdown(leaderboard.frame(records)))
+    shown = leaderboard.headline(records)
+    click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
+    if shown:
+        click.echo("(headline metrics; every metric is in the CSV and JSON)", err=True)
     click.echo(f"wrote {', '.join(map(str, paths))}", err=True)
 
 
@@ -263,7 +286,22 @@ def _argv_plugins_dir(argv: list[str]) -> Path | None:
     return None
 
 
+RESUME_HINT = "interrupted: finished cells are saved; run the same command again to resume"
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The CLI entry point; every line it or a plugin prints goes through :mod:`bench.redact`."""
+    from bench.redact import RedactingStream
+
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -275,14 +313,14 @@ def main(argv: list[str] | None = None) -> None:
     except BenchError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click turns Ctrl-C into Abort
+        click.echo(RESUME_HINT, err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted: finished cells are saved; run the same command again to resume", err=True)
+        click.echo(RESUME_HINT, err=True)
         sys.exit(130)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -380,7 +380,7 @@ def submit_grid(runner, cells, executor: str, options: Options, device: str, wai
 
     out_dir = runner.out_dir
     todo = [c for c in cells if record_path(out_dir, c.cell_id) is None]
-    specs = [cell_spec(c, runner.host, out_dir, runner.cache_root, device) for c in cells]
+    specs = [cell_spec(c, runner.host, out_dir, runner.settings, device) for c in cells]
     write_manifest(out_dir, specs, executor, options)
     by_id = {c.cell_id: c for c in cells}
     todo_ids = {c.cell_id for c in todo}
@@ -468,7 +468,7 @@ def grid_status(out_dir: Path) -> list[dict[str, Any]]:
     """Every cell of every grid submitted into ``out_dir`` (or run there by the local runner):
     done (an ok record), running (its lock is held), submitted (a job that has not started),
     failed (only error records), missing (nothing)."""
-    from bench.locks import holder, lock_path
+    from bench.locks import holder
 
     out_dir = Path(out_dir)
     cells: dict[str, str] = {}
@@ -487,13 +487,13 @@ def grid_status(out_dir: Path) -> list[dict[str, Any]]:
     for cid, label in cells.items():
         row: dict[str, Any] = {"cell_id": cid, "label": label, "state": "missing", "detail": ""}
         job = _job_info(out_dir, cid)
-        owner = holder(lock_path(out_dir, "cells", cid))
+        owner = holder(out_dir / ".locks" / f"{cid}.lock")  # the runner's per-cell lock
         errors = error_records(out_dir, cid)
         if record_path(out_dir, cid) is not None:
             row["state"] = "done"
         elif owner is not None:
             row["state"] = "running"
-            row["detail"] = f"on {owner.host} pid {owner.pid}" + (f" ({owner.job})" if owner.job else "")
+            row["detail"] = f"on {owner.get('host', '?')} pid {owner.get('pid', '?')}"
         elif job is not None and _job_live(job, after=errors[-1].stat().st_mtime if errors else 0.0):
             row["state"] = "submitted"
             row["detail"] = f"{job['executor']} job {job['job_id']}"

@@ -7,7 +7,7 @@ objects, so a job runs on any machine with the same packages and the shared fold
     python -m bench.jobs OUT/.grid/specs/CELL.json [...]
 
 Engines call :func:`run_spec` with the JSON text; it rebuilds the cell through the plugin host and
-runs it with the local runner's own code path (``Runner.run_once``: the cell's lock, the shared
+runs it with the local runner's own code path (``Runner.run``: the cell's lock, the shared
 caches and their locks, the same record).
 """
 
@@ -28,8 +28,9 @@ PASSED_ENV = ("BENCH_LOAD_PLUGINS", "BENCH_LOCK_STALE_S", "HF_HUB_OFFLINE", "TRA
               "TOKENIZERS_PARALLELISM", "HF_HOME", "WNHOME")
 
 
-def cell_spec(cell, host, out_dir: Path, cache_dir: Path, device: str) -> dict[str, Any]:
-    """The JSON-serialisable specification of one cell."""
+def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any]:
+    """The JSON-serialisable specification of one cell (``settings``: the run's ``bench.settings.Settings``;
+    ``device``: as the user gave it, "auto" resolved where the job runs)."""
     return {
         "spec_version": SPEC_VERSION,
         "cell_id": cell.cell_id,
@@ -43,8 +44,9 @@ def cell_spec(cell, host, out_dir: Path, cache_dir: Path, device: str) -> dict[s
             "limit": cell.limit,
         },
         "out": str(Path(out_dir).resolve()),
-        "cache_dir": str(Path(cache_dir).resolve()),
+        "cache_dir": str(Path(settings.cache_dir).resolve()),
         "device": device,
+        "query_budget": settings.query_budget,
         "plugins_dir": str(Path(host.plugins_dir).resolve()) if host.plugins_dir else None,
         "load_installed": host.load_installed,
         "env": {k: os.environ[k] for k in PASSED_ENV if k in os.environ},
@@ -73,14 +75,17 @@ _RUNNERS: dict[str, Any] = {}  # one runner per worker process: a Ray worker reu
 def _runner(spec: dict[str, Any]):
     from bench.plugins import Host
     from bench.runner import Runner, resolve_device
+    from bench.settings import Settings
 
-    key = json.dumps([spec[k] for k in ("out", "cache_dir", "device", "plugins_dir", "load_installed")] + [spec["env"]])
+    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "plugins_dir", "load_installed")] + [spec["env"]])
     if key not in _RUNNERS:
         os.environ.update(spec["env"])
         os.environ["BENCH_CACHE_DIR"] = spec["cache_dir"]  # plugins' own caches under the same root
         host = Host(plugins_dir=Path(spec["plugins_dir"]) if spec["plugins_dir"] else None, load_installed=spec["load_installed"])
         _RUNNERS.clear()
-        _RUNNERS[key] = Runner(host, Path(spec["out"]), resolve_device(spec["device"]), Path(spec["cache_dir"]), progress=False)
+        settings = Settings(cache_dir=Path(spec["cache_dir"]), device=resolve_device(spec["device"]), progress=False,
+                            query_budget=spec.get("query_budget"))
+        _RUNNERS[key] = Runner(host, Path(spec["out"]), settings=settings)
     return _RUNNERS[key]
 
 
@@ -96,9 +101,10 @@ def run_spec(spec_json: str) -> dict[str, Any]:
         raise BenchError(f"cell spec version {spec.get('spec_version')} is not {SPEC_VERSION}: submit with this bench version")
     runner = _runner(spec)
     cell = cell_from_spec(runner.host, spec)
-    rec, status = runner.run_once(cell)
+    how: list[str] = []
+    (rec,) = runner.run([cell], on_done=lambda i, n, c, status: how.append(status))
     path = record_path(runner.out_dir, cell.cell_id)
-    return {"cell_id": cell.cell_id, "status": rec.status, "error": rec.error, "how": status,
+    return {"cell_id": cell.cell_id, "status": rec.status, "error": rec.error, "how": how[0],
             "record": str(path) if path else None}
 
 

@@ -1,15 +1,14 @@
-"""Exclusive lock files that hold across processes and machines sharing a filesystem (NFS too).
+"""Lock files that work across processes and hosts (NFS included): one writer per benchmark cell.
 
-A lock is a file created with ``O_CREAT | O_EXCL`` (atomic on local filesystems and on NFSv3+),
-holding its owner (host, pid, job id, a random token). While held, a heartbeat thread refreshes the
-file's mtime. A waiter breaks a lock when its owner is a dead process on the waiter's own host, or
-when the waiter has watched the lock's mtime stand still for ``stale_s`` seconds (measured on the
-waiter's own clock, so clock skew between machines does not matter). Breaking renames the file away
-first, so of two waiters breaking the same dead lock only one succeeds.
+A lock is a small JSON file (holder pid, host, token) created with ``link(2)``, which is atomic on
+local filesystems and on NFS (unlike ``O_EXCL`` on old NFS clients). While it is held a background
+thread touches it, so a waiter can tell a live holder from a dead one without trusting clocks:
 
-Used for one grid cell (``OUT/.locks/<cell>.lock``: a cell is computed once, the other process reads
-its record) and for shared cache entries (embeddings, trained attack artifacts, features: one job
-computes, the others wait and read).
+* same host, holder pid gone: stale at once (kill -9, power loss of a process);
+* otherwise: stale when its modification time has not changed for ``stale_after`` seconds of the
+  waiter's own clock (a crashed host, a hung holder).
+
+A stale lock is removed under a short-lived ``.break`` lock, so two waiters never both break it.
 """
 
 from __future__ import annotations
@@ -21,186 +20,146 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from bench.errors import BenchError
 
-STALE_S = float(os.environ.get("BENCH_LOCK_STALE_S", 90))  # no heartbeat for this long: owner is gone
+HEARTBEAT_S = 5.0
+STALE_AFTER_S = 60.0
 
 
-def _job_id() -> str | None:
-    """The engine's id of the job this process runs in, if any (for `bench status` and errors)."""
-    for var, engine in (("SLURM_JOB_ID", "slurm"), ("SUBMITIT_LOCAL_JOB_ID", "submitit-local")):
-        if os.environ.get(var):
-            return f"{engine}:{os.environ[var]}"
-    return None
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # being written, or damaged: judged by its age alone
 
 
-def pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OSError):
         return True
     return True
 
 
-@dataclass(frozen=True)
-class Owner:
-    host: str
-    pid: int
-    token: str
-    job: str | None = None
-    since: float = 0.0
-
-    @classmethod
-    def read(cls, path: Path) -> "Owner | None":
-        try:
-            data = json.loads(Path(path).read_text())
-            return cls(**{k: data.get(k) for k in ("host", "pid", "token", "job", "since")})
-        except (OSError, ValueError, TypeError):
-            return None  # gone, or caught between create and write: treated as held
-
-    def dead_here(self) -> bool:
-        """True when the owner is a process of this host that no longer exists."""
-        return self.host == socket.gethostname() and not pid_alive(int(self.pid))
-
-
-def holder(path: Path) -> Owner | None:
-    """Who holds the lock at ``path`` now (None: free, or its owner is a dead local process)."""
-    owner = Owner.read(path)
-    if owner is None:
-        return None if not Path(path).exists() else Owner("?", -1, "?")
-    return None if owner.dead_here() else owner
-
-
-class FileLock:
-    """``with FileLock(path): ...`` — exclusive across processes and hosts; waits for the holder.
-
-    ``timeout_s``: give up waiting (BenchError) after this long; None waits as long as the holder
-    is alive. Not re-entrant.
-    """
-
-    def __init__(self, path: Path, timeout_s: float | None = None, stale_s: float | None = None, poll_s: float = 0.2):
-        self.path = Path(path)
-        self.timeout_s = timeout_s
-        self.stale_s = STALE_S if stale_s is None else stale_s
-        self.poll_s = poll_s
-        self.owner: Owner | None = None
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    # ------------------------------------------------------------ acquire / release
-
-    def try_acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        owner = Owner(socket.gethostname(), os.getpid(), uuid.uuid4().hex, _job_id(), time.time())
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(owner.__dict__, f)
-            f.flush()
-            os.fsync(f.fileno())
-        self.owner = owner
-        self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat {self.path.name}", daemon=True)
-        self._beat.start()
+def _try_create(path: Path, info: dict) -> bool:
+    """Create ``path`` holding ``info`` unless it exists (link of a private temp file: NFS-safe)."""
+    tmp = path.with_name(f".{path.name}.{info['token']}.tmp")
+    tmp.write_text(json.dumps(info))
+    try:
+        os.link(tmp, path)
         return True
+    except FileExistsError:
+        return False
+    except OSError:
+        # NFS may report an error for a link that was made (lost reply): the link count tells.
+        return tmp.stat().st_nlink == 2
+    finally:
+        tmp.unlink(missing_ok=True)
 
-    def acquire(self) -> None:
-        start = time.monotonic()
-        seen: tuple | None = None  # (mtime, token) of the holder's file, and when we first saw it
-        seen_at = start
-        while not self.try_acquire():
-            now = time.monotonic()
-            state = self._state()
-            if state is None:
-                continue  # released meanwhile: try again at once
-            owner, mtime = state
-            if owner is not None and owner.dead_here():
-                self._break(owner.token)
-                continue
-            if seen is None or seen != (mtime, owner.token if owner else None):
-                seen, seen_at = (mtime, owner.token if owner else None), now
-            elif now - seen_at > self.stale_s:
-                self._break(seen[1])  # no heartbeat for stale_s: its owner died on another host
-                continue
-            if self.timeout_s is not None and now - start > self.timeout_s:
-                who = f"{owner.host} pid {owner.pid}" if owner else "an unknown process"
-                raise BenchError(f"lock {self.path} is held by {who}: wait for it, or delete the file if that process is gone")
-            time.sleep(self.poll_s)
 
-    def release(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
-        current = Owner.read(self.path)
-        if current is not None and self.owner is not None and current.token == self.owner.token:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-        self.owner = None
-
-    def __enter__(self) -> "FileLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    # ------------------------------------------------------------ internals
-
-    def _state(self) -> tuple[Owner | None, float] | None:
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            return None
-        return Owner.read(self.path), mtime
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(max(0.2, self.stale_s / 6)):
-            try:
-                os.utime(self.path)
-            except OSError:
-                return
-
-    def _break(self, token: str | None) -> None:
-        """Remove a dead holder's lock; if a live owner took it meanwhile, put theirs back."""
-        aside = self.path.with_name(f"{self.path.name}.broken-{uuid.uuid4().hex[:8]}")
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return  # someone else broke or released it
-        moved = Owner.read(aside)
-        if moved is not None and token is not None and moved.token != token:
-            try:
-                os.link(aside, self.path)  # a live lock taken after our look: restore it (fails if re-taken)
-            except FileExistsError:
-                pass
-        try:
-            aside.unlink()
+def _break(path: Path, seen_token: str | None) -> None:
+    """Remove the stale lock ``path`` if it still holds ``seen_token``, under ``path.break``."""
+    guard = path.with_name(path.name + ".break")
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex}
+    if not _try_create(guard, info):
+        try:  # a breaker that died holding the guard: the guard is only ever held for milliseconds
+            if time.time() - guard.stat().st_mtime > 30:
+                guard.unlink(missing_ok=True)
         except FileNotFoundError:
             pass
+        return
+    try:
+        now = _holder(path)
+        if now is not None and now.get("token") == seen_token:
+            path.unlink(missing_ok=True)
+    finally:
+        guard.unlink(missing_ok=True)
+
+
+def holder(path: Path) -> dict | None:
+    """Who holds the lock at ``path`` (its pid, host, since), or None when it is free or its holder
+    is a dead process of this host. (A holder on another host is reported until its lock goes stale.)"""
+    info = _holder(Path(path))
+    if info is None:
+        return None
+    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"]):
+        return None
+    return info
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists."""
+    return _pid_alive(pid)
 
 
 @contextmanager
-def locked(path: Path, timeout_s: float | None = None) -> Iterator[FileLock]:
-    """Hold the lock at ``path`` for the duration of the block."""
-    lock = FileLock(path, timeout_s=timeout_s)
-    lock.acquire()
+def file_lock(
+    path: Path,
+    *,
+    stale_after: float = STALE_AFTER_S,
+    heartbeat: float = HEARTBEAT_S,
+    poll: float = 0.2,
+    on_wait: Callable[[dict], None] | None = None,
+    timeout: float | None = None,
+) -> Iterator[None]:
+    """Hold the lock file ``path`` for the duration of the block (waiting while another live process holds it).
+
+    ``on_wait(holder)`` is called once when the lock is found held (holder: its pid, host). The
+    lock is released on exit, on an exception and on Ctrl-C; after kill -9 the next waiter breaks it.
+    """
+    path = Path(path)
     try:
-        yield lock
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BenchError(f"cannot create the lock folder {path.parent} ({e.strerror}): check that it is writable") from None
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex, "since": time.time()}
+    told = False
+    seen: tuple | None = None  # (token, mtime) of the holder as last seen, and when it last changed
+    changed_at = time.monotonic()
+    started = time.monotonic()
+    while not _try_create(path, me):
+        holder = _holder(path)
+        if holder is None:
+            continue  # released meanwhile
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+        state = (holder.get("token"), mtime)
+        if state != seen:
+            seen, changed_at = state, time.monotonic()
+        dead = holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
+        if dead or time.monotonic() - changed_at > stale_after:
+            _break(path, holder.get("token"))
+            continue
+        if not told and on_wait:
+            on_wait(holder)
+            told = True
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise BenchError(f"{path} is held by pid {holder.get('pid')} on {holder.get('host')}: wait for that run or remove the file")
+        time.sleep(poll)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(heartbeat):
+            try:
+                os.utime(path)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=beat, name=f"lock-heartbeat {path.name}", daemon=True)
+    thread.start()
+    try:
+        yield
     finally:
-        lock.release()
-
-
-def lock_path(root: Path, kind: str, key: str) -> Path:
-    """Where the lock of one shared entry lives: ``ROOT/.locks/KIND/KEY.lock``."""
-    return Path(root) / ".locks" / kind / f"{key}.lock"
+        stop.set()
+        thread.join()
+        if (_holder(path) or {}).get("token") == me["token"]:
+            path.unlink(missing_ok=True)

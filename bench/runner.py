@@ -14,13 +14,15 @@ from typing import Any, Iterable
 import numpy as np
 
 from bench import __version__
-from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, ThreatModel
-from bench.cache import EmbeddingCache, default_cache_dir, key_hash, seed_for
+from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, Inversion, ThreatModel
+from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.errors import BenchError
-from bench.locks import lock_path, locked
-from bench.metrics import cosine_rows, reconstruction_scores, summarize
+from bench.locks import file_lock
+from bench.metrics import cosine_rows, directions, reconstruction_scores, summarize
 from bench.plugins import Host
+from bench.redact import redact, redact_record
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
+from bench.settings import Settings, use
 from bench.utility import retrieval_scores
 from bench.victim import Victim
 
@@ -162,13 +164,19 @@ def library_versions() -> dict[str, str]:
 class Runner:
     """Runs cells in-process, sharing loaded embedders, datasets, embeddings and utility scores."""
 
-    def __init__(self, host: Host, out_dir: Path, device: str = "cpu", cache_dir: Path | None = None, progress: bool = True):
+    def __init__(self, host: Host, out_dir: Path, device: str = "cpu", cache_dir: Path | None = None, progress: bool = True,
+                 settings: Settings | None = None):
+        """``settings`` (or, when absent, ``device``, ``cache_dir`` and ``progress``) configure the
+        run; every cache, the runner's and the plugins', lives under ``settings.cache_dir``."""
         self.host = host
         self.out_dir = Path(out_dir)
-        self.device = device
-        self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+        if settings is None:
+            settings = Settings(device=device, progress=progress, **({"cache_dir": Path(cache_dir)} if cache_dir else {}))
+        self.settings = settings
+        self.device = settings.device
+        self.cache_root = settings.cache_dir
         self.cache = EmbeddingCache(self.cache_root)
-        self.progress = progress
+        self.progress = settings.progress
         self._embedders: dict[str, Embedder] = {}
         self._splits: dict[str, DatasetSplits] = {}
         self._utility: dict[str, dict] = {}
@@ -180,14 +188,16 @@ class Runner:
     def embedder(self, emb: Embedder) -> Embedder:
         key = key_hash(emb.config())
         if key not in self._embedders:
-            emb.load(self.device)
+            with use(self.settings):
+                emb.load(self.device)
             self._embedders[key] = emb
         return self._embedders[key]
 
     def splits(self, ds: Dataset) -> DatasetSplits:
         key = key_hash(ds.config())
         if key not in self._splits:
-            self._splits[key] = ds.load()
+            with use(self.settings):
+                self._splits[key] = ds.load()
         return self._splits[key]
 
     def data_key(self, ds: Dataset) -> str:
@@ -218,7 +228,10 @@ class Runner:
 
     def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed_for(seed, "defender", split))
-        return defense.apply(victim.embed_split(split, texts), rng)
+        out = defense.apply(victim.embed_split(split, texts), rng)
+        if not np.isfinite(out).all():
+            raise BenchError(f"defense {defense.short()} produced non-finite values (NaN or inf) on the {split} split: check its parameters")
+        return out
 
     def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int) -> dict:
         task = data.retrieval
@@ -229,7 +242,7 @@ class Runner:
             queries = self.defended(victim, defense, "target", data.target.texts, seed)
             corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed)
             per_query = retrieval_scores(data.target.ids, queries, corpus, task, k=10, device=self.device)
-            self._utility[key] = summarize(per_query, {}, seed=seed)
+            self._utility[key] = summarize(per_query, directions(per_query), seed=seed)
         return self._utility[key]
 
     def prepare(self, cells: list[Cell]) -> None:
@@ -238,7 +251,11 @@ class Runner:
         User mistakes (missing data, a model that cannot load, a defense that changes the dimension)
         stop the run here, with nothing written.
         """
-        cells = [c for c in cells if record_path(self.out_dir, c.cell_id) is None]  # finished: nothing to load
+        todo = []
+        for c in cells:  # a finished cell loads nothing, but its record must be readable
+            if self._finished(c) is None:
+                todo.append(c)
+        cells = todo
         for cell in cells:  # datasets first: cheap, and the likeliest to be missing
             self.splits(cell.dataset)
         for cell in cells:
@@ -249,9 +266,16 @@ class Runner:
             key = key_hash([cell.embedder.config(), cell.defense.config()])
             if key in seen:
                 continue
+            if key_hash(cell.embedder.config()) not in seen:
+                seen.add(key_hash(cell.embedder.config()))
+                with use(self.settings):
+                    embedder.fingerprint()  # an API victim's identity probe: a misbehaving server stops the run here
             seen.add(key)
             probe = np.ones((2, embedder.dim), np.float32) / np.sqrt(embedder.dim)
-            shape = np.asarray(cell.defense.apply(probe, np.random.default_rng(0))).shape
+            out = np.asarray(cell.defense.apply(probe, np.random.default_rng(0)))
+            shape = out.shape
+            if shape == probe.shape and not np.isfinite(out).all():
+                raise BenchError(f"defense {cell.defense.short()} produces non-finite values (NaN or inf): check its parameters")
             if shape != probe.shape:
                 raise BenchError(
                     f"defense {cell.defense.name!r} maps {embedder.name!r} vectors of dimension {embedder.dim} "
@@ -260,27 +284,31 @@ class Runner:
 
     # -------------------------------------------------------------- cells
 
-    def run(self, cells: list[Cell], on_done=None) -> list[ResultRecord]:
+    def run(self, cells: list[Cell], on_done=None, on_wait=None) -> list[ResultRecord]:
+        """Run the cells not finished yet. Each cell is computed under its lock file
+        (``<out>/.locks/<cell_id>.lock``), so concurrent runs on the same folder compute it once:
+        a run that finds the cell locked waits (``on_wait(cell, holder)``) and reads the winner's record."""
         records = []
         for i, cell in enumerate(cells, 1):
-            rec, status = self.run_once(cell)
+            rec, status = self._finished(cell), "cached"
+            if rec is None:
+                lock = self.out_dir / ".locks" / f"{cell.cell_id}.lock"
+                with file_lock(lock, on_wait=(lambda h, c=cell: on_wait(c, h)) if on_wait else None):
+                    rec = self._finished(cell)  # another run may have finished it while we waited
+                    if rec is None:
+                        with use(self.settings):
+                            rec, samples = self.run_cell(cell)
+                        rec = redact_record(rec)
+                        write_record(self.out_dir, rec, samples)
+                        status = rec.status if rec.status == "ok" else f"error: {rec.error}"
             records.append(rec)
             if on_done:
                 on_done(i, len(cells), cell, status)
         return records
 
-    def run_once(self, cell: Cell) -> tuple[ResultRecord, str]:
-        """The cell's record, computed unless some process (here or on another machine sharing
-        ``out_dir``) already wrote it; under the cell's lock, so two runs never compute it twice."""
+    def _finished(self, cell: Cell) -> ResultRecord | None:
         existing = record_path(self.out_dir, cell.cell_id)
-        if existing is None:
-            with locked(lock_path(self.out_dir, "cells", cell.cell_id)):
-                existing = record_path(self.out_dir, cell.cell_id)  # finished while we waited?
-                if existing is None:
-                    rec, samples = self.run_cell(cell)
-                    write_record(self.out_dir, rec, samples)
-                    return rec, rec.status if rec.status == "ok" else f"error: {rec.error}"
-        return load_record(existing), "cached"
+        return load_record(existing, attacks=lambda name: self.host.entry("attacks", name).cls) if existing is not None else None
 
     @staticmethod
     def _artifact_key(cell: Cell, victim: Victim) -> dict:
@@ -309,11 +337,11 @@ class Runner:
             limit=cell.limit,
         )
 
-    def error_record(self, cell: Cell, message: str, wall_s: float = 0.0) -> ResultRecord:
+    def error_record(self, cell: Cell, message: str) -> ResultRecord:
         """An error record for a cell that failed outside ``run_cell`` (e.g. its job was killed)."""
         threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
-        prov = self._provenance(time.perf_counter() - wall_s, 0, None)
-        return ResultRecord(**self._base(cell), status="error", error=message, threat_model=threat, provenance=prov)
+        prov = self._provenance(time.perf_counter(), 0, None)
+        return redact_record(ResultRecord(**self._base(cell), status="error", error=redact(message), threat_model=threat, provenance=prov))
 
     def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
         """Run one cell; errors become an error record (the samples are None then)."""
@@ -325,6 +353,7 @@ class Runner:
             embedder = self.embedder(cell.embedder)
             data = self.splits(cell.dataset)
             victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
+            victim.budget = self.settings.query_budget
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
             # The whole split is embedded and defended (same noise draw whatever the limit), then cut.
             self.check_modality(cell)
@@ -338,20 +367,20 @@ class Runner:
                 leaked_embeddings=leaked,
                 defense=cell.defense if cell.attack.adaptive else None,
                 seed=cell.seed,
-                device=self.device,
+                settings=self.settings,
                 artifact_root=self.cache_root / "artifacts" / cell.attack.name,
                 artifact_key=self._artifact_key(cell, victim),
             )
-            # One job trains a shared artifact; others needing it wait, then load it from the cache.
-            fit_key = key_hash([ctx.artifact_key, ctx.view_key() if cell.attack.adaptive else None])
-            with locked(lock_path(self.cache_root, "fit", f"{cell.attack.name}-{fit_key}")):
-                cell.attack.fit(ctx)
-            outputs = cell.attack.invert(target, ctx)
+            attack_models = cell.attack.fit(ctx) or []
+            inversions = cell.attack.invert(target, ctx)
             attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
-            if len(outputs) != len(target):
-                raise BenchError(f"attack {cell.attack.name!r} returned {len(outputs)} outputs for {len(target)} targets")
+            if len(inversions) != len(target):
+                raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
+            if not all(isinstance(inv, Inversion) for inv in inversions):
+                raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
+            outputs = [inv.output for inv in inversions]
             rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
-            for row, extra in zip(rows, cell.attack.extra_scores(outputs, targets, ctx) or [{}] * len(rows)):
+            for row, extra in zip(rows, cell.attack.extra_scores(inversions, targets, ctx) or [{}] * len(rows)):
                 row.update(extra)
             if cell.attack.output == "text":
                 # Cosine of the re-embedded reconstruction against the clean target embedding; for an
@@ -369,18 +398,20 @@ class Runner:
             for row in rows:
                 for k, v in row.items():
                     per_metric.setdefault(k, []).append(v)
-            metrics = summarize(per_metric, {}, seed=cell.seed)
+            metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
             utility = self.utility(victim, cell.defense, data, cell.seed)
             samples = [
-                {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r}
-                for i, t, o, r in zip(targets.ids, targets.texts, outputs, rows)
+                {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r, "extras": inv.extras}
+                for i, t, o, r, inv in zip(targets.ids, targets.texts, outputs, rows, inversions)
             ]
             models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
-            models += [ModelInfo(**m) for m in cell.attack.models]
+            models += [ModelInfo(**m) for m in attack_models]
+            head = cell.attack.headline
             rec = ResultRecord(
                 **base,
                 threat_model=threat,
                 metrics=metrics,
+                headline=list(head) if head is not None else None,
                 utility=utility,
                 models=models,
                 all_pretrained=all(m.pretrained for m in models),
@@ -390,9 +421,9 @@ class Runner:
             )
             return rec, samples
         except BenchError as e:
-            message = str(e)
+            message = redact(str(e))
         except Exception as e:  # a failing cell is recorded; the others go on
-            message = f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
+            message = redact(f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}")
         rec = ResultRecord(
             **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
         )

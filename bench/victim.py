@@ -53,10 +53,10 @@ class Victim:
 
     def _cached(self, fingerprint: dict, split: str, texts: list[str], embed) -> np.ndarray:
         path = self.cache.path(fingerprint, self.dataset_key, split, texts)
-        emb = self.cache.get(path, len(texts))
+        emb = self.cache.get(path, len(texts), self.dim if texts else None)
         if emb is None:
             with self.cache.lock(path):  # concurrent jobs: one embeds, the others wait and read
-                emb = self.cache.get(path, len(texts))
+                emb = self.cache.get(path, len(texts), self.dim if texts else None)
                 if emb is None:
                     emb = self._embed(texts, split, embed=embed)
                     self.cache.put(path, emb)
@@ -81,13 +81,30 @@ class Victim:
         parts = []
         with tqdm(total=len(texts), desc=f"embedding {split}", unit="text", disable=None if self.progress else True, leave=False) as bar:
             for i in range(0, len(texts), chunk):
-                parts.append(np.asarray(embed(texts[i : i + chunk]), dtype=np.float32))
+                batch = texts[i : i + chunk]
+                parts.append(check_vectors(self.embedder.name, embed(batch), len(batch), self.dim))
                 bar.update(len(parts[-1]))
         emb = np.concatenate(parts)
         self.embed_seconds += time.perf_counter() - t0
-        if emb.ndim != 2 or emb.shape[0] != len(texts):
-            raise BenchError(
-                f"embedder {self.embedder.name!r} returned shape {emb.shape} for {len(texts)} texts: "
-                f"it must return one vector per text"
-            )
         return emb
+
+
+def check_vectors(name: str, emb, n: int, dim: int) -> np.ndarray:
+    """``emb`` as float32 [n, dim] when it is one finite vector of the declared dimension per input;
+    otherwise a one-line BenchError naming the embedder and what it returned (nothing is cached)."""
+    try:
+        arr = np.asarray(emb, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise BenchError(f"embedder {name!r} returned something that is not an array of vectors ({type(e).__name__}): fix the embedder") from None
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise BenchError(f"embedder {name!r} returned an array of shape {arr.shape} for {n} inputs: it must return one vector per input")
+    if arr.shape[1] != dim:
+        raise BenchError(
+            f"embedder {name!r} returned {arr.shape[1]}-d vectors but declares dimension {dim}: "
+            f"check the model (or the endpoint's dimensions setting)"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = int(bad.any(axis=1).sum())
+        raise BenchError(f"embedder {name!r} returned non-finite values (NaN or inf) in {rows} of {n} vectors: check the model or endpoint")
+    return arr

@@ -36,6 +36,7 @@ from bench.api import Embedder, Params
 from bench.cache import atomic_write_bytes, default_cache_dir, key_hash
 from bench.errors import BenchError, one_line
 from bench.hookspecs import hookimpl
+from bench.redact import register_secret_env
 
 RANDOM_INIT_MARKER = "bench_random_init.json"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -192,15 +193,26 @@ def _reuse_loaded(embedder, dev) -> bool:
     return True
 
 
+_NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt")
+
+
 def _check_no_pickle_only(ref: str, model_dir: Path | None) -> None:
+    """Refuse a model folder where the folder itself or any sub-folder (sentence-transformers loads
+    e.g. ``2_Dense/``) holds pickle weights (``*.bin``, ``*.pt``, ``*.pth``) but no safetensors."""
     if model_dir is None:
         return
-    top = [p.name for p in model_dir.iterdir() if p.is_file()]
-    if not any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in top):
-        pickles = sorted(n for n in top if n.endswith((".bin", ".pt", ".pth")) and n != "training_args.bin")
+    folders = [model_dir] + sorted(
+        p for p in model_dir.rglob("*") if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
+    )
+    for folder in folders:
+        names = [p.name for p in folder.iterdir() if p.is_file()]
+        if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+            continue
+        pickles = sorted(n for n in names if n.endswith((".bin", ".pt", ".pth")) and n not in _NOT_WEIGHTS and not n.startswith("rng_state"))
         if pickles:
+            where = "" if folder == model_dir else f" in {folder.relative_to(model_dir).as_posix()}/"
             raise BenchError(
-                f"model {ref!r} has only pickle weights ({', '.join(pickles)}), which are never loaded: "
+                f"model {ref!r} has only pickle weights{where} ({', '.join(pickles)}), which are never loaded: "
                 f"convert them to safetensors (load once in a trusted session, then save_pretrained(dir))"
             )
 
@@ -580,9 +592,16 @@ class OpenAIEmbedder(Embedder):
     """Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, TEI, Ollama, ...), black-box.
 
     The API key is read from the environment variable named by ``api_key_env`` at request time and
-    is never stored in the parameters or the fingerprint; when the variable is unset no
-    Authorization header is sent (local servers). ``pretrained`` is assumed True. The fingerprint's
-    ``dim`` is the requested ``dimensions`` (None: the model's default), so it needs no request.
+    is never stored in the parameters, the fingerprint or any message; when the variable is unset no
+    Authorization header is sent (local servers). ``pretrained`` is assumed True.
+
+    Every response is checked: one vector per input, of the requested ``dimensions`` (and the same
+    dimension on every call). The fingerprint says what the server *is*, not only what it is
+    called: the dimension it returned, the model id it lists under ``{base_url}/models`` (when it
+    offers that route) and a SHA-256 of the vectors it returns for a few fixed probe texts
+    (:data:`PROBE_TEXTS`), so another model or setting behind the same URL is another victim with
+    its own cache entries. ``probe=false`` drops the probe digest (for servers whose vectors vary
+    from call to call).
     """
 
     name = "openai"
@@ -598,12 +617,16 @@ class OpenAIEmbedder(Embedder):
         timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
         max_retries: int = Field(3, ge=0, le=10, description="retries of a request answered 429 or 5xx")
         backoff: float = Field(1.0, ge=0, le=60, description="seconds before the first retry, doubled each time")
+        parallel: int = Field(1, ge=1, le=64, description="requests in flight at once (a failure stops the rest)")
+        probe: bool = Field(True, description="fingerprint the server by its vectors of fixed probe texts")
 
     def __init__(self, params=None):
         super().__init__(params)
         self.pretrained = True
         self._dim: int | None = None
+        self._identity: dict[str, Any] | None = None
         self.requests = 0  # HTTP requests sent, retries included
+        register_secret_env(self.params.api_key_env)
 
     @property
     def url(self) -> str:
@@ -639,20 +662,31 @@ class OpenAIEmbedder(Embedder):
             emb = np.asarray([d["embedding"] for d in items], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as e:
             raise BenchError(f"embeddings endpoint {self.url} returned a malformed response ({_describe(e)})") from None
-        if emb.ndim != 2:
-            raise BenchError(f"embeddings endpoint {self.url} returned vectors of different lengths")
+        if emb.ndim != 2 or emb.shape[1] == 0:
+            raise BenchError(f"embeddings endpoint {self.url} returned vectors of different (or zero) lengths")
+        if not np.isfinite(emb).all():
+            raise BenchError(f"embeddings endpoint {self.url} returned non-finite values (NaN or inf) for model {self.params.model!r}: check the server")
+        want = self.params.dimensions
+        if want is not None and emb.shape[1] != want:
+            raise BenchError(
+                f"embeddings endpoint {self.url} returned {emb.shape[1]}-d vectors although dimensions={want} was asked: "
+                f"the model ignores dimensions (drop it) or the server runs another model"
+            )
         if self._dim is None:
             self._dim = emb.shape[1]
         elif emb.shape[1] != self._dim:
-            raise BenchError(f"embeddings endpoint {self.url} changed dimension from {self._dim} to {emb.shape[1]}")
+            raise BenchError(f"embeddings endpoint {self.url} changed dimension from {self._dim} to {emb.shape[1]} between calls")
         return emb
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        from bench.http import parallel_map
+
         prompt = self.params.prompt or ""
         texts = [prompt + t for t in texts]
         if not texts:
             return np.zeros((0, self._dim or self.params.dimensions or 0), dtype=np.float32)
-        parts = [self._request([texts[i] for i in batch]) for batch in _batches(len(texts), self.params.batch_size)]
+        batches = [[texts[i] for i in batch] for batch in _batches(len(texts), self.params.batch_size)]
+        parts = parallel_map(self._request, batches, self.params.parallel)
         emb = np.concatenate(parts, axis=0)
         if self.params.normalize:
             emb = _unit_rows(emb)
@@ -660,12 +694,35 @@ class OpenAIEmbedder(Embedder):
 
     @property
     def dim(self) -> int:
-        """From the first response (one probe request if nothing was embedded yet)."""
+        """The requested ``dimensions``, else the first response's (the identity probe if nothing was embedded yet)."""
+        if self.params.dimensions is not None:
+            return self.params.dimensions
         if self._dim is None:
-            if self.params.dimensions is not None:
-                return self.params.dimensions
-            self._request(["dimension probe"])
+            self.identity()
         return int(self._dim)
+
+    def _server_model(self) -> str | None:
+        """The id the server lists for ``model`` under ``{base_url}/models`` (or its only model); None if not offered."""
+        from bench.http import get_json
+
+        try:
+            body = get_json(self.params.base_url.rstrip("/") + "/models", what="models endpoint",
+                            api_key_env=self.params.api_key_env, timeout=self.params.timeout)
+        except BenchError:
+            return None
+        return served_model_id(body, self.params.model)
+
+    def identity(self) -> dict[str, Any]:
+        """What the server is: returned dimension, listed model id, probe-vector digest (memoised)."""
+        if self._identity is None:
+            prompt = self.params.prompt or ""
+            probe = self._request([prompt + t for t in PROBE_TEXTS])
+            self._identity = {
+                "dim": int(probe.shape[1]),
+                "server_model": self._server_model(),
+                "probe_sha256": hashlib.sha256(np.ascontiguousarray(probe, np.float32).tobytes()).hexdigest() if self.params.probe else None,
+            }
+        return self._identity
 
     def fingerprint(self) -> dict[str, Any]:
         return {
@@ -677,9 +734,21 @@ class OpenAIEmbedder(Embedder):
             "pooling": None,
             "normalize": self.params.normalize,
             "max_length": None,
-            "dim": self.params.dimensions,
             "prompt": self.params.prompt or None,
+            **self.identity(),
         }
+
+
+PROBE_TEXTS = ("The quick brown fox jumps over the lazy dog.", "inversion-bench identity probe", "A 1 2 3")
+
+
+def served_model_id(body: Any, wanted: str) -> str | None:
+    """The id of ``wanted`` in an OpenAI ``/models`` answer, else the only model listed, else None."""
+    items = body.get("data") if isinstance(body, dict) else None
+    ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")] if isinstance(items, list) else []
+    if wanted in ids:
+        return wanted
+    return ids[0] if len(ids) == 1 else None
 
 
 # ---------------------------------------------------------------- image victims (CLIP-style)

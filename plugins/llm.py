@@ -52,7 +52,9 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
     root = Path(cache_root) if cache_root else default_cache_dir() / "models"
     out = root / f"{gguf.stem}-{sha[:16]}"
     if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
-        return out
+        if _intact(out):
+            return out
+        shutil.rmtree(out, ignore_errors=True)  # damaged: rebuilt below
     for mod in ("gguf", "accelerate"):
         if importlib.util.find_spec(mod) is None:
             raise BenchError(f"loading {gguf.name} needs PyPI {mod!r}: pip install gguf accelerate")
@@ -74,7 +76,8 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
         tok.save_pretrained(tmp)
-        (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": sha, "dequantized_s": round(time.perf_counter() - t0, 1)}))
+        (tmp / "source.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": sha, "dequantized_s": round(time.perf_counter() - t0, 1),
+                                                      "model_sha256": file_sha256(tmp / "model.safetensors")}))
         try:
             tmp.rename(out)
         except OSError:  # another process got there first
@@ -83,6 +86,22 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _intact(folder: Path) -> bool:
+    """The cached dequantized model still matches the digest written with it (else reported once)."""
+    from bench.cache import warn_damaged
+    from bench_plugins.embedders import file_sha256
+
+    try:
+        want = json.loads((folder / "source.json").read_text())["model_sha256"]
+        ok = file_sha256(folder / "model.safetensors") == want
+        why = "content does not match its digest"
+    except (OSError, ValueError, KeyError, TypeError):
+        ok, why = False, "no readable digest in source.json"
+    if not ok:
+        warn_damaged(folder / "model.safetensors", why, "rebuilding it from the GGUF")
+    return ok
 
 
 def resolve(ref: str) -> tuple[Path | str, dict[str, Any]]:
@@ -213,56 +232,132 @@ class LocalLM:
         return out
 
 
-class OpenAIChat:
-    """Any OpenAI-compatible /chat/completions endpoint (vLLM, Ollama, hosted), temperature 0."""
+CHAT_PROBE = [{"role": "user", "content": "Reply with one word: what colour is a clear daytime sky?"}]
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, max_retries: int = 3):
-        self.url = base_url.rstrip("/") + "/chat/completions"
+
+class OpenAIChat:
+    """Any OpenAI-compatible /chat/completions endpoint (vLLM, Ollama, llama-cpp, hosted), temperature 0.
+
+    ``timeout`` (seconds per request), ``max_retries`` (of 429/5xx answers) and ``parallel``
+    (requests in flight) are the caller's parameters; the first failure stops the remaining
+    requests. :meth:`info` identifies what the server runs, not only its name: the model id it
+    lists under ``/models`` and a SHA-256 of its reply to a fixed probe prompt, so the caption cache
+    of one model is never served for another model behind the same URL.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
+                 max_retries: int = 3, parallel: int = 4):
+        from bench.redact import register_secret_env
+
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.model = model
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.max_retries = max_retries
+        self.parallel = parallel
+        self._info: dict[str, Any] | None = None
+        register_secret_env(api_key_env)
 
     def info(self) -> dict[str, Any]:
-        return {"name": f"{self.model} @ {self.url}", "sha256": None, "pretrained": True}
+        """Name, the server's listed model id and the digest of its probe reply (two requests, once)."""
+        if self._info is None:
+            from bench.http import get_json
+            from bench_plugins.embedders import served_model_id
+
+            try:
+                listed = served_model_id(get_json(self.base_url + "/models", what="models endpoint", api_key_env=self.api_key_env,
+                                                  timeout=self.timeout), self.model)
+            except BenchError:
+                listed = None
+            probe = self._one(CHAT_PROBE, 8)
+            self._info = {"name": f"{self.model} @ {self.url}", "sha256": None, "pretrained": True, "server_model": listed,
+                          "probe_sha256": hashlib.sha256(probe.encode()).hexdigest()}
+        return self._info
 
     def _one(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
         from bench.http import post_json
 
         payload = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0}
         body = post_json(
-            self.url, payload, what="chat endpoint", api_key_env=self.api_key_env, timeout=self.timeout, max_retries=self.max_retries
+            self.url, payload, what="chat endpoint", api_key_env=self.api_key_env, timeout=self.timeout, max_retries=self.max_retries,
+            timeout_hint="raise timeout= or lower parallel=",
         )
         try:
             return str(body["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError):
             raise BenchError(f"chat endpoint {self.url} returned a malformed response (no choices[0].message.content)") from None
 
-    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int = 24, batch_size: int = 8) -> list[str]:
-        from concurrent.futures import ThreadPoolExecutor
+    def chat(self, conversations: list[list[dict[str, str]]], max_new_tokens: int = 24, batch_size: int = 8,
+             on_reply=None) -> list[str]:
+        """Replies in order; ``on_reply(i, text)`` sees each as it arrives (so a failure loses none)."""
+        from bench.http import parallel_map
 
-        with ThreadPoolExecutor(max_workers=max(1, min(batch_size, 16))) as pool:
-            return list(pool.map(lambda c: self._one(c, max_new_tokens), conversations))
+        return parallel_map(lambda c: self._one(c, max_new_tokens), conversations, self.parallel, on_reply)
+
+
+def _read_replies(path: Path) -> dict[str, str]:
+    """The verified replies of a generation cache file ({} when missing; a damaged one is reported and dropped)."""
+    from bench.cache import warn_damaged
+
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        replies = data["replies"]
+        ok = isinstance(replies, dict) and data.get("sha256") == _replies_digest(replies)
+        why = "content does not match its digest" if "sha256" in data else "no content digest (written by an older version)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        ok, why = False, f"unreadable: {type(e).__name__}"
+    if ok:
+        return replies
+    warn_damaged(path, why)
+    path.unlink(missing_ok=True)
+    return {}
+
+
+def _replies_digest(replies: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(replies, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _write_replies(path: Path, replies: dict[str, str]) -> None:
+    try:
+        body = {"sha256": _replies_digest(replies), "replies": replies}
+        atomic_write_bytes(path, json.dumps(body, ensure_ascii=False).encode(), overwrite=True)
+    except OSError:
+        pass
 
 
 def cached_chat(writer, conversations: list[list[dict[str, str]]], settings: dict[str, Any], **kw) -> list[str]:
-    """``writer.chat`` with an on-disk JSON cache keyed by the writer's identity, settings and prompt."""
+    """``writer.chat`` with an on-disk JSON cache keyed by the writer's identity, settings and prompt.
+
+    The cache file carries a digest of its replies (checked on read). Replies are saved as they are
+    finished (per reply for writers whose ``chat`` takes ``on_reply``, else per batch), and on a
+    failure everything finished is saved before the error is raised.
+    """
+    import inspect
+
     ident = writer.info()
     path = default_cache_dir() / "generations" / f"{key_hash([ident, settings])}.json"
-    try:
-        memo = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        memo = {}
+    memo = _read_replies(path)
     keys = [hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:24] for c in conversations]
     todo = sorted({k: i for i, k in enumerate(keys) if k not in memo}.values())
-    if todo:
-        replies = writer.chat([conversations[i] for i in todo], **kw)
-        for i, r in zip(todo, replies):
-            memo[keys[i]] = r
-        try:
-            atomic_write_bytes(path, json.dumps(memo).encode(), overwrite=True)
-        except OSError:
-            pass
+    streams = "on_reply" in inspect.signature(writer.chat).parameters
+    step = max(1, len(todo) if streams else int(kw.get("batch_size") or 16))
+    try:
+        for s in range(0, len(todo), step):
+            part = todo[s : s + step]
+
+            def keep(j: int, reply: str, part=part) -> None:
+                memo[keys[part[j]]] = reply
+
+            replies = writer.chat([conversations[i] for i in part], **kw, **({"on_reply": keep} if streams else {}))
+            for j, r in enumerate(replies):
+                keep(j, r)
+            _write_replies(path, memo)
+    except BaseException:
+        _write_replies(path, memo)  # finished replies are kept even when a request failed
+        raise
     return [memo[k] for k in keys]
 
 

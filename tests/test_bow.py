@@ -17,7 +17,7 @@ def _run(host, tmp_path, attacks, defenses, embedder, dataset, out="out"):
 def test_artifacts_are_safetensors_and_reused(toy_host, tmp_path):
     _, first = _run(toy_host, tmp_path, ["bow:adaptive=false,features=256,holdout=100"], ["none"], "toy-hash", "toy")
     files = sorted(p.name for p in (tmp_path / "cache" / "artifacts" / "bow").rglob("*") if p.is_file())
-    assert files == ["bow.json", "bow.safetensors"]
+    assert files == ["bow.json", "bow.safetensors", "bow.sha256.json"]
     # a new process-level attack instance (new output folder) loads the artifact: same numbers
     _, again = _run(toy_host, tmp_path, ["bow:adaptive=false,features=256,holdout=100"], ["none"], "toy-hash", "toy", out="o2")
     assert again[0].metrics == first[0].metrics

@@ -13,7 +13,6 @@ import pytest
 
 from bench.cli import main
 from bench.executors import grid_status, parse_options, slurm_parameters
-from bench.locks import FileLock, holder
 from bench.results import load_record, load_records
 
 TOY_DIR = Path(__file__).parent / "toy_plugins"
@@ -25,7 +24,7 @@ EXTRA = '''
 import os, signal
 from pathlib import Path
 from pydantic import Field
-from bench.api import Attack, AttackParams
+from bench.api import Attack, AttackParams, Inversion
 from bench.hookspecs import hookimpl
 from bench_dir_plugin_toy import HashEmbedder
 
@@ -39,7 +38,7 @@ class Killer(Attack):
     def invert(self, emb, ctx):
         if self.params.flag and Path(self.params.flag).exists():
             os.kill(os.getpid(), signal.SIGKILL)
-        return [["the"] for _ in range(len(emb))]
+        return [Inversion(["the"]) for _ in range(len(emb))]
 
 class Counting(HashEmbedder):
     """toy-hash that appends one line per embed call to its log file."""
@@ -212,58 +211,13 @@ def test_concurrent_jobs_embed_a_shared_split_once(tmp_path, plugdir):
     assert sizes.count(600) == 1 and sizes.count(50) == 1 and sizes.count(80) == 3, calls
 
 
-# ---------------------------------------------------------------- locks
-
-
-def test_lock_excludes_across_processes(tmp_path):
-    counter = tmp_path / "n"
-    counter.write_text("0")
-    code = f"""
-import time
-from bench.locks import FileLock
-from pathlib import Path
-p = Path({str(counter)!r})
-for _ in range(15):
-    with FileLock(Path({str(tmp_path / 'l.lock')!r}), poll_s=0.01):
-        n = int(p.read_text()); time.sleep(0.005); p.write_text(str(n + 1))
-"""
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=ENV) for _ in range(3)]
-    assert [p.wait() for p in procs] == [0, 0, 0]
-    assert counter.read_text() == "45"
-
-
-def test_lock_of_a_dead_or_silent_owner_is_broken(tmp_path):
-    path = tmp_path / "x.lock"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-
-    path.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "token": "t1"}))
-    assert holder(path) is None  # a dead process of this host holds nothing
-    t0 = time.monotonic()
-    with FileLock(path):
-        assert holder(path).pid == os.getpid()
-    assert time.monotonic() - t0 < 2 and not path.exists()
-    # another machine's lock whose heartbeat stopped: broken after stale_s of silence
-    path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "t2"}))
-    t0 = time.monotonic()
-    with FileLock(path, stale_s=1.0, poll_s=0.05):
-        pass
-    assert 1.0 <= time.monotonic() - t0 < 5
-    # a live holder's heartbeat keeps it: a waiter with a timeout gives up with a clear error
-    from bench.errors import BenchError
-
-    with FileLock(path, stale_s=0.6):
-        with pytest.raises(BenchError, match="is held by"):
-            FileLock(path, stale_s=0.6, timeout_s=1.5, poll_s=0.05).acquire()
-
-
 # ---------------------------------------------------------------- status, options, CLI errors
 
 
 def test_status_of_a_partial_grid(tmp_path, plugdir, capsys):
     from bench.executors import note_job, write_manifest
     from bench.jobs import cell_spec
-    from bench.locks import lock_path
+    from bench.locks import file_lock
     from bench.plugins import Host
     from bench.runner import Runner, build_grid
 
@@ -272,15 +226,13 @@ def test_status_of_a_partial_grid(tmp_path, plugdir, capsys):
     cells = build_grid(host, ["nearest:adaptive=false", "killer"], ["none", "noise:scale=0.3"], ["toy-hash"], ["toy"], [0], baseline=False)
     assert len(cells) == 4
     runner = Runner(host, out, "cpu", tmp_path / "cache", progress=False)
-    specs = [cell_spec(c, host, out, tmp_path / "cache", "cpu") for c in cells]
+    specs = [cell_spec(c, host, out, runner.settings, "cpu") for c in cells]
     write_manifest(out, specs, "submitit-local", parse_options("submitit-local", {}))
     runner.run(cells[:1])  # done
     from bench.results import write_record
 
     write_record(out, runner.error_record(cells[1], "slurm job 7 ended TIMEOUT: time limit"), None)  # failed
-    lock = FileLock(lock_path(out, "cells", cells[2].cell_id))
-    lock.acquire()  # running (this process holds its lock)
-    try:
+    with file_lock(out / ".locks" / f"{cells[2].cell_id}.lock"):  # running: this process holds its lock
         rows = {r["cell_id"]: r for r in grid_status(out)}
         assert [rows[c.cell_id]["state"] for c in cells] == ["done", "failed", "running", "missing"]
         assert "TIMEOUT" in rows[cells[1].cell_id]["detail"] and str(os.getpid()) in rows[cells[2].cell_id]["detail"]
@@ -289,8 +241,6 @@ def test_status_of_a_partial_grid(tmp_path, plugdir, capsys):
         assert bench("status", str(out)) == 0
         text = capsys.readouterr().out
         assert "4 cells: 1 done, 1 running, 1 submitted, 1 failed, 0 missing" in text and "TIMEOUT" in text
-    finally:
-        lock.release()
     assert bench("status", str(out), "--json") == 0
     assert {r["state"] for r in json.loads(capsys.readouterr().out)} == {"done", "failed", "missing", "submitted"}
 

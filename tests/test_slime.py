@@ -140,16 +140,17 @@ def test_params_validation():
 
 
 def test_openai_chat_backend_and_generation_cache(tmp_path):
-    from bench_plugins.llm import OpenAIChat, cached_chat
+    from bench_plugins.llm import CHAT_PROBE, OpenAIChat, cached_chat
 
     with chat_server(lambda body: f"A caption about {body['messages'][-1]['content']}.") as (url, seen):
         chat = OpenAIChat(url, "tiny-chat", api_key_env="SLIME_TEST_KEY")
         convs = [[{"role": "user", "content": "dog"}], [{"role": "user", "content": "cat"}]]
         out = cached_chat(chat, convs, {"t": 1}, max_new_tokens=8)
         assert out == ["A caption about dog.", "A caption about cat."]
-        assert seen[0][0] == "/v1/chat/completions" and seen[0][1]["model"] == "tiny-chat" and seen[0][1]["temperature"] == 0
-        assert seen[0][2] is None  # no key in the environment: no Authorization header
-        assert cached_chat(chat, convs, {"t": 1}, max_new_tokens=8) == out and len(seen) == 2  # from the cache
+        assert seen[0][1]["messages"] == CHAT_PROBE  # the identity probe comes first, once
+        assert seen[1][0] == "/v1/chat/completions" and seen[1][1]["model"] == "tiny-chat" and seen[1][1]["temperature"] == 0
+        assert seen[1][2] is None  # no key in the environment: no Authorization header
+        assert cached_chat(chat, convs, {"t": 1}, max_new_tokens=8) == out and len(seen) == 3  # from the cache
 
 
 def test_local_lm_encoder_and_writer(tiny_lm):

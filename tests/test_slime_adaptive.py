@@ -260,6 +260,10 @@ def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
     (rec,) = _records(out)
     assert rec["status"] == "ok", rec.get("error")
     assert {m["role"]: m["name"] for m in rec["models"]}["vlm"] == f"tiny-vlm @ {url}" and rec["all_pretrained"] is False
+    from bench_plugins.llm import CHAT_PROBE
+
+    assert seen[0][1]["messages"] == CHAT_PROBE  # the VLM's identity probe (for its reply cache), then the 6 images
+    seen = seen[1:]
     assert len(seen) == 6 and all(p == "/v1/chat/completions" and b["model"] == "tiny-vlm" and b["temperature"] == 0 for p, b, _ in seen)
     image, question = seen[0][1]["messages"][0]["content"]
     assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,")
@@ -270,8 +274,8 @@ def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
     scores = [json.loads(x)["scores"] for x in samples.read_text().splitlines()]
     assert [scores[first][f"vlm_{k}_f1"] for k in ("object", "relation", "scene")] == [1.0, 1.0, 1.0]
     assert all(metrics[m]["n"] == 6 for m in VLM_METRICS)
-    (outputs,) = (tmp_path / "cache" / "adaptive" / "outputs").glob("*.jsonl")
-    rows = [json.loads(x) for x in outputs.read_text().splitlines()]
+    assert not (tmp_path / "cache" / "adaptive" / "outputs").exists()  # per-target outputs go to the samples file
+    rows = [json.loads(x)["extras"] for x in samples.read_text().splitlines()]
     assert len(rows) == 6 and rows[0]["scene"] == ["on the table"] and rows[0]["vlm_reply"] == answer and Path(rows[0]["image"]).is_file()
 
 

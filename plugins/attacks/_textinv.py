@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bench.cache import artifact_lock, read_verified, save_tensors, seal, sealed
 from bench.errors import BenchError
 
 Finetune = Literal["none", "lora", "full"]
@@ -243,11 +244,7 @@ def load_trainable(model, state: dict, where: Path | None = None) -> None:
 
 
 def _save_tensors(path: Path, tensors: dict) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path)
+    save_tensors(path, tensors)  # atomic, with a content digest
 
 
 def _save_json(path: Path, obj: Any) -> None:
@@ -257,9 +254,7 @@ def _save_json(path: Path, obj: Any) -> None:
 
 
 def _load_tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
+    return read_verified(path, "torch")[0]
 
 
 def _opt_state(opt, names: list[str]) -> dict:
@@ -290,8 +285,17 @@ def _load_opt_state(opt, names: list[str], state: dict) -> None:
         }
 
 
+def _files(role: str) -> list[str]:
+    return [f"{role}.json", f"{role}.safetensors"]
+
+
+def _ckpt_files(role: str) -> list[str]:
+    return [f"{role}.ckpt.safetensors", f"{role}.ckpt.opt.safetensors", f"{role}.ckpt.json"]
+
+
 def artifact_done(folder: Path, role: str) -> bool:
-    return (folder / f"{role}.safetensors").is_file() and (folder / f"{role}.json").is_file()
+    """The trained ``role`` is complete and intact (its seal matches; a damaged one is deleted)."""
+    return sealed(folder, _files(role), role)
 
 
 def load_artifact(model, folder: Path, role: str) -> dict:
@@ -334,7 +338,7 @@ def train_prefix_lm(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     ckpt_w, ckpt_o, ckpt_j = (folder / f"{role}.ckpt.safetensors", folder / f"{role}.ckpt.opt.safetensors", folder / f"{role}.ckpt.json")
     start, losses, resumed_from = 0, [], None
-    if ckpt_w.is_file() and ckpt_o.is_file() and ckpt_j.is_file():
+    if sealed(folder, _ckpt_files(role), f"{role}.ckpt"):  # a damaged checkpoint is deleted: training restarts
         meta = json.loads(ckpt_j.read_text())
         if meta.get("steps") == steps and meta.get("n") == len(e):
             load_trainable(model, _load_tensors(ckpt_w))
@@ -375,6 +379,7 @@ def train_prefix_lm(
             _save_tensors(ckpt_w, trainable_state(model))
             _save_tensors(ckpt_o, _opt_state(opt, names))
             _save_json(ckpt_j, {"step": step + 1, "steps": steps, "n": n, "losses": losses})
+            seal(folder, _ckpt_files(role), f"{role}.ckpt")
             if stop_after is not None and done_here >= stop_after:
                 bar.close()
                 model.eval()
@@ -387,8 +392,9 @@ def train_prefix_lm(
         "resumed_from": resumed_from, "device": device,
     }
     _save_json(folder / f"{role}.json", meta)
-    _save_tensors(folder / f"{role}.safetensors", trainable_state(model))  # written last: marks it done
-    for p in (ckpt_w, ckpt_o, ckpt_j):
+    _save_tensors(folder / f"{role}.safetensors", trainable_state(model))
+    seal(folder, _files(role), role)  # written last: marks it done and intact
+    for p in (ckpt_w, ckpt_o, ckpt_j, folder / f"{role}.ckpt.sha256.json"):
         p.unlink(missing_ok=True)
     return meta
 
@@ -494,16 +500,17 @@ class PrefixInversion:
         lm, tok, ident = load_lm(p.lm, ctx.device)
         model = build(lm, tok, train_e.shape[1], p.prefix_len, False, p.finetune, p.lora_r, p.lora_alpha, ctx.seed)
         model.identity = ident
-        if artifact_done(folder, "hypothesizer"):
-            model.meta = load_artifact(model, folder, "hypothesizer")
-        else:
-            ids = tokenize_targets(tok, texts, p.max_length)
-            model.meta = train_prefix_lm(
-                model, folder, "hypothesizer", train_e, ids, steps=self._steps(len(texts), p.epochs), batch_size=p.batch_size,
-                lr=self._lr(), seed=ctx.seed, device=ctx.device, ckpt_every=p.ckpt_every,
-                info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": p.finetune},
-                stop_after=getattr(self, "_stop_after", None),
-            )
+        with artifact_lock(folder, "hypothesizer"):  # concurrent runs train it once
+            if artifact_done(folder, "hypothesizer"):
+                model.meta = load_artifact(model, folder, "hypothesizer")
+            else:
+                ids = tokenize_targets(tok, texts, p.max_length)
+                model.meta = train_prefix_lm(
+                    model, folder, "hypothesizer", train_e, ids, steps=self._steps(len(texts), p.epochs), batch_size=p.batch_size,
+                    lr=self._lr(), seed=ctx.seed, device=ctx.device, ckpt_every=p.ckpt_every,
+                    info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": p.finetune},
+                    stop_after=getattr(self, "_stop_after", None),
+                )
         model.eval()
         if not model.meta.get("interrupted"):
             memo["hypothesizer"] = (folder, model)

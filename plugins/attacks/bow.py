@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from bench.api import Attack, AttackContext, AttackParams
-from bench.cache import load_arrays, save_arrays
+from bench.api import Attack, AttackContext, AttackParams, Inversion
+from bench.cache import artifact_lock, atomic_write_bytes, load_arrays, save_arrays, seal, sealed
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import words
 
 BLENDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+FILES = ["bow.json", "bow.safetensors"]  # the trained artifact, sealed by bow.sha256.json
 THRESHOLDS = tuple(np.round(np.arange(0.08, 0.42, 0.02), 3))
 
 
@@ -60,10 +61,12 @@ class BagOfWords(Attack):
         cut = len(texts) - self.params.holdout
         folder = ctx.artifact_dir(solver="float64")  # float64 normal equations: the same fit on any thread count
         if folder not in self._fitted:
-            self._fitted[folder] = _load(folder) if (folder / "bow.safetensors").exists() else None
-        if self._fitted[folder] is None:
-            self._fitted[folder] = self._train(clean[:cut], texts[:cut], ctx.seed)
-            _save(folder, self._fitted[folder])
+            with artifact_lock(folder, "bow"):  # concurrent runs train it once
+                if sealed(folder, FILES, "bow"):  # a damaged artifact is reported, deleted and retrained
+                    self._fitted[folder] = _load(folder)
+                else:
+                    self._fitted[folder] = self._train(clean[:cut], texts[:cut], ctx.seed)
+                    _save(folder, self._fitted[folder])
         self.state = self._fitted[folder]
         # The adaptive attacker calibrates on held-out data defended as the targets are: refitting
         # on noised data was tried and did no better (docs/results.md), calibration is what helps.
@@ -142,13 +145,13 @@ class BagOfWords(Attack):
         knn_p = np.asarray((weights @ state["train_y"]).todense(), np.float32)
         return ridge_p, knn_p
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[list[str]]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         if self.to_clean is not None:
             emb = emb @ self.to_clean
         out = []
         for i in range(0, len(emb), 2048):
             mask = _decide(_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend), self.threshold)
-            out.extend([self.state["vocab"][j] for j in np.flatnonzero(row)] for row in mask)
+            out.extend(Inversion([self.state["vocab"][j] for j in np.flatnonzero(row)]) for row in mask)
         return out
 
 
@@ -197,8 +200,9 @@ def _save(folder: Path, st: dict) -> None:
         "y_data": y.data, "y_indices": y.indices.astype(np.int64), "y_indptr": y.indptr.astype(np.int64),
     }
     meta = {"vocab": st["vocab"], "y_shape": list(y.shape)}
-    (folder / "bow.json").write_text(json.dumps(meta))
-    save_arrays(folder / "bow.safetensors", arrays)  # written last: its presence marks the artifact done
+    atomic_write_bytes(folder / "bow.json", json.dumps(meta).encode(), overwrite=True)
+    save_arrays(folder / "bow.safetensors", arrays)
+    seal(folder, FILES, "bow")  # written last: marks the artifact done and intact
 
 
 def _load(folder: Path) -> dict:
