@@ -83,7 +83,7 @@ class Split:
         """What a victim of that modality embeds: the image paths ("image"; None if there are none) or the texts."""
         return self.images if modality == "image" else self.texts
 
-    def head(self, n: int | None) -> "Split":
+    def head(self, n: int | None) -> Split:
         """The first ``n`` items (all when n is None)."""
         if n is None or n >= len(self.texts):
             return self

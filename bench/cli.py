@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from bench import __version__
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 EMBEDDED_DEFAULT = {"embedders": ["minilm"], "datasets": ["wordnet"], "defenses": ["none"], "seeds": [0]}
 
@@ -83,8 +83,8 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     With --executor slurm / submitit-local / ray every cell is one job; `bench status OUT` follows them.
     """
     from bench import leaderboard
-    from bench.executors import check_available, parse_options, submit_grid
     from bench.cache import default_cache_dir
+    from bench.executors import check_available, parse_options, submit_grid
     from bench.preflight import check_seed, check_writable_dir
     from bench.runner import Runner, build_grid, resolve_device
     from bench.settings import Settings
@@ -253,9 +253,8 @@ def leaderboard_group():
 def build(ctx, results, name, out):
     """Turn result files or folders into OUT/NAME/leaderboard.{md,csv,json}."""
     from bench import leaderboard
-    from bench.results import load_records
-
     from bench.preflight import check_writable_dir
+    from bench.results import load_records
 
     check_writable_dir(out / name, "--out")
     for p in results:
@@ -264,7 +263,7 @@ def build(ctx, results, name, out):
     try:
         records = load_records(list(results), attacks=lambda n: _host(ctx).entry("attacks", n).cls)
     except (ValueError, OSError) as e:
-        raise BenchError(f"cannot read results: {str(e).splitlines()[0]}") from None
+        raise BenchError(f"cannot read results: {one_line(str(e).splitlines()[0])}") from None
     if not records:
         raise BenchError(f"no finished result records under {', '.join(map(str, results))}: run `bench run --out DIR` first")
     if "/" in name or name.startswith("."):

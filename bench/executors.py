@@ -16,9 +16,10 @@ import json
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -131,7 +132,7 @@ def write_manifest(out_dir: Path, specs: list[dict], executor: str, options: Opt
     path = gdir / f"manifest-{grid_id}.json"
     _write_json(path, {
         "grid_id": grid_id,
-        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
         "executor": executor,
         "options": options.model_dump(mode="json"),
         "driver": {"host": socket.gethostname(), "pid": os.getpid()},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -147,7 +147,7 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
     df = frame(records)
     public = df.drop(columns=[c for c in df.columns if c.startswith("_")])
     target = Path(out_dir) / name
-    built = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    built = datetime.now(UTC).isoformat(timespec="seconds")
     header = (
         f"# Leaderboard: {name}\n\n"
         f"Built {built} by inversion-bench {__version__} from {len(records)} result records "

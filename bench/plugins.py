@@ -22,6 +22,7 @@ import pluggy
 
 from bench import __version__, api, hookspecs
 from bench.errors import BenchError
+from bench.models import describe
 
 ENTRY_POINT_GROUP = "bench"
 DEFAULT_PLUGINS = (
@@ -156,7 +157,7 @@ class Host:
                 module = ep.load()
             except Exception as e:
                 raise BenchError(
-                    f"installed plugin {ep.name!r} ({dist}) failed to import: {type(e).__name__}: {e}; "
+                    f"installed plugin {ep.name!r} ({dist}) failed to import: {describe(e)}; "
                     f"fix or uninstall it, or exclude it with BENCH_LOAD_PLUGINS"
                 ) from None
             self.register(module, ep.name, ep.dist.version if ep.dist else "unknown", f"entry point ({dist})")
@@ -172,7 +173,7 @@ class Host:
             try:
                 spec.loader.exec_module(module)
             except Exception as e:
-                raise BenchError(f"plugin file {path} failed to import: {type(e).__name__}: {e}") from None
+                raise BenchError(f"plugin file {path} failed to import: {describe(e)}") from None
             self.register(module, path.stem, getattr(module, "__version__", "unknown"), f"file {path}")
 
     # ------------------------------------------------------------ lookups

@@ -7,9 +7,10 @@ import platform
 import subprocess
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -18,12 +19,14 @@ from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Em
 from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.errors import BenchError
 from bench.locks import file_lock
-from bench.metrics import cosine_rows, directions, reconstruction_scores, summarize
+from bench.metrics import directions, reconstruction_scores, summarize
+from bench.models import describe
 from bench.plugins import Host
 from bench.redact import redact, redact_record
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
 from bench.settings import Settings, use
 from bench.utility import retrieval_scores
+from bench.vectors import cosine_rows
 from bench.victim import Victim
 
 KINDS = ("attacks", "defenses", "embedders", "datasets")
@@ -423,7 +426,7 @@ class Runner:
         except BenchError as e:
             message = redact(str(e))
         except Exception as e:  # a failing cell is recorded; the others go on
-            message = redact(f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}")
+            message = redact(f"{describe(e)} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}")
         rec = ResultRecord(
             **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
         )

@@ -28,6 +28,7 @@ from pydantic import Field
 from bench.api import Dataset, DatasetParams, DatasetSplits, RetrievalTask, Split
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.models import describe, one_line
 
 _SPLIT_ORDER = ("target", "leaked", "attacker")  # the order in which splits are filled
 
@@ -665,14 +666,14 @@ class Coco(Dataset):
         try:
             data = json.loads(raw)
         except ValueError as e:
-            raise BenchError(f"{ann} is not valid JSON ({' '.join(str(e).split())[:120]}): pass a COCO captions file") from None
+            raise BenchError(f"{ann} is not valid JSON ({one_line(e, 120)}): pass a COCO captions file") from None
         try:
             files = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
             rows = sorted((int(a.get("id", i)), int(a["image_id"]), " ".join(str(a["caption"]).split()))
                           for i, a in enumerate(data["annotations"]))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BenchError(
-                f"{ann} is not a COCO captions file ({type(e).__name__}: {e}): it needs images [{{id, file_name}}] "
+                f"{ann} is not a COCO captions file ({describe(e)}): it needs images [{{id, file_name}}] "
                 f"and annotations [{{image_id, caption}}]"
             ) from None
         captions: dict[int, list[str]] = {}

@@ -125,7 +125,7 @@ def gpu_section(args) -> list:
             emb.embed(texts[:64])  # warm-up (kernels, allocator)
             if dev == "cuda":
                 torch.cuda.synchronize()
-            sec, _ = timed(lambda: emb.embed(texts))
+            sec, _ = timed(lambda emb=emb: emb.embed(texts))
             base.setdefault("embed", sec)
             what = "fp16, batch 512" if dev == "cuda" else "fp32, batch 64"
             rows.append((f"MiniLM embeddings on {dev} ({what}): {len(texts) / sec:.0f} texts/s", sec, base["embed"] / sec))
@@ -133,7 +133,7 @@ def gpu_section(args) -> list:
             runner = Runner(host, tmp / f"out-{dev}", dev, tmp / "cache", progress=False)
             (cell,) = build_grid(host, ["nearest:adaptive=false"], ["none"], ["minilm"], [ds], [0], limit=0)
             runner.run_cell(cell)  # fills the embedding cache: the timed run below inverts only
-            sec, (rec, _) = timed(lambda: runner.run_cell(cell))
+            sec, (rec, _) = timed(lambda runner=runner, cell=cell: runner.run_cell(cell))
             n = rec.metrics["word_f1"].n if rec.status == "ok" else 0
             base.setdefault("attack", sec)
             rows.append((f"nearest cell on {dev}, {n} targets (warm cache): {n / sec:.0f} targets/s", sec, base["attack"] / sec))
@@ -141,7 +141,7 @@ def gpu_section(args) -> list:
             q = np.random.default_rng(0).standard_normal((2000, 384)).astype(np.float32)
             c = np.random.default_rng(1).standard_normal((50000, 384)).astype(np.float32)
             search(q, c, 10, dev)
-            sec, _ = timed(lambda: search(q, c, 10, dev))
+            sec, _ = timed(lambda q=q, c=c, dev=dev: search(q, c, 10, dev))
             base.setdefault("search", sec)
             rows.append((f"top-10 search on {dev}, 2000 x 50000", sec, base["search"] / sec))
     if len(devices) == 1:

@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from stub_server import embeddings_server
 
 ROOT = Path(__file__).parents[1]

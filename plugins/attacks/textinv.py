@@ -35,8 +35,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.cache import artifact_lock, read_verified, save_tensors, seal, sealed
+from bench.cache import artifact_lock, read_verified, seal, sealed
 from bench.errors import BenchError
+from bench.models import describe
 
 Finetune = Literal["none", "lora", "full"]
 
@@ -77,7 +78,7 @@ def load_lm(ref: str, device: str):
         tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
     except Exception as e:  # noqa: BLE001
-        raise BenchError(f"cannot load causal LM {ref!r} from {source}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        raise BenchError(f"cannot load causal LM {ref!r} from {source}: {describe(e)}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tok.eos_token_id is None:
@@ -243,8 +244,11 @@ def load_trainable(model, state: dict, where: Path | None = None) -> None:
 # ---------------------------------------------------------------- files
 
 
-def _save_tensors(path: Path, tensors: dict) -> None:
-    save_tensors(path, tensors)  # atomic, with a content digest
+def save_tensors(path: Path, tensors: dict) -> None:
+    """Atomic, with a content digest (``bench.cache.save_tensors``)."""
+    from bench.cache import save_tensors as save_digested
+
+    save_digested(path, tensors)
 
 
 def _save_json(path: Path, obj: Any) -> None:
@@ -253,11 +257,12 @@ def _save_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _load_tensors(path: Path) -> dict:
+def load_tensors(path: Path) -> dict:
+    """The tensors of ``path``, checked against their digest (``DamagedFile`` otherwise)."""
     return read_verified(path, "torch")[0]
 
 
-def _opt_state(opt, names: list[str]) -> dict:
+def opt_state(opt, names: list[str]) -> dict:
     """AdamW moments as plain tensors keyed by parameter name (safetensors, no pickle)."""
     import torch
 
@@ -273,7 +278,7 @@ def _opt_state(opt, names: list[str]) -> dict:
     return out
 
 
-def _load_opt_state(opt, names: list[str], state: dict) -> None:
+def load_opt_state(opt, names: list[str], state: dict) -> None:
     params = [p for g in opt.param_groups for p in g["params"]]
     for name, p in zip(names, params):
         if f"{name}::exp_avg" not in state:
@@ -299,7 +304,7 @@ def artifact_done(folder: Path, role: str) -> bool:
 
 
 def load_artifact(model, folder: Path, role: str) -> dict:
-    load_trainable(model, _load_tensors(folder / f"{role}.safetensors"), folder)
+    load_trainable(model, load_tensors(folder / f"{role}.safetensors"), folder)
     return json.loads((folder / f"{role}.json").read_text())
 
 
@@ -341,8 +346,8 @@ def train_prefix_lm(
     if sealed(folder, _ckpt_files(role), f"{role}.ckpt"):  # a damaged checkpoint is deleted: training restarts
         meta = json.loads(ckpt_j.read_text())
         if meta.get("steps") == steps and meta.get("n") == len(e):
-            load_trainable(model, _load_tensors(ckpt_w))
-            _load_opt_state(opt, names, _load_tensors(ckpt_o))
+            load_trainable(model, load_tensors(ckpt_w))
+            load_opt_state(opt, names, load_tensors(ckpt_o))
             start, losses, resumed_from = int(meta["step"]), list(meta["losses"]), int(meta["step"])
     n = len(e)
     per_epoch = max(1, n // batch_size)
@@ -376,8 +381,8 @@ def train_prefix_lm(
         done_here += 1
         last = step + 1 == steps
         if not last and (((step + 1) % ckpt_every == 0) or (stop_after is not None and done_here >= stop_after)):
-            _save_tensors(ckpt_w, trainable_state(model))
-            _save_tensors(ckpt_o, _opt_state(opt, names))
+            save_tensors(ckpt_w, trainable_state(model))
+            save_tensors(ckpt_o, opt_state(opt, names))
             _save_json(ckpt_j, {"step": step + 1, "steps": steps, "n": n, "losses": losses})
             seal(folder, _ckpt_files(role), f"{role}.ckpt")
             if stop_after is not None and done_here >= stop_after:
@@ -392,7 +397,7 @@ def train_prefix_lm(
         "resumed_from": resumed_from, "device": device,
     }
     _save_json(folder / f"{role}.json", meta)
-    _save_tensors(folder / f"{role}.safetensors", trainable_state(model))
+    save_tensors(folder / f"{role}.safetensors", trainable_state(model))
     seal(folder, _files(role), role)  # written last: marks it done and intact
     for p in (ckpt_w, ckpt_o, ckpt_j, folder / f"{role}.ckpt.sha256.json"):
         p.unlink(missing_ok=True)
