@@ -465,16 +465,16 @@ def test_slime_http_settings_are_parameters(host):
 
 
 def test_pickle_only_sub_folder_is_refused(tmp_path):
-    from bench_plugins.embedders import _check_no_pickle_only
+    from bench.models import check_no_pickle_only
 
     model = tmp_path / "st-model"
     (model / "2_Dense").mkdir(parents=True)
     (model / "model.safetensors").write_bytes(b"")
     (model / "2_Dense" / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(BenchError, match="only pickle weights in 2_Dense/"):
-        _check_no_pickle_only("st-model", model)
+        check_no_pickle_only("st-model", model)
     (model / "2_Dense" / "model.safetensors").write_bytes(b"")
-    _check_no_pickle_only("st-model", model)  # both: safetensors is what loads
+    check_no_pickle_only("st-model", model)  # both: safetensors is what loads
 
 
 def test_vec2text_pretrained_path_refuses_pickle_only_checkpoints(tmp_path):

@@ -388,11 +388,11 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
     import torch
     import transformers
 
-    from bench_plugins.embedders import _check_no_pickle_only, _model_dir
+    from bench.models import check_no_pickle_only, model_dir
 
     for ref in (hyp_ref, corr_ref, backbone):  # safetensors only: a pickle-only folder is refused before loading
         if ref:
-            _check_no_pickle_only(ref, _model_dir(ref))
+            check_no_pickle_only(ref, model_dir(ref))
     v2t = import_vec2text()
     overrides = {"model_name_or_path": backbone} if backbone else {}
     patches = [
