@@ -238,7 +238,14 @@ class SubmititEngine(Engine):
         try:
             return handle.result()
         except Exception as e:  # noqa: BLE001 - the engine's reason becomes the error record
-            return f"{self.cluster} job {handle.job_id} ended {handle.state}: {_last_line(e)}"
+            state = handle.state
+            code = getattr(getattr(handle, "_process", None), "returncode", None)  # submitit-local only
+            if isinstance(code, int) and code < 0:
+                state = f"{state}, killed by signal {-code}"
+            elif isinstance(code, int) and code > 0:
+                state = f"{state}, exit code {code}"
+            how = "without a result" if "has not produced any output" in str(e) else "with an error"
+            return f"{self.cluster} job {handle.job_id} ended {how} ({state}): {_last_line(e)}"
 
     def cancel(self, handles):
         for h in handles:
@@ -325,7 +332,9 @@ class RayEngine(Engine):
 
 
 def _last_line(e: BaseException) -> str:
+    """The informative last line of an engine's error text (submitit's own log lines skipped)."""
     lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
+    lines = [s for s in lines if not s.startswith(("submitit ", "----")) and "has not produced any output" not in s] or lines
     text = lines[-1] if lines else type(e).__name__
     return text[:500]
 
