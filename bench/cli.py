@@ -84,7 +84,8 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     """
     from bench import leaderboard
     from bench.cache import default_cache_dir
-    from bench.executors import check_available, parse_options, submit_grid
+    from bench.executors import check_available, parse_options, submit_grid, write_manifest
+    from bench.jobs import cell_spec
     from bench.preflight import check_seed, check_writable_dir
     from bench.runner import Runner, build_grid, resolve_device
     from bench.settings import Settings
@@ -141,6 +142,7 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
         say(f"waiting: {cell.label()} is being computed by pid {holder.get('pid')} on {holder.get('host')}")
 
     if executor == "local":
+        write_manifest(out_dir, [cell_spec(c, host, out_dir, settings, device) for c in cells], "local", options)  # for `bench status`
         records = runner.run(cells, on_done=on_done, on_wait=on_wait)
     else:
         records = submit_grid(runner, cells, executor, options, device, wait=wait, say=say)

@@ -490,8 +490,8 @@ def grid_status(out_dir: Path) -> list[dict[str, Any]]:
         if cid not in cells:
             try:
                 rec = load_record(rec_file)
-            except (OSError, ValueError):
-                continue
+            except (OSError, ValueError, BenchError):
+                continue  # not a record, or one that fails its digest (bench run names it)
             cells[rec.cell_id] = f"{rec.attack.name} vs {rec.defense.name} on {rec.embedder.name}/{rec.dataset.name} seed={rec.seed}"
     rows = []
     for cid, label in cells.items():
@@ -510,8 +510,8 @@ def grid_status(out_dir: Path) -> list[dict[str, Any]]:
         elif errors:
             row["state"] = "failed"
             try:
-                row["detail"] = (load_record(errors[-1]).error or "").splitlines()[0][:200]
-            except (OSError, ValueError):
+                row["detail"] = ((load_record(errors[-1]).error or "").splitlines() or [""])[0][:200]
+            except (OSError, ValueError, BenchError):
                 row["detail"] = f"unreadable error record {errors[-1].name}"
         rows.append(row)
     return rows

@@ -1,11 +1,13 @@
 """Grids as jobs: submitit's local executor (real subprocesses) and a local Ray cluster give the same
-records as the in-process runner; killed jobs become error records and resume; locks hold across
-processes; `bench status` reads a partial grid."""
+records as the in-process runner; killed jobs become error records and only they are re-submitted;
+two runs at once compute each cell once; concurrent jobs embed a shared split once; `bench status`
+reads a partial grid."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,24 @@ def test_killed_job_is_an_error_record_and_the_rerun_submits_only_it(tmp_path, p
     assert len(load_records([out])) == 2 and len(list(out.glob("*__error-*.json"))) == 1
 
 
+def test_no_wait_submits_and_status_follows_the_jobs(tmp_path, plugdir, capsys):
+    out = tmp_path / "out"
+    args = ["run", "-a", "nearest:adaptive=false", "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", "toy",
+            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--executor", "submitit-local", "--no-wait"]
+    assert bench(*args, plugins=plugdir) == 0
+    assert "submitted 2 jobs" in capsys.readouterr().err
+    seen = set()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        states = [r["state"] for r in grid_status(out)]
+        seen.update(states)
+        if states == ["done", "done"]:
+            break
+        time.sleep(0.3)
+    assert states == ["done", "done"] and seen & {"submitted", "running"}, seen
+    assert len(load_records([out])) == 2
+
+
 def test_sigkilled_local_run_resumes_without_loss(tmp_path, plugdir):
     """The whole `bench run` process killed mid-grid: the rerun finishes, each cell exactly once."""
     out = tmp_path / "out"
@@ -176,7 +196,7 @@ def test_sigkilled_local_run_resumes_without_loss(tmp_path, plugdir):
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     assert proc.returncode == -9  # killed inside the killer cell (the first one)
     rows = grid_status(out)
-    assert [r["state"] for r in rows] in ([], ["missing"] * len(rows))  # nothing half-written
+    assert [r["state"] for r in rows] == ["missing", "missing"]  # nothing half-written, no live lock left
     flag.unlink()
     assert subprocess.run(cmd, env=ENV, capture_output=True).returncode == 0
     recs = load_records([out])
