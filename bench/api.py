@@ -100,6 +100,11 @@ class RetrievalTask:
     qrels: dict[str, set[str]]
 
 
+# The order in which a dataset fills its splits: the targets first, so growing the attacker split
+# never changes them.
+SPLIT_ORDER = ("target", "leaked", "attacker")
+
+
 @dataclass
 class DatasetSplits:
     attacker: Split  # the attacker's auxiliary corpus

@@ -152,7 +152,7 @@ def read_verified(path: Path, framework: str = "numpy") -> tuple[dict[str, Any],
     try:
         with safe_open(str(path), framework="pt" if framework == "torch" else "np") as f:
             meta = dict(f.metadata() or {})
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated, overwritten header, not safetensors

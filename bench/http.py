@@ -113,6 +113,15 @@ def _request(
     raise AssertionError("unreachable")
 
 
+def served_model_id(body: Any, wanted: str) -> str | None:
+    """The id of ``wanted`` in an OpenAI ``/models`` answer, else the only model listed, else None."""
+    items = body.get("data") if isinstance(body, dict) else None
+    ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")] if isinstance(items, list) else []
+    if wanted in ids:
+        return wanted
+    return ids[0] if len(ids) == 1 else None
+
+
 def parallel_map(fn: Callable[[Any], Any], items: list[Any], parallel: int, on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``[fn(x) for x in items]`` with at most ``parallel`` calls in flight.
 

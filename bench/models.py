@@ -3,7 +3,7 @@ the random-init marker, describing a failure in one line, quiet loading, the tor
 
 * A model reference is a local folder, a hub id (its snapshot in the local hub cache; never
   downloaded here) or something a plugin resolves itself (a packaged model such as ``smollm2``).
-* Weights load from safetensors only: a folder whose weights are all pickles is refused.
+* Weights load from safetensors only: a folder (or any sub-folder) whose weights are all pickles is refused.
 * A folder holding :data:`RANDOM_INIT_MARKER` is a randomly initialised model (``pretrained`` False):
   tests and toy models write it, and records from such models say they are not findings.
 * :func:`weights_sha256` fingerprints the weight files; per-file digests are memoised under
@@ -59,21 +59,21 @@ def model_dir(ref: str) -> Path | None:
 _NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt")
 
 
-def check_no_pickle_only(ref: str, model_dir: Path | None) -> None:
+def check_no_pickle_only(ref: str, folder: Path | None) -> None:
     """Refuse a model folder where the folder itself or any sub-folder (sentence-transformers loads
     e.g. ``2_Dense/``) holds pickle weights (``*.bin``, ``*.pt``, ``*.pth``) but no safetensors."""
-    if model_dir is None:
+    if folder is None:
         return
-    folders = [model_dir] + sorted(
-        p for p in model_dir.rglob("*") if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
+    folders = [folder] + sorted(
+        p for p in folder.rglob("*") if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
-    for folder in folders:
-        names = [p.name for p in folder.iterdir() if p.is_file()]
-        if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+    for sub in folders:
+        names = [p.name for p in sub.iterdir() if p.is_file()]
+        if any(n.endswith((".safetensors", ".safetensors.index.json")) for n in names):
             continue
         pickles = sorted(n for n in names if n.endswith((".bin", ".pt", ".pth")) and n not in _NOT_WEIGHTS and not n.startswith("rng_state"))
         if pickles:
-            where = "" if folder == model_dir else f" in {folder.relative_to(model_dir).as_posix()}/"
+            where = "" if sub == folder else f" in {sub.relative_to(folder).as_posix()}/"
             raise BenchError(
                 f"model {ref!r} has only pickle weights{where} ({', '.join(pickles)}), which are never loaded: "
                 f"convert them to safetensors (load once in a trusted session, then save_pretrained(dir))"

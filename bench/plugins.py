@@ -1,6 +1,7 @@
 """Plugin discovery and typed registries.
 
-Built-in plugins (the modules in DEFAULT_PLUGINS) go through the same hooks as third-party ones.
+Built-in plugins (the modules the package ``BUILTIN_PACKAGE`` lists in its ``PLUGINS``) go through
+the same hooks as third-party ones; the core names no plugin module.
 Installed plugins come from the ``bench`` entry-point group; ``BENCH_LOAD_PLUGINS`` limits them
 (a comma-separated list of distribution or entry-point names; empty: none). ``--plugins-dir``
 loads loose ``*.py`` files.
@@ -25,17 +26,7 @@ from bench.errors import BenchError
 from bench.models import describe
 
 ENTRY_POINT_GROUP = "bench"
-DEFAULT_PLUGINS = (
-    "bench_plugins.datasets",
-    "bench_plugins.embedders",
-    "bench_plugins.defenses",
-    "bench_plugins.attacks.bow",
-    "bench_plugins.attacks.nearest",
-    "bench_plugins.attacks.slime",
-    "bench_plugins.attacks.slime_adaptive",
-    "bench_plugins.attacks.vec2text",
-    "bench_plugins.attacks.geia",
-)
+BUILTIN_PACKAGE = "bench_plugins"  # its PLUGINS: the modules of the built-in plugins
 
 KINDS = {
     "attacks": api.Attack,
@@ -116,7 +107,7 @@ class Host:
         self.pm.add_hookspecs(hookspecs)
         self.versions: dict[str, str] = {}
         self.sources: dict[str, str] = {}
-        for modname in DEFAULT_PLUGINS:
+        for modname in importlib.import_module(BUILTIN_PACKAGE).PLUGINS:
             self.register(importlib.import_module(modname), modname, __version__, "builtin")
         if load_installed:
             self._load_entry_points()

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 MASK = "[REDACTED]"
 _MIN_SECRET = 4  # shorter values are not treated as secrets (they would mask ordinary words)
 _WINDOW = 8  # a leaked stretch of this many characters of a key is masked
-_ENV_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|CREDENTIALS?)$", re.I)
+_ENV_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|CREDENTIALS?)$", re.IGNORECASE)
 _SHAPES = [
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
     re.compile(r"(?i)(authorization|x-api-key|api-key)(\"?\s*[:=]\s*\"?)[^\s\",}]+(\s+[^\s\",}]+)?"),

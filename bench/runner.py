@@ -299,6 +299,8 @@ class Runner:
                 with file_lock(lock, on_wait=(lambda h, c=cell: on_wait(c, h)) if on_wait else None):
                     rec = self._finished(cell)  # another run may have finished it while we waited
                     if rec is None:
+                        for debris in self.out_dir.glob(f".*__{cell.cell_id}*.tmp"):  # temp files of a killed write
+                            debris.unlink(missing_ok=True)
                         with use(self.settings):
                             rec, samples = self.run_cell(cell)
                         rec = redact_record(rec)
@@ -329,7 +331,29 @@ class Runner:
         entry = self.host.entry(kind, comp.name)
         return ComponentConfig(**comp.config(), plugin=entry.plugin, version=entry.version)
 
-    def _base(self, cell: Cell) -> dict:
+    def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
+        """Run one cell; errors become an error record (the samples are None then).
+
+        The steps: the victim and the data (``_victim``), the defended targets and the attacker's
+        context (``_context``), the attack itself (``_attack``), the per-sample scores (``_score``),
+        the record and the samples (``_record``); a failure anywhere is an error record (``_failure``).
+        """
+        t0 = time.perf_counter()
+        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        victim = None
+        try:
+            victim, data = self._victim(cell)
+            threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
+            target, targets, ctx = self._context(cell, victim, data)
+            attack_models, inversions = self._attack(cell, ctx, target)
+            attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
+            rows = self._score(cell, victim, data, targets, inversions, ctx)
+            return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, attacker_queries)
+        except Exception as e:  # a failing cell is recorded; the others go on
+            return self._failure(cell, e, threat, t0, victim), None
+
+    def _identity(self, cell: Cell) -> dict[str, Any]:
+        """What every record of the cell says, whatever its outcome."""
         return dict(
             cell_id=cell.cell_id,
             attack=self._component("attacks", cell.attack),
@@ -340,97 +364,121 @@ class Runner:
             limit=cell.limit,
         )
 
-    def error_record(self, cell: Cell, message: str) -> ResultRecord:
-        """An error record for a cell that failed outside ``run_cell`` (e.g. its job was killed)."""
-        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
-        prov = self._provenance(time.perf_counter(), 0, None)
-        return redact_record(ResultRecord(**self._base(cell), status="error", error=redact(message), threat_model=threat, provenance=prov))
+    def _victim(self, cell: Cell) -> tuple[Victim, DatasetSplits]:
+        """The loaded embedder behind a counted, budgeted victim, and the dataset's splits."""
+        embedder = self.embedder(cell.embedder)
+        data = self.splits(cell.dataset)
+        victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
+        victim.budget = self.settings.query_budget
+        self.check_modality(cell)
+        return victim, data
 
-    def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
-        """Run one cell; errors become an error record (the samples are None then)."""
-        t0 = time.perf_counter()
-        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
-        base = self._base(cell)
-        victim = None
-        try:
-            embedder = self.embedder(cell.embedder)
-            data = self.splits(cell.dataset)
-            victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
-            victim.budget = self.settings.query_budget
-            threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
-            # The whole split is embedded and defended (same noise draw whatever the limit), then cut.
-            self.check_modality(cell)
-            target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed)[: cell.limit]
-            targets = data.target.head(cell.limit)
-            leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed)
-            ctx = AttackContext(
-                victim=victim,
-                attacker=data.attacker,
-                leaked=data.leaked,
-                leaked_embeddings=leaked,
-                defense=cell.defense if cell.attack.adaptive else None,
-                seed=cell.seed,
-                settings=self.settings,
-                artifact_root=self.cache_root / "artifacts" / cell.attack.name,
-                artifact_key=self._artifact_key(cell, victim),
-            )
-            attack_models = cell.attack.fit(ctx) or []
-            inversions = cell.attack.invert(target, ctx)
-            attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
-            if len(inversions) != len(target):
-                raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
-            if not all(isinstance(inv, Inversion) for inv in inversions):
-                raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
-            outputs = [inv.output for inv in inversions]
-            rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
-            for row, extra in zip(rows, cell.attack.extra_scores(inversions, targets, ctx) or [{}] * len(rows)):
-                row.update(extra)
-            if cell.attack.output == "text":
-                # Cosine of the re-embedded reconstruction against the clean target embedding; for an
-                # image victim its text tower's embedding of the reconstruction (CLIPScore-like), if any.
-                texts = [str(o) for o in outputs]
-                if victim.modality == "text":
-                    recon = victim.embed_split("reconstructions", texts)
-                else:
-                    recon = victim.embed_text_split("reconstructions", texts) if hasattr(embedder, "embed_text") else None
-                if recon is not None:
-                    clean = victim.embed_split("target", self.inputs(cell, data.target))[: len(outputs)]
-                    for row, c in zip(rows, cosine_rows(recon, clean)):
-                        row["cosine"] = float(c)
-            per_metric: dict[str, list[float]] = {}
-            for row in rows:
-                for k, v in row.items():
-                    per_metric.setdefault(k, []).append(v)
-            metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
-            utility = self.utility(victim, cell.defense, data, cell.seed)
-            samples = [
-                {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r, "extras": inv.extras}
-                for i, t, o, r, inv in zip(targets.ids, targets.texts, outputs, rows, inversions)
-            ]
-            models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
-            models += [ModelInfo(**m) for m in attack_models]
-            head = cell.attack.headline
-            rec = ResultRecord(
-                **base,
-                threat_model=threat,
-                metrics=metrics,
-                headline=list(head) if head is not None else None,
-                utility=utility,
-                models=models,
-                all_pretrained=all(m.pretrained for m in models),
-                victim_fingerprint=victim.fingerprint,
-                dataset_info=data.info,
-                provenance=self._provenance(t0, attacker_queries, victim),
-            )
-            return rec, samples
-        except BenchError as e:
-            message = redact(str(e))
-        except Exception as e:  # a failing cell is recorded; the others go on
-            message = redact(f"{describe(e)} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}")
-        rec = ResultRecord(
-            **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
+    def _context(self, cell: Cell, victim: Victim, data: DatasetSplits):
+        """The defended target embeddings (the first ``limit``), their split, and the attacker's context.
+
+        The whole split is embedded and defended (the same noise draw whatever the limit), then cut.
+        """
+        target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed)[: cell.limit]
+        targets = data.target.head(cell.limit)
+        leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed)
+        ctx = AttackContext(
+            victim=victim,
+            attacker=data.attacker,
+            leaked=data.leaked,
+            leaked_embeddings=leaked,
+            defense=cell.defense if cell.attack.adaptive else None,
+            seed=cell.seed,
+            settings=self.settings,
+            artifact_root=self.cache_root / "artifacts" / cell.attack.name,
+            artifact_key=self._artifact_key(cell, victim),
         )
-        return rec, None
+        return target, targets, ctx
+
+    @staticmethod
+    def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray) -> tuple[list[dict], list[Inversion]]:
+        """Fit, then invert every target; checks the attack kept its side of the contract."""
+        attack_models = cell.attack.fit(ctx) or []
+        inversions = cell.attack.invert(target, ctx)
+        if len(inversions) != len(target):
+            raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
+        if not all(isinstance(inv, Inversion) for inv in inversions):
+            raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
+        return attack_models, inversions
+
+    def _score(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], ctx: AttackContext) -> list[dict]:
+        """Per-sample scores: the shared reconstruction metrics, the attack's own, and the cosine."""
+        outputs = [inv.output for inv in inversions]
+        rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
+        extra = cell.attack.extra_scores(inversions, targets, ctx)
+        if extra is not None and len(extra) != len(rows):
+            raise BenchError(f"attack {cell.attack.name!r}: extra_scores returned {len(extra)} rows for {len(rows)} targets")
+        for row, more in zip(rows, extra or [{}] * len(rows)):
+            row.update(more)
+        if cell.attack.output == "text":
+            for row, c in zip(rows, self._cosines(cell, victim, data, [str(o) for o in outputs])):
+                row["cosine"] = float(c)
+        return rows
+
+    def _cosines(self, cell: Cell, victim: Victim, data: DatasetSplits, texts: list[str]) -> np.ndarray:
+        """Cosine of the re-embedded reconstruction against the clean target embedding; for an image
+        victim its text tower's embedding of the reconstruction (CLIPScore-like), if it has one."""
+        if victim.modality == "text":
+            recon = victim.embed_split("reconstructions", texts)
+        elif hasattr(victim.embedder, "embed_text"):
+            recon = victim.embed_text_split("reconstructions", texts)
+        else:
+            return np.zeros(0, np.float32)
+        clean = victim.embed_split("target", self.inputs(cell, data.target))[: len(texts)]
+        return cosine_rows(recon, clean)
+
+    def _record(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], rows: list[dict],
+                attack_models: list[dict], threat: ThreatModel, t0: float, attacker_queries: int) -> tuple[ResultRecord, list[dict]]:
+        """The cell's record (means with CIs and their declared directions) and its samples."""
+        per_metric: dict[str, list[float]] = {}
+        for row in rows:
+            for k, v in row.items():
+                per_metric.setdefault(k, []).append(v)
+        metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
+        utility = self.utility(victim, cell.defense, data, cell.seed)
+        samples = [
+            {"id": i, "target": t, "reconstruction": inv.output if isinstance(inv.output, str) else sorted(inv.output),
+             "scores": r, "extras": inv.extras}
+            for i, t, inv, r in zip(targets.ids, targets.texts, inversions, rows)
+        ]
+        embedder = victim.embedder
+        models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
+        models += [ModelInfo(**m) for m in attack_models]
+        head = cell.attack.headline
+        rec = ResultRecord(
+            **self._identity(cell),
+            threat_model=threat,
+            metrics=metrics,
+            headline=list(head) if head is not None else None,
+            utility=utility,
+            models=models,
+            all_pretrained=all(m.pretrained for m in models),
+            victim_fingerprint=victim.fingerprint,
+            dataset_info=data.info,
+            provenance=self._provenance(t0, attacker_queries, victim),
+        )
+        return rec, samples
+
+    def _failure(self, cell: Cell, e: Exception, threat: ThreatModel, t0: float, victim: Victim | None) -> ResultRecord:
+        """The error record: a BenchError's own message, else the exception and where it was raised."""
+        if isinstance(e, BenchError):
+            message = str(e)
+        else:
+            message = f"{describe(e)} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
+        return ResultRecord(
+            **self._identity(cell), status="error", error=redact(message), threat_model=threat, provenance=self._provenance(t0, 0, victim)
+        )
+
+    def error_record(self, cell: Cell, message: str) -> ResultRecord:
+        """An error record for a cell that failed outside ``run_cell`` (its job was killed, ran out of
+        memory or time: the engine's reason is the message)."""
+        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        return ResultRecord(**self._identity(cell), status="error", error=redact(message), threat_model=threat,
+                            provenance=self._provenance(time.perf_counter(), 0, None))
 
     def _provenance(self, t0: float, queries: int, victim: Victim | None) -> Provenance:
         wall = time.perf_counter() - t0

@@ -524,7 +524,7 @@ class OpenAIEmbedder(Embedder):
 
     def _server_model(self) -> str | None:
         """The id the server lists for ``model`` under ``{base_url}/models`` (or its only model); None if not offered."""
-        from bench.http import get_json
+        from bench.http import get_json, served_model_id
 
         try:
             body = get_json(self.params.base_url.rstrip("/") + "/models", what="models endpoint",
@@ -561,15 +561,6 @@ class OpenAIEmbedder(Embedder):
 
 
 PROBE_TEXTS = ("The quick brown fox jumps over the lazy dog.", "inversion-bench identity probe", "A 1 2 3")
-
-
-def served_model_id(body: Any, wanted: str) -> str | None:
-    """The id of ``wanted`` in an OpenAI ``/models`` answer, else the only model listed, else None."""
-    items = body.get("data") if isinstance(body, dict) else None
-    ids = [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")] if isinstance(items, list) else []
-    if wanted in ids:
-        return wanted
-    return ids[0] if len(ids) == 1 else None
 
 
 # ---------------------------------------------------------------- image victims (CLIP-style)

@@ -90,7 +90,6 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
 def _intact(folder: Path) -> bool:
     """The cached dequantized model still matches the digest written with it (else reported once)."""
     from bench.cache import warn_damaged
-    from bench_plugins.embedders import file_sha256
 
     try:
         want = json.loads((folder / "source.json").read_text())["model_sha256"]
@@ -257,8 +256,7 @@ class OpenAIChat:
     def info(self) -> dict[str, Any]:
         """Name, the server's listed model id and the digest of its probe reply (two requests, once)."""
         if self._info is None:
-            from bench.http import get_json
-            from bench_plugins.embedders import served_model_id
+            from bench.http import get_json, served_model_id
 
             try:
                 listed = served_model_id(get_json(self.base_url + "/models", what="models endpoint", api_key_env=self.api_key_env,

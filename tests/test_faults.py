@@ -131,6 +131,7 @@ def test_kill_9_at_each_write_step_resumes_to_identical_metrics(tmp_path, refere
     assert "Traceback" not in err
     assert metrics(out) == reference
     assert not list((out / ".locks").glob("*.lock")), "a lock file left behind"
+    assert not list(out.glob(".*.tmp")), "temp files of the killed write left behind"
 
 
 def test_two_concurrent_runs_on_the_same_folders(tmp_path, reference):

@@ -73,9 +73,8 @@ def test_lock_of_another_host_is_stale_when_its_heartbeat_stops(tmp_path):
 
     lock = tmp_path / "cell.lock"
     lock.write_text(json.dumps({"pid": 1, "host": "some-other-node", "token": "remote"}))
-    with pytest.raises(BenchError, match="held by pid 1 on some-other-node"):
-        with file_lock(lock, stale_after=5, timeout=0.5):
-            pass
+    with pytest.raises(BenchError, match="held by pid 1 on some-other-node"), file_lock(lock, stale_after=5, timeout=0.5):
+        pass
     t0 = time.monotonic()
     with file_lock(lock, stale_after=0.5):  # nobody touches it for 0.5 s: the holder is gone
         pass
@@ -342,7 +341,7 @@ def test_victim_outputs_are_validated_and_never_cached(capsys, tmp_path, mode, n
     plugs.mkdir()
     (plugs / "toy.py").write_text(Path(TOY, "toy.py").read_text())
     (plugs / "bad.py").write_text(BAD_EMBEDDER)
-    code, _, err = run_cli(capsys, "--plugins-dir", str(plugs), "run", "-a", "nearest:adaptive=false", "-d", "none",
+    code, _, _ = run_cli(capsys, "--plugins-dir", str(plugs), "run", "-a", "nearest:adaptive=false", "-d", "none",
                            "-e", f"bad:mode={mode}", "-D", "toy", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
                            "--device", "cpu", "-q")
     assert code == 1
@@ -486,3 +485,16 @@ def test_vec2text_pretrained_path_refuses_pickle_only_checkpoints(tmp_path):
     (ckpt / "config.json").write_text("{}")
     with pytest.raises(BenchError, match="only pickle weights"):
         load_vec2text_corrector(str(ckpt), str(ckpt), None, "cpu", 768)
+
+
+def test_cached_images_carry_their_digest_in_the_name(tmp_path, capsys):
+    import hashlib
+
+    from bench_plugins.attacks.slime_adaptive import _cached_png
+
+    data = b"\x89PNG fake image bytes"
+    good = tmp_path / f"k1.{hashlib.sha256(data).hexdigest()[:16]}.png"
+    good.write_bytes(data)
+    assert _cached_png(tmp_path, "k1") == good and _cached_png(tmp_path, "k2") is None
+    good.write_bytes(data[:5])  # truncated
+    assert _cached_png(tmp_path, "k1") is None and not good.exists() and "damaged" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from bench.api import Attack, AttackContext, AttackParams, Inversion
 from bench.hookspecs import hookimpl
-from bench.utility import search
+from bench.retrieval import search
 
 
 class Nearest(Attack):

@@ -53,7 +53,6 @@ import inspect
 import io
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -326,8 +325,9 @@ def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any]
     rows = [np.ascontiguousarray(r, dtype=np.float32) for r in emb]
     digests = [hashlib.sha256(r.tobytes()).hexdigest() for r in rows]
     root = default_cache_dir() / "adaptive" / "images"
-    paths = [root / f"{key_hash([ident, settings, d, r.shape[0]], 24)}.png" for d, r in zip(digests, rows)]
-    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    keys = [key_hash([ident, settings, d, r.shape[0]], 24) for d, r in zip(digests, rows)]
+    paths: list[Path | None] = [_cached_png(root, k) for k in keys]
+    todo = [i for i, p in enumerate(paths) if p is None]
     for s in range(0, len(todo), batch_size):
         idx = todo[s : s + batch_size]
         seeds = [seed_for(settings.get("seed", 0), "slime-adaptive", digests[i]) for i in idx]
@@ -335,8 +335,23 @@ def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any]
         for i, im in zip(idx, images):
             buf = io.BytesIO()
             im.convert("RGB").save(buf, format="PNG")
-            atomic_write_bytes(paths[i], buf.getvalue(), overwrite=True)
+            data = buf.getvalue()
+            paths[i] = root / f"{keys[i]}.{hashlib.sha256(data).hexdigest()[:16]}.png"  # the name carries its digest
+            atomic_write_bytes(paths[i], data, overwrite=True)
     return paths
+
+
+def _cached_png(root: Path, key: str) -> Path | None:
+    """The cached image of ``key`` whose content matches the digest in its name; a damaged one is
+    reported once and deleted (then regenerated)."""
+    from bench.cache import file_digest, warn_damaged
+
+    for path in sorted(root.glob(f"{key}.*.png")):
+        if file_digest(path)[:16] == path.name.split(".")[-2]:
+            return path
+        warn_damaged(path, "content does not match the digest in its name", "regenerating it")
+        path.unlink(missing_ok=True)
+    return None
 
 
 # ---------------------------------------------------------------- the attack
@@ -408,7 +423,6 @@ class SlimeAdaptive(Slime):
         from bench_plugins.clip import cached_encode
 
         p = self.params
-        t0 = time.perf_counter()
         self._dual = None
         self.dual = self._load_image_encoder(ctx)
         if self.generator is None:
@@ -418,14 +432,11 @@ class SlimeAdaptive(Slime):
                 f"slime-adaptive: generator {p.generator!r} takes {self.generator.dim}-dim image embeddings but image_encoder "
                 f"{p.image_encoder!r} gives {self.dual.dim}-dim ones: pass the CLIP the generator was trained with"
             )
-        self.timings["load_image_encoder"] = round(time.perf_counter() - t0, 1)
         models = super().fit(ctx)
-        t0 = time.perf_counter()
         items = self._items(ctx.leaked)[: p.pairs]
         feats = cached_encode(self.dual, "image" if self.image else "text", items)
         self.W_gen = least_squares(np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32), feats)
         self.gen_norm = self._raw_norm(items[:16])
-        self.timings["generator_space"] = round(time.perf_counter() - t0, 1)
         dual, gen = self.dual.identity, self.generator.identity
         if not self.image:
             models.append({"role": "generator-encoder", "pretrained": bool(dual["pretrained"]),
@@ -453,34 +464,25 @@ class SlimeAdaptive(Slime):
     def generator_embedding(self, emb: np.ndarray) -> np.ndarray:
         return unit(np.asarray(emb, np.float32) @ self.W_gen, np.float32) * self.gen_norm
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        """Per target, the refined caption; extras: the retrieved ``tags``, the generated ``image``'s
-        path (in the image cache), the ``vlm_reply`` and its parsed ``objects``/``relations``/``scene``."""
+    prompt_version = PROMPT_VERSION
+
+    def observe(self, emb: np.ndarray, tags: list[list[str]], ctx: AttackContext) -> list[dict[str, Any]]:
+        """Per target: the generated ``image``'s path (in the image cache), the VLM's ``vlm_reply``
+        and its parsed ``objects``/``relations``/``scene`` (kept as extras, shown to the writer)."""
         from bench_plugins.llm import cached_chat
 
         p = self.params
-        tags = [[self.vocab[j] for j in row] for row in self._retrieve(self.aligned(emb))]
-        t0 = time.perf_counter()
         settings = {"steps": p.gen_steps, "size": p.gen_size, "seed": ctx.seed}
         images = cached_images(self.generator, self.generator_embedding(emb), settings, p.image_batch)
-        self.timings["images"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         convs = [vlm_conversation(path.read_bytes()) for path in images]
         if self.reader is None:
             self.reader = _Lazy(lambda: self._load_reader(ctx), self._reader_info())
         replies = cached_chat(self.reader, convs, {"max_new_tokens": p.vlm_max_new_tokens, "question": VLM_QUESTION},
                               max_new_tokens=p.vlm_max_new_tokens, batch_size=p.image_batch)
-        seen = [parse_vlm_answer(r) for r in replies]
-        self.timings["vlm"] = round(time.perf_counter() - t0, 1)
-        if self.writer is None:
-            self.writer = self._load_writer(ctx)
-        t0 = time.perf_counter()
-        settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
-        raw = cached_chat(self.writer, [refine_conversation(t, s) for t, s in zip(tags, seen)], settings,
-                          max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
-        self.timings["captions"] = round(time.perf_counter() - t0, 1)
-        return [Inversion(self.clean_caption(c) or ", ".join(t), {"tags": t, "image": str(i), "vlm_reply": r, **s})
-                for c, t, i, r, s in zip(raw, tags, images, replies, seen)]
+        return [{"image": str(i), "vlm_reply": r, **parse_vlm_answer(r)} for i, r in zip(images, replies)]
+
+    def prompt(self, tags: list[str], note: dict[str, Any]) -> list[dict[str, str]]:
+        return refine_conversation(tags, note)
 
     def _reader_info(self) -> dict[str, Any]:
         """The VLM's identity for the reply cache, known without loading it."""
@@ -508,7 +510,6 @@ class SlimeAdaptive(Slime):
         from bench_plugins.tags import extract_tags
 
         rows = super().extra_scores(inversions, target, ctx)
-        t0 = time.perf_counter()
         gt = extract_tags(list(target.texts), self.tagger)
         answers = [{k: inv.extras[k] for k in ("objects", "relations", "scene")} for inv in inversions]
         texts, owner = [], []
@@ -526,7 +527,6 @@ class SlimeAdaptive(Slime):
                 have = self._as_vocab([t["text"] for t in got if t["type"] == kind], nbrs)
                 row[f"vlm_{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
             row.update(vlm_objects=float(len(seen["objects"])), vlm_relations=float(len(seen["relations"])), vlm_scene=float(bool(seen["scene"])))
-        self.timings["vlm_metrics"] = round(time.perf_counter() - t0, 1)
         return rows
 
 

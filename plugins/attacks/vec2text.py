@@ -51,13 +51,13 @@ from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import Metric
 from bench.models import describe
+from bench.vectors import cosine_rows
 from bench_plugins.attacks.textinv import (
     HYP_PARAMS,
     PrefixInversion,
     TextInvParams,
     artifact_done,
     build,
-    cosine_to,
     generate_batched,
     load_artifact,
     load_lm,
@@ -178,7 +178,7 @@ class Vec2Text(PrefixInversion, Attack):
         # Per target: every text embedded so far (text -> cosine, vector) and the kept pool (best first).
         known: list[dict[str, tuple[float, np.ndarray]]] = [{} for _ in range(n)]
         pools: list[list[str]] = []
-        cos0 = cosine_to(h_emb, e)
+        cos0 = cosine_rows(h_emb, e)
         for i in range(n):
             known[i][hyps[i]] = (float(cos0[i]), h_emb[i])
             pools.append([hyps[i]])
@@ -205,7 +205,7 @@ class Vec2Text(PrefixInversion, Attack):
                         new.append((i, c))
             if new:
                 vecs = ctx.victim.query([c for _, c in new], split="vec2text-corrections")
-                cos = cosine_to(vecs, e[[i for i, _ in new]])
+                cos = cosine_rows(vecs, e[[i for i, _ in new]])
             step_queries.append(np.bincount([i for i, _ in new], minlength=n).tolist())
             cand_lists: list[list[tuple[float, str]]] = [[(known[i][t][0], t) for t in pools[i]] for i in range(n)]
             for k, (i, c) in enumerate(new):

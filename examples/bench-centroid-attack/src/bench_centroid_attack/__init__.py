@@ -11,7 +11,7 @@ from bench.api import Attack, AttackContext, AttackParams, Inversion
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import words
-from bench.utility import search
+from bench.retrieval import search
 
 try:
     from importlib.metadata import PackageNotFoundError, version
