@@ -30,13 +30,12 @@ class GEIA(PrefixInversion, Attack):
 
     def fit(self, ctx: AttackContext) -> list[dict]:
         texts, train_e = self._data(ctx)
-        self.to_clean = ctx.to_clean()
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         return [self._model_record("decoder LM", self.hyp.identity)]
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         p = self.params
-        e = self._target_view(emb)
+        e = ctx.target_view(np.asarray(emb, np.float32))
         return [Inversion(c[0]) for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="geia")]
 
 

@@ -408,6 +408,3 @@ class PrefixInversion:
             memo["hypothesizer"] = (folder, model)
         return model, folder
 
-    def _target_view(self, emb: np.ndarray) -> np.ndarray:
-        to_clean = getattr(self, "to_clean", None)
-        return np.asarray(emb, np.float32) @ to_clean if to_clean is not None else np.asarray(emb, np.float32)

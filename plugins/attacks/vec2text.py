@@ -11,7 +11,7 @@
 
 Both are trained on the attacker split only: clean victim embeddings for the naive attacker,
 ``ctx.train_view`` (the defense reproduced on its own data) for the adaptive one; against a secret
-defense the targets are mapped back with ``ctx.to_clean()`` (Procrustes on leaked pairs). Artifacts
+defense the targets are mapped back with ``ctx.target_view`` (Procrustes on leaked pairs). Artifacts
 (projection + LoRA weights, safetensors) live under ``ctx.artifact_dir(attack=<training params>,
 view=ctx.view_key())``: inference parameters (``num_steps``, ``beam``, ...) are not part of the key,
 so a sweep over them trains once, and so do the defenses an attacker does not simulate.
@@ -107,7 +107,6 @@ class Vec2Text(PrefixInversion, Attack):
         if self.params.pretrained_corrector:
             return self._fit_pretrained(ctx)
         texts, train_e = self._data(ctx)
-        self.to_clean = ctx.to_clean()
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         if self.hyp.meta.get("interrupted"):
             return []  # tests: an interrupted hypothesizer training (resumed by the next fit)
@@ -171,7 +170,7 @@ class Vec2Text(PrefixInversion, Attack):
         if self.params.pretrained_corrector:
             return self._invert_pretrained(emb, ctx)
         p = self.params
-        e = self._target_view(emb)
+        e = ctx.target_view(np.asarray(emb, np.float32))
         n = len(e)
         hyps = [c[0] for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="vec2text hypotheses")]
         h_emb = ctx.victim.query(hyps, split="vec2text-hypotheses")
@@ -247,7 +246,6 @@ class Vec2Text(PrefixInversion, Attack):
     def _fit_pretrained(self, ctx: AttackContext) -> list[dict[str, Any]]:
         p = self.params
         hyp_ref = p.pretrained_hypothesizer or _default_hypothesizer(p.pretrained_corrector)
-        self.to_clean = ctx.to_clean()
         self.v2t, self.corrector, dims = load_vec2text_corrector(hyp_ref, p.pretrained_corrector, p.pretrained_backbone, ctx.device, ctx.victim.dim)
         return [
             {"role": "vec2text hypothesizer", "name": hyp_ref, "pretrained": _is_pretrained(hyp_ref)},
@@ -258,7 +256,7 @@ class Vec2Text(PrefixInversion, Attack):
         import torch
 
         p = self.params
-        e = self._target_view(emb)
+        e = ctx.target_view(np.asarray(emb, np.float32))
         route_embeddings_through_victim(self.corrector, ctx.victim)
         out: list[str] = []
         dev = _model_device(self.corrector.model)
