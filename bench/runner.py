@@ -304,8 +304,11 @@ class Runner:
                         with use(self.settings):
                             rec, samples = self.run_cell(cell)
                         rec = redact_record(rec)
-                        write_record(self.out_dir, rec, samples)
-                        status = rec.status if rec.status == "ok" else f"error: {rec.error}"
+                        try:
+                            write_record(self.out_dir, rec, samples)
+                            status = rec.status if rec.status == "ok" else f"error: {rec.error}"
+                        except FileExistsError:  # a run that broke our lock (we were stopped > 60 s) wrote it first
+                            rec, status = self._finished(cell) or rec, "cached"
             records.append(rec)
             if on_done:
                 on_done(i, len(cells), cell, status)

@@ -1,11 +1,12 @@
 #!/bin/bash
-# Real-model checks of issue #10 (MiniLM + WordNet, small grid), from /work/wt/rel
+# Real-model checks of issue #10 (MiniLM + WordNet, small grid); run from the repository root.
+# Writes under $R (default /tmp/rel/real).
 set -u
-cd /work/wt/rel
+cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 B=".venv/bin/bench"
 G="-a bow:adaptive=false -D wordnet:attacker=2000,target=100,leaked=100 -q"
-R=/tmp/rel/real; rm -rf $R; mkdir -p $R
+R=${R:-/tmp/rel/real}; rm -rf $R; mkdir -p $R
 f1() { python3 -c "import json,glob,sys; [print(sys.argv[1], json.load(open(p))['metrics']['word_f1']['value']) for p in sorted(glob.glob(sys.argv[1]+'/*.json'))]" $1; }
 echo "== reference"; $B run $G --out $R/ref --cache-dir $R/cache >/dev/null 2>$R/ref.err; echo rc=$?; f1 $R/ref
 echo "== overwrite 64 KiB of the attacker embedding cache, 1 MiB of bow.safetensors"

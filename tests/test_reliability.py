@@ -498,3 +498,24 @@ def test_cached_images_carry_their_digest_in_the_name(tmp_path, capsys):
     assert _cached_png(tmp_path, "k1") == good and _cached_png(tmp_path, "k2") is None
     good.write_bytes(data[:5])  # truncated
     assert _cached_png(tmp_path, "k1") is None and not good.exists() and "damaged" in capsys.readouterr().err
+
+
+def test_a_record_written_meanwhile_by_a_lock_breaker_is_read_not_a_crash(toy_host, tmp_path, monkeypatch):
+    """A run stopped for longer than the stale-lock delay (Ctrl-Z) finds the cell written by the
+    run that broke its lock: it reads that record instead of failing on the existing file."""
+    from bench.results import write_record
+    from bench.runner import Runner, build_grid
+
+    real = Runner.run_cell
+
+    def run_cell_raced(self, cell):
+        rec, samples = real(self, cell)
+        write_record(self.out_dir, rec, samples)  # the other run's write lands first
+        return rec, samples
+
+    monkeypatch.setattr(Runner, "run_cell", run_cell_raced)
+    cells = build_grid(toy_host, ["nearest:adaptive=false"], ["none"], ["toy-hash"], ["toy"], [0])
+    statuses = []
+    (rec,) = Runner(toy_host, tmp_path / "out", "cpu", tmp_path / "cache", progress=False).run(
+        cells, on_done=lambda i, n, c, s: statuses.append(s))
+    assert statuses == ["cached"] and rec.status == "ok" and len(list((tmp_path / "out").glob("*.json"))) == 1

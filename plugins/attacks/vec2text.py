@@ -335,27 +335,12 @@ def import_vec2text():
     return vec2text
 
 
-class _NoEmbedder:
-    """Stands in for the embedder vec2text's InversionModel would load itself (GTR from the hub).
+def _NoEmbedder(dim: int):
+    """Stands in for the embedder vec2text's InversionModel would load itself (GTR from the hub):
+    ``vec2text_modules.NoEmbedder``, imported on first use."""
+    from bench_plugins.attacks.vec2text_modules import NoEmbedder
 
-    Every embedding the corrector needs comes from the victim (``route_embeddings_through_victim``),
-    so the package's own embedder is never called; only its dimension is read at construction.
-    """
-
-    def __new__(cls, dim: int):
-        import torch.nn as nn
-
-        class Stub(nn.Module):
-            def __init__(self):
-                super().__init__()
-                from types import SimpleNamespace
-
-                self.config = SimpleNamespace(**{"hidden_size": dim, "_name_or_path": "bench-victim"})
-
-            def forward(self, *a, **k):
-                raise BenchError("vec2text tried to embed with its own embedder: embeddings must come from the victim")
-
-        return Stub()
+    return NoEmbedder(dim)
 
 
 def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, device: str, victim_dim: int):
