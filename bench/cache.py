@@ -246,13 +246,28 @@ def cached_features(key: Any, n: int, compute, cache_dir: Path | None = None) ->
     (default: the active settings' cache root) by ``key_hash(key)``; a missing, damaged or
     wrong-sized entry is recomputed."""
     path = Path(cache_dir or default_cache_dir()) / "features" / f"{key_hash(key)}.safetensors"
-    entry = load_entry(path)
-    arr = entry[0].get("features") if entry else None
-    if arr is not None and arr.shape[0] == n:
-        return arr
-    arr = compute()
-    save_arrays(path, {"features": arr})
+
+    def read() -> np.ndarray | None:
+        entry = load_entry(path)
+        arr = entry[0].get("features") if entry else None
+        return arr if arr is not None and arr.shape[0] == n else None
+
+    arr = read()
+    if arr is None:
+        with entry_lock(path):  # concurrent jobs: one computes, the others wait and read it
+            arr = read()
+            if arr is None:
+                arr = compute()
+                save_arrays(path, {"features": arr})
     return arr
+
+
+def entry_lock(path: Path):
+    """The lock one process holds while it computes the cache entry at ``path`` (see :mod:`bench.locks`):
+    jobs on other machines sharing the cache wait for it, then read the entry instead of recomputing."""
+    from bench.locks import file_lock
+
+    return file_lock(Path(path).parent / ".locks" / f"{Path(path).stem}.lock")
 
 
 class EmbeddingCache:
@@ -276,6 +291,10 @@ class EmbeddingCache:
             path.unlink(missing_ok=True)
             return None
         return emb
+
+    def lock(self, path: Path):
+        """The lock held while the entry at ``path`` is computed (:func:`entry_lock`)."""
+        return entry_lock(path)
 
     def put(self, path: Path, emb: np.ndarray) -> None:
         save_arrays(path, {"embeddings": emb.astype(np.float32)})

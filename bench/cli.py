@@ -48,7 +48,7 @@ def _load_config(path: Path) -> dict:
         raise BenchError(f"config file {path} cannot be read ({e}): check its permissions and encoding") from None
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"config file {path} is not valid TOML ({e}): fix the syntax") from None
-    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline"}
+    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline", "executor"}
     extra = set(data) - known
     if extra:
         raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
@@ -69,14 +69,23 @@ def _load_config(path: Path) -> dict:
 @click.option("--baseline/--no-baseline", default=None, help="Add the undefended cell when no defense given is 'none' [on].")
 @click.option("--leaderboard", "board", help="Also build leaderboards/NAME from this run's records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local", "ray"]), default=None,
+              help="Where cells run: in this process [local], Slurm jobs (submitit), submitit's local subprocesses, Ray tasks.")
+@click.option("--executor-option", "-X", "executor_options", multiple=True, metavar="KEY=VALUE",
+              help="Executor option (repeatable), e.g. -X partition=gpu -X gpus_per_task=1 -X time_min=120; see README.")
+@click.option("--wait/--no-wait", default=True, help="Wait for the jobs and print the table [wait]; --no-wait submits and returns.")
 @click.pass_context
-def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, board, quiet):
+def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, board, quiet,
+        executor, executor_options, wait):
     """Run a grid of attack x defense x embedder x dataset x seed cells.
 
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
+    With --executor slurm / submitit-local / ray every cell is one job; `bench status OUT` follows them.
     """
     from bench import leaderboard
     from bench.cache import default_cache_dir
+    from bench.executors import check_available, parse_options, submit_grid, write_manifest
+    from bench.jobs import cell_spec
     from bench.preflight import check_seed, check_writable_dir
     from bench.runner import Runner, build_grid, resolve_device
     from bench.settings import Settings
@@ -103,16 +112,27 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     baseline = baseline if baseline is not None else config.get("baseline", True)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise BenchError(f"limit must be an integer (0: every target), got {limit!r}")
+    executor, exec_opts = _executor_config(executor, executor_options, config.get("executor"))
+    options = parse_options(executor, exec_opts)
+    if not wait and executor == "local":
+        raise BenchError("--no-wait needs a job executor: add --executor slurm (or submitit-local)")
+    if not wait and executor == "ray":
+        raise BenchError("ray tasks end with the process that submitted them: run without --no-wait "
+                         "(or submit the whole command with `ray job submit -- bench run ...`)")
+    check_available(executor)
     cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
                        limit=limit, baseline=bool(baseline))
     # One settings object for the run: every cache (plugins' model, feature and caption caches too)
     # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
-    settings = Settings(device=resolve_device(device or config.get("device", "auto")), progress=not quiet,
+    # Jobs pick their device where they run; the submitter loads models on the CPU only to check the grid.
+    device = device or config.get("device", "auto")
+    settings = Settings(device=resolve_device(device) if executor == "local" else "cpu", progress=not quiet,
                         **({"cache_dir": Path(cache_dir).expanduser().resolve()} if cache_dir else {}))
     runner = Runner(host, out_dir, settings=settings)
     say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
     runner.prepare(cells)
-    say(f"{len(cells)} cells -> {out_dir}/ (device {runner.device})")
+    where = f"device {runner.device}" if executor == "local" else f"{executor} jobs, device {device}"
+    say(f"{len(cells)} cells -> {out_dir}/ ({where})")
     started = time.perf_counter()
 
     def on_done(i, n, cell, status):
@@ -121,7 +141,13 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     def on_wait(cell, holder):
         say(f"waiting: {cell.label()} is being computed by pid {holder.get('pid')} on {holder.get('host')}")
 
-    records = runner.run(cells, on_done=on_done, on_wait=on_wait)
+    if executor == "local":
+        write_manifest(out_dir, [cell_spec(c, host, out_dir, settings, device) for c in cells], "local", options)  # for `bench status`
+        records = runner.run(cells, on_done=on_done, on_wait=on_wait)
+    else:
+        records = submit_grid(runner, cells, executor, options, device, wait=wait, say=say)
+        if records is None:
+            return
     shown = leaderboard.headline(records)
     click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
     if shown:
@@ -133,6 +159,57 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
         say(f"leaderboard written: {', '.join(map(str, paths))}")
     if failed:
         sys.exit(1)
+
+
+def _executor_config(executor: str | None, flags: tuple[str, ...], from_config) -> tuple[str, dict]:
+    """The executor and its options: --executor/-X flags over the config's ``executor`` (a name, or
+    a table with ``name`` and options)."""
+    table: dict = {}
+    if isinstance(from_config, str):
+        name = from_config
+    elif isinstance(from_config, dict):
+        table = dict(from_config)
+        name = table.pop("name", None)
+    elif from_config is None:
+        name = None
+    else:
+        raise BenchError(f"config key executor must be a name or a table with name = ..., got {from_config!r}")
+    given = executor or name or "local"
+    if executor and name and executor != name:
+        table = {}  # the config's options belong to another executor
+    for flag in flags:
+        key, eq, value = flag.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"bad executor option {flag!r}: write -X key=value (e.g. -X partition=gpu)")
+        table[key.strip()] = value.strip()
+    return given, table
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of cells).")
+@click.option("--all", "show_all", is_flag=True, help="List every cell, not only those not done.")
+def status(out, as_json, show_all):
+    """Show which cells of the grids in OUT are done, running, submitted, failed or missing."""
+    from bench.executors import grid_status
+
+    if not out.is_dir():
+        raise BenchError(f"{out} is not a folder: pass the --out folder of a `bench run`")
+    rows = grid_status(out)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no grid in {out}: nothing was submitted or run there")
+        return
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "submitted", "failed", "missing")}
+    for r in rows:
+        if show_all or r["state"] != "done":
+            detail = f"  ({r['detail']})" if r["detail"] else ""
+            click.echo(f"{r['state']:<9} {r['cell_id']}  {r['label']}{detail}")
+    click.echo(f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if counts["failed"] or counts["missing"]:
+        click.echo("run the same `bench run` command again to (re)submit the failed and missing cells")
 
 
 @cli.command(name="list")

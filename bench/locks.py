@@ -83,6 +83,22 @@ def _break(path: Path, seen_token: str | None) -> None:
         guard.unlink(missing_ok=True)
 
 
+def holder(path: Path) -> dict | None:
+    """Who holds the lock at ``path`` (its pid, host, since), or None when it is free or its holder
+    is a dead process of this host. (A holder on another host is reported until its lock goes stale.)"""
+    info = _holder(Path(path))
+    if info is None:
+        return None
+    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"]):
+        return None
+    return info
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists."""
+    return _pid_alive(pid)
+
+
 @contextmanager
 def file_lock(
     path: Path,

@@ -102,6 +102,7 @@ class Host:
     """A plugin manager plus one registry per kind."""
 
     def __init__(self, plugins_dir: Path | None = None, load_installed: bool = True):
+        self.plugins_dir, self.load_installed = plugins_dir, load_installed  # a job rebuilds the same host
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.versions: dict[str, str] = {}

@@ -227,11 +227,15 @@ def read_json(path: Path) -> Any:
 
 
 def record_files(paths: list[Path]) -> list[Path]:
-    """Every ``*.json`` under the given files and folders (hidden files skipped)."""
+    """Every ``*.json`` under the given files and folders; hidden files and folders (``.grid/``
+    manifests and cell specs, ``.locks/``) hold no records and are skipped."""
     files: list[Path] = []
     for p in map(Path, paths):
-        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
-    return [f for f in files if not f.name.startswith(".")]
+        if p.is_dir():
+            files.extend(sorted(q for q in p.rglob("*.json") if not any(s.startswith(".") for s in q.relative_to(p).parts)))
+        else:
+            files.append(p)
+    return files
 
 
 def load_records(paths: list[Path], include_errors: bool = False, attacks=None) -> list[ResultRecord]:

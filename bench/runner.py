@@ -476,6 +476,13 @@ class Runner:
             **self._identity(cell), status="error", error=redact(message), threat_model=threat, provenance=self._provenance(t0, 0, victim)
         )
 
+    def error_record(self, cell: Cell, message: str) -> ResultRecord:
+        """An error record for a cell that failed outside ``run_cell`` (its job was killed, ran out of
+        memory or time: the engine's reason is the message)."""
+        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        return ResultRecord(**self._identity(cell), status="error", error=redact(message), threat_model=threat,
+                            provenance=self._provenance(time.perf_counter(), 0, None))
+
     def _provenance(self, t0: float, queries: int, victim: Victim | None) -> Provenance:
         wall = time.perf_counter() - t0
         return Provenance(

@@ -55,8 +55,11 @@ class Victim:
         path = self.cache.path(fingerprint, self.dataset_key, split, texts)
         emb = self.cache.get(path, len(texts), self.dim if texts else None)
         if emb is None:
-            emb = self._embed(texts, split, embed=embed)
-            self.cache.put(path, emb)
+            with self.cache.lock(path):  # concurrent jobs: one embeds, the others wait and read
+                emb = self.cache.get(path, len(texts), self.dim if texts else None)
+                if emb is None:
+                    emb = self._embed(texts, split, embed=embed)
+                    self.cache.put(path, emb)
         return emb
 
     def query(self, texts: list[str], split: str = "queries") -> np.ndarray:

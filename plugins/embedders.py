@@ -22,6 +22,7 @@ Conventions shared by the embedders in this module:
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -64,6 +65,27 @@ def _reuse_loaded(embedder, dev) -> bool:
         embedder.model.to(dev)
         embedder.device = str(dev)
     return True
+
+
+GPU_BATCH = 512  # texts per forward pass on a GPU when the user set no batch_size
+
+
+def cuda_dtype(device) -> str:
+    """The dtype an encoder runs in on ``device``: float16 on CUDA (``BENCH_CUDA_DTYPE=float32`` keeps
+    full precision), float32 elsewhere."""
+    if not str(device).startswith("cuda"):
+        return "float32"
+    want = os.environ.get("BENCH_CUDA_DTYPE", "float16")
+    if want not in ("float16", "float32"):
+        raise BenchError(f"BENCH_CUDA_DTYPE={want!r}: use float16 or float32")
+    return want
+
+
+def gpu_batch_size(params, device) -> int:
+    """The batch size: the user's, or a large one on a GPU (small batches leave it idle)."""
+    if str(device or "cpu").startswith("cuda") and "batch_size" not in params.model_fields_set:
+        return max(params.batch_size, GPU_BATCH)
+    return params.batch_size
 
 
 def _batches(n: int, size: int) -> Iterator[range]:
@@ -145,6 +167,8 @@ class SentenceTransformerEmbedder(Embedder):
         if self.params.max_length is not None:
             model.max_seq_length = self.params.max_length
         model.eval()
+        if cuda_dtype(dev) == "float16":
+            model.half()  # on a GPU: half-precision weights and activations (the fingerprint says so)
         self.model = model
         self.tokenizer = getattr(model, "tokenizer", None)
         self.device = str(dev)
@@ -167,7 +191,7 @@ class SentenceTransformerEmbedder(Embedder):
         # sentence-transformers sorts by length internally and restores the order.
         emb = self.model.encode(
             texts,
-            batch_size=self.params.batch_size,
+            batch_size=gpu_batch_size(self.params, self.device),
             prompt=self._prompt(),
             convert_to_numpy=True,
             normalize_embeddings=self.params.normalize,
@@ -202,6 +226,8 @@ class SentenceTransformerEmbedder(Embedder):
             "max_length": int(self.model.max_seq_length) if self.model.max_seq_length is not None else None,
             "dim": self.dim,
             "prompt": self._prompt(),
+            # only off the float32 default (CPU), so CPU cache keys stay what they were
+            **({"dtype": "float16"} if str(next(self.model.parameters()).dtype) == "torch.float16" else {}),
         }
 
 
@@ -347,7 +373,7 @@ class HFEmbedder(Embedder):
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
         with torch.inference_mode(), self._autocast():
-            for batch in _batches(len(order), self.params.batch_size):
+            for batch in _batches(len(order), gpu_batch_size(self.params, self.device)):
                 idx = [order[j] for j in batch]
                 enc = self.tokenizer(
                     [texts[i] for i in idx], padding=True, truncation=True, max_length=self._max_length, return_tensors="pt"

@@ -139,15 +139,19 @@ class LocalLM:
         source, self.identity = resolve(ref)
         self.ref = ref
         self.device = device
+        # On a GPU the LM encodes and writes in bfloat16 (float16 where bf16 is missing); float32 on CPU.
+        on_cuda = str(device).startswith("cuda")
+        dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if on_cuda else torch.float32
+        self.dtype = str(dtype).removeprefix("torch.")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
             try:
-                self.model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
+                self.model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=dtype)
                 self.causal = True
             except ValueError:  # not a causal LM (e.g. a BERT-style encoder): usable as an encoder only
                 from transformers import AutoModel
 
-                self.model = AutoModel.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
+                self.model = AutoModel.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=dtype)
                 self.causal = False
         except Exception as e:  # noqa: BLE001
             raise BenchError(f"cannot load model {ref!r} from {source}: {describe(e)}") from None
@@ -169,7 +173,9 @@ class LocalLM:
         self.hidden = int(getattr(self.model.config, "hidden_size", 0) or self.model.config.n_embd)
 
     def info(self) -> dict[str, Any]:
-        return {**{k: v for k, v in self.identity.items() if k != "path"}, "layers": self.n_layers}
+        # dtype only off float32, so the CPU feature and caption cache keys stay what they were
+        dtype = {"dtype": self.dtype} if self.dtype != "float32" else {}
+        return {**{k: v for k, v in self.identity.items() if k != "path"}, "layers": self.n_layers, **dtype}
 
     # ------------------------------------------------------------ encoder
 

@@ -333,7 +333,7 @@ class Slime(TagRetriever, Attack):
             return [{} for _ in tags]
         from bench.retrieval import search
 
-        nn = search(self.aligned(emb), self.example_emb, min(p.examples, len(self.example_texts)), "cpu")
+        nn = search(self.aligned(emb), self.example_emb, min(p.examples, len(self.example_texts)), None)  # the GPU when there is one
         return [{"examples": [self.example_texts[j] for j in row if j >= 0]} for row in nn]
 
     def prompt(self, tags: list[str], note: dict[str, Any]) -> list[dict[str, str]]:

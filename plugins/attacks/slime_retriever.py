@@ -159,7 +159,7 @@ class TagRetriever:
     def _search(self, q: np.ndarray, k: int) -> np.ndarray:
         from bench.retrieval import search
 
-        return search(q, self.tag_emb, min(k, len(self.vocab)), "cpu")
+        return search(q, self.tag_emb, min(k, len(self.vocab)), None)  # the GPU when there is one
 
     @property
     def use_ranker(self) -> bool:

@@ -1,0 +1,547 @@
+"""Where a grid's cells run: in-process (``local``), as Slurm jobs through submitit (``slurm``,
+``submitit-local`` for trying a Slurm grid on one machine), or as Ray tasks (``ray``).
+
+Every non-local cell is one job that gets the cell's JSON specification (``bench.jobs``) and runs
+it with the local runner's code path. The submitting process writes the grid's manifest and the
+specs under ``OUT/.grid/``, submits in two waves so shared work is done once (the first cell of
+each group of cells sharing a victim, dataset, seed and trained attack runs first and fills the
+caches; the group's other cells start when it ends), waits and reports each finished cell. A job
+that dies (killed, out of memory, time limit) becomes an error record carrying the engine's
+reason; running the same command again submits only the cells without an ``ok`` record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.cache import atomic_write_bytes, key_hash
+from bench.errors import BenchError
+from bench.results import ResultRecord, load_record, record_path, write_record
+
+GRID_DIR = ".grid"  # under OUT: manifests, cell specs, job ids, submitit's job folders
+NAMES = ("local", "slurm", "submitit-local", "ray")
+
+
+# ---------------------------------------------------------------- options
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    poll_s: float = Field(2.0, gt=0, description="seconds between looks at the jobs while waiting")
+
+
+class LocalOptions(Options):
+    pass
+
+
+class SubmititOptions(Options):
+    time_min: int = Field(60, ge=1, description="time limit of one cell's job, in minutes")
+    gpus_per_task: int = Field(0, ge=0, description="GPUs per job")
+    cpus_per_task: int = Field(1, ge=1, description="CPUs per job")
+    job_dir: str | None = Field(None, description="submitit's folder for job scripts and logs [OUT/.grid/submitit]")
+    array_parallelism: int = Field(64, ge=1, description="jobs of the grid running at once")
+
+
+class SlurmOptions(SubmititOptions):
+    poll_s: float = Field(15.0, gt=0, description="seconds between looks at the jobs (sacct) while waiting")
+    partition: str | None = Field(None, description="Slurm partition (sbatch --partition)")
+    account: str | None = Field(None, description="Slurm account to charge (sbatch --account)")
+    qos: str | None = Field(None, description="quality of service (sbatch --qos)")
+    constraint: str | None = Field(None, description="node features (sbatch --constraint), e.g. a100")
+    mem_gb: float | None = Field(None, gt=0, description="memory per job in GB (sbatch --mem)")
+    setup: list[str] = Field([], description="shell lines run before each job, e.g. 'module load cuda'")
+
+
+class RayOptions(Options):
+    poll_s: float = Field(0.5, gt=0)
+    address: str | None = Field(None, description="Ray cluster address ('auto', 'ray://host:10001'); none: start a local cluster")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster started when no address is given [all]")
+    cpus_per_task: float = Field(1.0, gt=0, description="CPUs Ray reserves per cell")
+    gpus_per_task: float = Field(0.0, ge=0, description="GPUs Ray reserves per cell (fractions share a GPU)")
+    memory_gb: float | None = Field(None, gt=0, description="memory Ray reserves per cell, in GB")
+
+
+OPTIONS: dict[str, type[Options]] = {
+    "local": LocalOptions, "slurm": SlurmOptions, "submitit-local": SubmititOptions, "ray": RayOptions,
+}
+
+
+def parse_options(executor: str, given: dict[str, Any]) -> Options:
+    """Typed options of an executor from ``-X key=value`` strings or a TOML table (one-line errors)."""
+    if executor not in OPTIONS:
+        raise BenchError(f"unknown executor {executor!r}: choose one of {', '.join(NAMES)}")
+    cls = OPTIONS[executor]
+    values = dict(given)
+    for k, v in values.items():  # strings from the command line; lists come as a|b
+        if isinstance(v, str) and k in cls.model_fields and "list" in str(cls.model_fields[k].annotation):
+            values[k] = [s for s in v.split("|") if s]
+        elif isinstance(v, str) and v.lower() in ("none", "null", ""):
+            values[k] = None
+    try:
+        return cls.model_validate(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(map(str, first["loc"])) or "?"
+        if first["type"] == "extra_forbidden":
+            raise BenchError(f"executor {executor!r} has no option {field!r}: known options are "
+                             f"{', '.join(cls.model_fields)} (see README: Running a grid on a cluster)") from None
+        raise BenchError(f"bad value for executor {executor!r} option {field!r}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def options_help() -> str:
+    lines = []
+    for name, cls in OPTIONS.items():
+        opts = [k for k in cls.model_fields if k != "poll_s"]
+        lines.append(f"{name}: {', '.join(opts) or '-'}")
+    return "; ".join(lines)
+
+
+# ---------------------------------------------------------------- grid folder
+
+
+def grid_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / GRID_DIR
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, json.dumps(data, indent=2).encode(), overwrite=True)
+
+
+def share_key(spec: dict) -> str:
+    """Cells with the same key share a victim's embeddings and a trained attack artifact."""
+    c = spec["cell"]
+    attack = {"name": c["attack"]["name"], "params": {k: v for k, v in c["attack"]["params"].items() if k != "adaptive"}}
+    return key_hash([c["embedder"], c["dataset"], c["seed"], attack])
+
+
+def write_manifest(out_dir: Path, specs: list[dict], executor: str, options: Options) -> Path:
+    """``OUT/.grid/manifest-<grid>.json``: the cells of the grid, how they were submitted; plus one spec per cell."""
+    gdir = grid_dir(out_dir)
+    for spec in specs:
+        _write_json(gdir / "specs" / f"{spec['cell_id']}.json", spec)
+    grid_id = key_hash(sorted(s["cell_id"] for s in specs), 12)
+    path = gdir / f"manifest-{grid_id}.json"
+    _write_json(path, {
+        "grid_id": grid_id,
+        "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
+        "executor": executor,
+        "options": options.model_dump(mode="json"),
+        "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+        "cells": [{"cell_id": s["cell_id"], "label": s["label"]} for s in specs],
+    })
+    return path
+
+
+def note_job(out_dir: Path, cell_id: str, executor: str, job_id: str, job_dir: str | None = None) -> None:
+    """Remember which job runs a cell (``bench status`` asks the engine about it)."""
+    _write_json(grid_dir(out_dir) / "jobs" / f"{cell_id}.json", {
+        "executor": executor, "job_id": job_id, "job_dir": job_dir, "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+        "submitted": time.time(),
+    })
+
+
+def error_records(out_dir: Path, cell_id: str) -> list[Path]:
+    return sorted(Path(out_dir).glob(f"*__{cell_id}__error-*.json"))
+
+
+def latest_record(out_dir: Path, cell_id: str) -> ResultRecord | None:
+    """The cell's ok record, else its newest error record, else None."""
+    path = record_path(out_dir, cell_id)
+    if path is None:
+        errors = error_records(out_dir, cell_id)
+        path = errors[-1] if errors else None
+    return load_record(path) if path else None
+
+
+# ---------------------------------------------------------------- engines
+
+
+class Engine:
+    """Submits cell specs as jobs and tells when each has ended (and how)."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, options: Options, out_dir: Path):
+        self.options = options
+        self.out_dir = Path(out_dir)
+
+    def submit(self, specs: list[dict], after: dict[str, str] | None = None) -> list[Any]:
+        """One job per spec; ``after``: cell id -> job id it should wait for (engines that can)."""
+        raise NotImplementedError
+
+    def job_id(self, handle: Any) -> str:
+        raise NotImplementedError
+
+    def outcome(self, handle: Any) -> dict | str | None:
+        """None while the job runs; its summary dict when it returned; a reason string when it died."""
+        raise NotImplementedError
+
+    def cancel(self, handles: list[Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    max_in_flight: int | None = None
+
+
+class SubmititEngine(Engine):
+    """Slurm jobs (``slurm``) or submitit's local subprocesses (``submitit-local``)."""
+
+    def __init__(self, options: SubmititOptions, out_dir: Path, cluster: str):
+        super().__init__(options, out_dir)
+        try:
+            import submitit
+        except ImportError:
+            raise BenchError("executor needs submitit: pip install 'inversion-bench[slurm]'") from None
+        self.cluster = cluster
+        self.folder = Path(options.job_dir) if options.job_dir else grid_dir(out_dir) / "submitit" / "%j"
+        if cluster == "slurm":
+            self.executor = submitit.SlurmExecutor(folder=self.folder)
+            self.executor.update_parameters(**slurm_parameters(options))
+        else:
+            self.executor = submitit.LocalExecutor(folder=self.folder)
+            self.executor.update_parameters(timeout_min=options.time_min, gpus_per_node=options.gpus_per_task)
+            self.max_in_flight = options.array_parallelism  # the local executor starts every job at once
+
+    def submit(self, specs, after=None):
+        from bench.jobs import run_spec
+
+        texts = [json.dumps(s) for s in specs]
+        if self.cluster == "slurm" and after:  # no-wait: each follower waits for its group's first job
+            jobs = []
+            for spec, text in zip(specs, texts):
+                dep = after.get(spec["cell_id"])
+                self.executor.update_parameters(additional_parameters={"dependency": f"afterany:{dep}"} if dep else {})
+                jobs.append(self.executor.submit(run_spec, text))
+            self.executor.update_parameters(additional_parameters={})
+            return jobs
+        if len(texts) == 1:
+            return [self.executor.submit(run_spec, texts[0])]
+        return self.executor.map_array(run_spec, texts)
+
+    def job_id(self, handle):
+        return str(handle.job_id)
+
+    def outcome(self, handle):
+        if not handle.done():
+            return None
+        try:
+            return handle.result()
+        except Exception as e:  # noqa: BLE001 - the engine's reason becomes the error record
+            state = handle.state
+            code = getattr(getattr(handle, "_process", None), "returncode", None)  # submitit-local only
+            if isinstance(code, int) and code < 0:
+                state = f"{state}, killed by signal {-code}"
+            elif isinstance(code, int) and code > 0:
+                state = f"{state}, exit code {code}"
+            how = "without a result" if "has not produced any output" in str(e) else "with an error"
+            return f"{self.cluster} job {handle.job_id} ended {how} ({state}): {_last_line(e)}"
+
+    def cancel(self, handles):
+        for h in handles:
+            try:
+                h.cancel(check=False)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def slurm_parameters(options: SlurmOptions) -> dict[str, Any]:
+    """submitit.SlurmExecutor parameters (sbatch flags) of the options."""
+    params: dict[str, Any] = {
+        "time": options.time_min,
+        "cpus_per_task": options.cpus_per_task,
+        "array_parallelism": options.array_parallelism,
+        "job_name": "bench-cell",
+        "ntasks_per_node": 1,
+    }
+    if options.gpus_per_task:
+        params["gpus_per_node"] = options.gpus_per_task
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(options, key):
+            params[key] = getattr(options, key)
+    if options.mem_gb:
+        params["mem"] = f"{int(options.mem_gb * 1024)}M"
+    if options.setup:
+        params["setup"] = list(options.setup)
+    return params
+
+
+class RayEngine(Engine):
+    """Ray tasks on a cluster (``address``) or on a local one started here."""
+
+    def __init__(self, options: RayOptions, out_dir: Path):
+        super().__init__(options, out_dir)
+        try:
+            import ray
+        except ImportError:
+            raise BenchError("executor 'ray' needs ray: pip install 'inversion-bench[ray]'") from None
+        from bench.jobs import run_spec
+
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if options.address:
+                kwargs["address"] = options.address
+            elif options.num_cpus:
+                kwargs["num_cpus"] = options.num_cpus
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise BenchError(f"cannot reach the Ray cluster ({_last_line(e)}): check -X address= or start one with `ray start --head`") from None
+        resources: dict[str, Any] = {"num_cpus": options.cpus_per_task, "num_gpus": options.gpus_per_task, "max_retries": 0}
+        if options.memory_gb:
+            resources["memory"] = int(options.memory_gb * 2**30)
+        self.remote = ray.remote(**resources)(run_spec)
+
+    def submit(self, specs, after=None):
+        return [self.remote.remote(json.dumps(s)) for s in specs]
+
+    def job_id(self, handle):
+        return handle.task_id().hex()
+
+    def outcome(self, handle):
+        ready, _ = self.ray.wait([handle], timeout=0)
+        if not ready:
+            return None
+        try:
+            return self.ray.get(handle)
+        except self.ray.exceptions.RayError as e:
+            return f"ray task {self.job_id(handle)[:16]} failed ({type(e).__name__}): {_last_line(e)}"
+
+    def cancel(self, handles):
+        for h in handles:
+            try:
+                self.ray.cancel(h, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def close(self):
+        if self.started:
+            self.ray.shutdown()
+
+
+def _last_line(e: BaseException) -> str:
+    """The informative last line of an engine's error text (submitit's own log lines skipped)."""
+    lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
+    lines = [s for s in lines if not s.startswith(("submitit ", "----")) and "has not produced any output" not in s] or lines
+    text = lines[-1] if lines else type(e).__name__
+    return text[:500]
+
+
+def check_available(executor: str) -> None:
+    """Fail before any work when the executor's engine is not installed or not reachable here."""
+    import importlib.util
+    import shutil
+
+    if executor in ("slurm", "submitit-local") and importlib.util.find_spec("submitit") is None:
+        raise BenchError(f"executor {executor!r} needs submitit: pip install 'inversion-bench[slurm]'")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise BenchError("executor 'ray' needs ray: pip install 'inversion-bench[ray]'")
+    if executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise BenchError("no Slurm here (sbatch/srun not on PATH): submit from the cluster's login node, "
+                         "or try the grid on this machine with --executor submitit-local")
+
+
+def make_engine(executor: str, options: Options, out_dir: Path) -> Engine:
+    if executor == "slurm":
+        return SubmititEngine(options, out_dir, "slurm")
+    if executor == "submitit-local":
+        return SubmititEngine(options, out_dir, "submitit-local")
+    if executor == "ray":
+        return RayEngine(options, out_dir)
+    raise BenchError(f"executor {executor!r} runs in-process: use the Runner")
+
+
+# ---------------------------------------------------------------- driving a grid
+
+
+def waves(specs: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The first cell of each sharing group, and each first cell's followers."""
+    leaders: dict[str, dict] = {}
+    followers: dict[str, list[dict]] = {}
+    for spec in specs:
+        key = share_key(spec)
+        if key not in leaders:
+            leaders[key] = spec
+            followers[spec["cell_id"]] = []
+        else:
+            followers[leaders[key]["cell_id"]].append(spec)
+    return list(leaders.values()), followers
+
+
+def submit_grid(runner, cells, executor: str, options: Options, device: str, wait: bool = True,
+                say: Callable[[str], None] = lambda m: None, on_done=None) -> list[ResultRecord] | None:
+    """Run the cells that have no ok record as jobs; with ``wait``, return every cell's record.
+
+    ``runner`` is the submitting process's runner (its host and folders; it runs no cell).
+    """
+    from bench.jobs import cell_spec
+
+    out_dir = runner.out_dir
+    todo = [c for c in cells if record_path(out_dir, c.cell_id) is None]
+    specs = [cell_spec(c, runner.host, out_dir, runner.settings, device) for c in cells]
+    write_manifest(out_dir, specs, executor, options)
+    by_id = {c.cell_id: c for c in cells}
+    todo_ids = {c.cell_id for c in todo}
+    done = len(cells) - len(todo)
+    if done:
+        say(f"{done} of {len(cells)} cells already have a record: submitting the other {len(todo)}")
+    if not todo:
+        return [latest_record(out_dir, c.cell_id) for c in cells] if wait else None
+    leaders, followers = waves([s for s in specs if s["cell_id"] in todo_ids])
+    engine = make_engine(executor, options, out_dir)
+    try:
+        if not wait:
+            handles = engine.submit(leaders)
+            ids = {s["cell_id"]: engine.job_id(h) for s, h in zip(leaders, handles)}
+            rest = [f for s in leaders for f in followers[s["cell_id"]]]
+            after = {f["cell_id"]: ids[s["cell_id"]] for s in leaders for f in followers[s["cell_id"]]}
+            handles += engine.submit(rest, after=after) if rest else []
+            for spec, h in zip(leaders + rest, handles):
+                note_job(out_dir, spec["cell_id"], executor, engine.job_id(h), str(engine_folder(engine)))
+            say(f"submitted {len(handles)} jobs ({executor}); follow them with `bench status {out_dir}`")
+            return None
+        _wait_loop(runner, engine, executor, leaders, followers, by_id, len(cells), done, say, on_done)
+    finally:
+        engine.close()
+    return [latest_record(out_dir, c.cell_id) for c in cells]
+
+
+def engine_folder(engine: Engine) -> str | None:
+    return str(getattr(engine, "folder", "")) or None
+
+
+def _wait_loop(runner, engine, executor, leaders, followers, by_id, n_cells, done, say, on_done) -> None:
+    out_dir = runner.out_dir
+    queue = list(leaders)
+    running: dict[str, tuple[dict, Any]] = {}
+    last_note = time.monotonic()
+    try:
+        while queue or running:
+            room = len(queue) if engine.max_in_flight is None else max(0, engine.max_in_flight - len(running))
+            batch, queue = queue[:room], queue[room:]
+            if batch:
+                for spec, h in zip(batch, engine.submit(batch)):
+                    running[spec["cell_id"]] = (spec, h)
+                    note_job(out_dir, spec["cell_id"], executor, engine.job_id(h), engine_folder(engine))
+            time.sleep(engine.options.poll_s)
+            finished = []
+            for cid, (spec, h) in running.items():
+                result = engine.outcome(h)
+                if result is None:
+                    continue
+                finished.append(cid)
+                status = _settle(runner, by_id[cid], result)
+                done += 1
+                say(f"[{done}/{n_cells}] {spec['label']}: {status}")
+                if on_done:
+                    on_done(done, n_cells, by_id[cid], status)
+                queue.extend(followers.get(cid, []))  # the group's caches are filled: its other cells go
+            for cid in finished:
+                del running[cid]
+            if not finished and time.monotonic() - last_note > 60:
+                say(f"waiting: {len(running)} jobs running or queued, {len(queue)} to submit, {done}/{n_cells} done")
+                last_note = time.monotonic()
+    except KeyboardInterrupt:
+        if executor == "slurm":
+            say(f"interrupted: the {len(running)} submitted Slurm jobs keep running; `bench status {out_dir}` follows them")
+        else:
+            engine.cancel([h for _, h in running.values()])
+        raise
+
+
+def _settle(runner, cell, result: dict | str) -> str:
+    """A finished job's status line; a job that died without a record gets an error record."""
+    if isinstance(result, dict):
+        return result["status"] if result["status"] == "ok" else f"error: {result['error']}"
+    if record_path(runner.out_dir, cell.cell_id) is not None:
+        return "ok"  # it wrote its record before the engine stopped it
+    write_record(runner.out_dir, runner.error_record(cell, result), None)
+    return f"error: {result}"
+
+
+# ---------------------------------------------------------------- status
+
+
+def grid_status(out_dir: Path) -> list[dict[str, Any]]:
+    """Every cell of every grid submitted into ``out_dir`` (or run there by the local runner):
+    done (an ok record), running (its lock is held), submitted (a job that has not started),
+    failed (only error records), missing (nothing)."""
+    from bench.locks import holder
+
+    out_dir = Path(out_dir)
+    cells: dict[str, str] = {}
+    for manifest in sorted(grid_dir(out_dir).glob("manifest-*.json")):
+        for c in json.loads(manifest.read_text())["cells"]:
+            cells.setdefault(c["cell_id"], c["label"])
+    for rec_file in sorted(out_dir.glob("*.json")):  # cells run without a manifest (local runs)
+        cid = rec_file.stem.split("__error-")[0].rsplit("__", 1)[-1]
+        if cid not in cells:
+            try:
+                rec = load_record(rec_file)
+            except (OSError, ValueError, BenchError):
+                continue  # not a record, or one that fails its digest (bench run names it)
+            cells[rec.cell_id] = f"{rec.attack.name} vs {rec.defense.name} on {rec.embedder.name}/{rec.dataset.name} seed={rec.seed}"
+    rows = []
+    for cid, label in cells.items():
+        row: dict[str, Any] = {"cell_id": cid, "label": label, "state": "missing", "detail": ""}
+        job = _job_info(out_dir, cid)
+        owner = holder(out_dir / ".locks" / f"{cid}.lock")  # the runner's per-cell lock
+        errors = error_records(out_dir, cid)
+        if record_path(out_dir, cid) is not None:
+            row["state"] = "done"
+        elif owner is not None:
+            row["state"] = "running"
+            row["detail"] = f"on {owner.get('host', '?')} pid {owner.get('pid', '?')}"
+        elif job is not None and _job_live(job, after=errors[-1].stat().st_mtime if errors else 0.0):
+            row["state"] = "submitted"
+            row["detail"] = f"{job['executor']} job {job['job_id']}"
+        elif errors:
+            row["state"] = "failed"
+            try:
+                row["detail"] = ((load_record(errors[-1]).error or "").splitlines() or [""])[0][:200]
+            except (OSError, ValueError, BenchError):
+                row["detail"] = f"unreadable error record {errors[-1].name}"
+        rows.append(row)
+    return rows
+
+
+def _job_info(out_dir: Path, cell_id: str) -> dict | None:
+    path = grid_dir(out_dir) / "jobs" / f"{cell_id}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _job_live(job: dict, after: float) -> bool:
+    """Whether a submitted job may still run its cell: a waiting driver, a live local job, or a
+    Slurm job that sacct says is pending or running (submitted after the cell's last error)."""
+    from bench.locks import pid_alive
+
+    if job.get("submitted", 0) < after:
+        return False
+    here = socket.gethostname()
+    driver = job.get("driver") or {}
+    if job["executor"] == "slurm":
+        try:
+            import submitit
+
+            state = submitit.SlurmJob(Path(job["job_dir"] or "."), job["job_id"]).state
+        except Exception:  # noqa: BLE001 - no sacct here: say what we know
+            return driver.get("host") != here or pid_alive(int(driver.get("pid", -1)))
+        return state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "UNKNOWN")
+    if job["executor"] == "submitit-local" and str(job["job_id"]).isdigit() and driver.get("host") == here:
+        return pid_alive(int(job["job_id"]))
+    return driver.get("host") != here or pid_alive(int(driver.get("pid", -1)))
