@@ -26,8 +26,12 @@ from bench.errors import BenchError
 ENTRY_POINT_GROUP = "bench"
 DEFAULT_PLUGINS = (
     "bench_plugins.datasets",
+    "bench_plugins.userdata",
     "bench_plugins.embedders",
+    "bench_plugins.mpnet",
     "bench_plugins.defenses",
+    "bench_plugins.dp",
+    "bench_plugins.compression",
     "bench_plugins.attacks.bow",
     "bench_plugins.attacks.nearest",
     "bench_plugins.attacks.slime",

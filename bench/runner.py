@@ -15,7 +15,9 @@ import numpy as np
 
 from bench import __version__
 from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, ThreatModel
+from bench.align import fit_alignment
 from bench.cache import EmbeddingCache, default_cache_dir, key_hash, seed_for
+from bench.defender import DefenseStates, defender_data, defense_info, probe
 from bench.errors import BenchError
 from bench.metrics import cosine_rows, reconstruction_scores, summarize
 from bench.plugins import Host
@@ -52,6 +54,7 @@ class Cell:
     dataset: Dataset
     seed: int
     limit: int | None = None  # evaluate only the first `limit` targets
+    via: Embedder | None = None  # the attacker's own embedder (attack param via=): the victim is never queried
 
     def configs(self) -> dict[str, Any]:
         out = {
@@ -117,13 +120,27 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
         if attack.adaptive and defense.identity:
             continue  # knowing "no defense" changes nothing: the naive cell covers it
         n = attack.default_limit if limit is None else (limit or None)
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n))
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack)))
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
             "add a defense or run the attack naive"
         )
     return cells
+
+
+def via_embedder(host: Host, attack: Attack) -> Embedder | None:
+    """The attacker's own embedder named by the attack's ``via`` (an embedder spec, one parameter set)."""
+    if not attack.via:
+        return None
+    if attack.query_access == "none":
+        raise BenchError(
+            f"attack {attack.name!r} never queries the victim and brings its own alignment: drop via={attack.via}"
+        )
+    name, param_sets = parse_spec(attack.via)
+    if len(param_sets) > 1:
+        raise BenchError(f"via={attack.via} names several embedders: sweep via with the attack spec (via=a|b), not inside it")
+    return host.make("embedders", name, param_sets[0] if param_sets else {})
 
 
 def resolve_device(device: str) -> str:
@@ -167,6 +184,7 @@ class Runner:
         self.device = device
         self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
         self.cache = EmbeddingCache(self.cache_root)
+        self.states = DefenseStates(self.cache_root)
         self.progress = progress
         self._embedders: dict[str, Embedder] = {}
         self._splits: dict[str, DatasetSplits] = {}
@@ -215,18 +233,30 @@ class Runner:
             )
         return items
 
-    def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed_for(seed, "defender", split))
-        return defense.apply(victim.embed_split(split, texts), rng)
+    def defense_state(self, victim: Victim, cell: Cell, data: DatasetSplits) -> dict | None:
+        """A fitted defense's state, learned from the defender's own data (never the targets)."""
+        if not cell.defense.fitted:
+            return None
+        split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
+        return self.states.get(cell.defense, victim.fingerprint, victim.dataset_key, cell.seed,
+                               lambda: victim.embed_split(split, texts))
 
-    def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int) -> dict:
+    def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int, state=None) -> np.ndarray:
+        rng = np.random.default_rng(seed_for(seed, "defender", split))
+        clean = victim.embed_split(split, texts)
+        out = np.asarray(defense.defend(clean, rng, state))
+        if out.shape != clean.shape:
+            raise BenchError(f"defense {defense.name!r} maps {split} vectors of shape {clean.shape} to {out.shape}: a defense must keep the victim's dimension")
+        return out
+
+    def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int, state=None) -> dict:
         task = data.retrieval
         if task is None:
             return {}
         key = key_hash([victim.fingerprint, victim.dataset_key, defense.config(), seed])
         if key not in self._utility:
-            queries = self.defended(victim, defense, "target", data.target.texts, seed)
-            corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed)
+            queries = self.defended(victim, defense, "target", data.target.texts, seed, state)
+            corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed, state)
             per_query = retrieval_scores(data.target.ids, queries, corpus, task, k=10, device=self.device)
             self._utility[key] = summarize(per_query, {}, seed=seed)
         return self._utility[key]
@@ -242,16 +272,23 @@ class Runner:
             self.splits(cell.dataset)
         for cell in cells:
             self.check_modality(cell)
+            if cell.via is not None:
+                own = self.embedder(cell.via)
+                if own.modality != cell.embedder.modality:
+                    raise BenchError(
+                        f"via={cell.attack.via} embeds {own.modality}s but the victim {cell.embedder.name!r} embeds "
+                        f"{cell.embedder.modality}s: the attacker's own embedder must take the same inputs"
+                    )
         seen = set()
         for cell in cells:
             embedder = self.embedder(cell.embedder)
-            key = key_hash([cell.embedder.config(), cell.defense.config()])
+            key = key_hash([cell.embedder.config(), cell.defense.config(), cell.dataset.config()])
             if key in seen:
                 continue
             seen.add(key)
-            probe = np.ones((2, embedder.dim), np.float32) / np.sqrt(embedder.dim)
-            shape = np.asarray(cell.defense.apply(probe, np.random.default_rng(0))).shape
-            if shape != probe.shape:
+            n_fit = len(defender_data(self.splits(cell.dataset), cell.dataset.name, cell.defense.name)[1]) if cell.defense.fitted else 0
+            shape = probe(cell.defense, embedder.dim, n_fit)
+            if shape is not None and shape != (2, embedder.dim):
                 raise BenchError(
                     f"defense {cell.defense.name!r} maps {embedder.name!r} vectors of dimension {embedder.dim} "
                     f"to shape {shape[1:]}: a defense must keep the victim's dimension"
@@ -279,7 +316,7 @@ class Runner:
     def _artifact_key(cell: Cell, victim: Victim) -> dict:
         """What a trained attack depends on: victim, data, seed and training config (not the mode:
         an attack that trains on simulated defended data adds ``ctx.view_key()`` itself)."""
-        params = {k: v for k, v in cell.attack.config()["params"].items() if k != "adaptive"}
+        params = {k: v for k, v in cell.attack.config()["params"].items() if k not in ("adaptive", "via")}
         return {
             "victim": victim.fingerprint,
             "dataset": victim.dataset_key,
@@ -294,7 +331,8 @@ class Runner:
     def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
         """Run one cell; errors become an error record (the samples are None then)."""
         t0 = time.perf_counter()
-        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        threat = ThreatModel(query_access="none" if cell.via else cell.attack.query_access,
+                             knows_defense=cell.attack.adaptive, via=cell.via.short() if cell.via else None)
         base = dict(
             cell_id=cell.cell_id,
             attack=self._component("attacks", cell.attack),
@@ -312,11 +350,16 @@ class Runner:
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
             # The whole split is embedded and defended (same noise draw whatever the limit), then cut.
             self.check_modality(cell)
-            target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed)[: cell.limit]
+            state = self.defense_state(victim, cell, data)
+            target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed, state)[: cell.limit]
             targets = data.target.head(cell.limit)
-            leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed)
+            leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed, state)
+            attacked, alignment, align_rows = victim, None, None
+            if cell.via is not None:  # the attacker's own embedder stands in for the victim: no victim query
+                attacked = Victim(self.embedder(cell.via), self.cache, victim.dataset_key, progress=self.progress)
+                target, leaked, alignment, align_rows = self.align_via(attacked, cell, data, target, leaked)
             ctx = AttackContext(
-                victim=victim,
+                victim=attacked,
                 attacker=data.attacker,
                 leaked=data.leaked,
                 leaked_embeddings=leaked,
@@ -324,7 +367,7 @@ class Runner:
                 seed=cell.seed,
                 device=self.device,
                 artifact_root=self.cache_root / "artifacts" / cell.attack.name,
-                artifact_key=self._artifact_key(cell, victim),
+                artifact_key=self._artifact_key(cell, attacked),
             )
             cell.attack.fit(ctx)
             outputs = cell.attack.invert(target, ctx)
@@ -334,6 +377,8 @@ class Runner:
             rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
             for row, extra in zip(rows, cell.attack.extra_scores(outputs, targets, ctx) or [{}] * len(rows)):
                 row.update(extra)
+            for row, c in zip(rows, align_rows if align_rows is not None else []):
+                row["align_cosine"] = float(c)
             if cell.attack.output == "text":
                 # Cosine of the re-embedded reconstruction against the clean target embedding; for an
                 # image victim its text tower's embedding of the reconstruction (CLIPScore-like), if any.
@@ -351,12 +396,14 @@ class Runner:
                 for k, v in row.items():
                     per_metric.setdefault(k, []).append(v)
             metrics = summarize(per_metric, {}, seed=cell.seed)
-            utility = self.utility(victim, cell.defense, data, cell.seed)
+            utility = self.utility(victim, cell.defense, data, cell.seed, state)
             samples = [
                 {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r}
                 for i, t, o, r in zip(targets.ids, targets.texts, outputs, rows)
             ]
             models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
+            if cell.via is not None:
+                models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(attacked.embedder.pretrained)))
             models += [ModelInfo(**m) for m in cell.attack.models]
             rec = ResultRecord(
                 **base,
@@ -367,6 +414,8 @@ class Runner:
                 all_pretrained=all(m.pretrained for m in models),
                 victim_fingerprint=victim.fingerprint,
                 dataset_info=data.info,
+                defense_info=defense_info(cell.defense, victim.dim, self._fitted_on(cell, data)),
+                alignment=alignment,
                 provenance=self._provenance(t0, attacker_queries, victim),
             )
             return rec, samples
@@ -378,6 +427,37 @@ class Runner:
             **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
         )
         return rec, None
+
+    @staticmethod
+    def _fitted_on(cell: Cell, data: DatasetSplits) -> tuple[str, int] | None:
+        if not cell.defense.fitted:
+            return None
+        split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
+        return split, len(texts)
+
+    def align_via(self, own: Victim, cell: Cell, data: DatasetSplits, target: np.ndarray, leaked: np.ndarray):
+        """Map the defended victim vectors into the attacker's own embedder's space (ALGEN's threat model).
+
+        The map is fitted on the leaked pairs: their defended victim vectors against the attacker's own
+        embeddings of their texts (its own model: no victim query). Rows are rescaled to the mean norm
+        of the attacker's own embeddings, so the attack sees vectors shaped like its own. The harness
+        (not the attacker) scores the map per target: the cosine of the mapped target against the
+        attacker's own embedding of the target text (``align_cosine``, held out: no target is a pair).
+        """
+        own_leaked = own.embed_split("leaked", self.inputs(cell, data.leaked))
+        w, info = fit_alignment(leaked, own_leaked)
+        norm = float(np.mean(np.linalg.norm(own_leaked, axis=1)))
+
+        def mapped(x: np.ndarray) -> np.ndarray:
+            y = x.astype(np.float32) @ w
+            return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12) * norm).astype(np.float32)
+
+        target_own, leaked_own = mapped(target), mapped(leaked)
+        truth = own.embed_split("target", self.inputs(cell, data.target))[: len(target)]
+        align = cosine_rows(target_own, truth)
+        info = {**info, "own_embedder": cell.via.short(), "own_fingerprint": own.fingerprint,
+                "heldout_cosine": round(float(np.mean(align)), 6), "heldout": "targets"}
+        return target_own, leaked_own, info, align
 
     def _provenance(self, t0: float, queries: int, victim: Victim | None) -> Provenance:
         wall = time.perf_counter() - t0
