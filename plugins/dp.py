@@ -11,7 +11,12 @@ from pydantic import Field, model_validator
 
 from bench.api import Defense, Params
 from bench.hookspecs import hookimpl
-from bench.privacy import clip_rows, gaussian_sigma_analytic, gaussian_sigma_classic, metric_laplace_noise
+from bench.privacy import (
+    clip_rows,
+    gaussian_sigma_analytic,
+    gaussian_sigma_classic,
+    metric_laplace_noise,
+)
 
 
 def _rescale(x: np.ndarray, norm: float) -> np.ndarray:
