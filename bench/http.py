@@ -7,7 +7,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.errors import BenchError, one_line
 

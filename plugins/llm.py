@@ -153,7 +153,7 @@ class LocalLM:
             setattr(parent, attr, getattr(parent, attr)[:layers])
             self.model.config.num_hidden_layers = layers
             self.n_layers = layers
-        self.hidden = int(getattr(self.model.config, "hidden_size", 0) or getattr(self.model.config, "n_embd"))
+        self.hidden = int(getattr(self.model.config, "hidden_size", 0) or self.model.config.n_embd)
 
     def info(self) -> dict[str, Any]:
         return {**{k: v for k, v in self.identity.items() if k != "path"}, "layers": self.n_layers}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench.runner import Runner, build_grid
 from stub_server import chat_server
 from tiny_models import tiny_llama
+
+from bench.runner import Runner, build_grid
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("spacy")
