@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from bench import __version__
-from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, Inversion, ThreatModel
 from bench.align import fit_alignment
+from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, Inversion, ThreatModel
 from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.defender import DefenseStates, defender_data, defense_info, probe
 from bench.errors import BenchError

@@ -15,13 +15,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from bench_plugins.embedders import SentenceTransformerEmbedder
 from pydantic import Field
 
 from bench.api import Params
 from bench.cache import default_cache_dir
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench_plugins.embedders import SentenceTransformerEmbedder
 
 MPNET_ID = "sentence-transformers/all-mpnet-base-v2"
 MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"  # model.safetensors upstream

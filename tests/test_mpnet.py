@@ -4,10 +4,10 @@ import hashlib
 import io
 import zipfile
 
-import bench_plugins.mpnet as mp
 import numpy as np
 import pytest
 
+import bench_plugins.mpnet as mp
 from bench.errors import BenchError
 
 
