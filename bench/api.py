@@ -112,6 +112,9 @@ class DatasetSplits:
     target: Split  # the private texts whose embeddings are attacked
     retrieval: RetrievalTask | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # Texts the defender owns, never targets, that a fitted defense (pca, pq) learns from; None:
+    # the retrieval corpus (the documents the defender indexes) is the defender's data.
+    defender: Split | None = None
 
 
 class DatasetParams(Params):
@@ -170,9 +173,31 @@ class Defense(Component):
 
     secret: ClassVar[bool] = False
     identity: ClassVar[bool] = False
+    # True: the transform is learned (a PCA basis, PQ codebooks) by ``fit`` on embeddings the
+    # defender owns (``DatasetSplits.defender``, else the retrieval corpus; never the targets), and
+    # ``apply`` receives what ``fit`` returned as ``state``.
+    fitted: ClassVar[bool] = False
 
-    def apply(self, emb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def fit(self, data: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Learn the defense's state from the defender's own embeddings (arrays, cached as safetensors)."""
+        return {}
+
+    def check(self, dim: int, n_fit: int) -> None:
+        """Raise ``BenchError`` when these parameters cannot work for vectors of ``dim`` fitted on
+        ``n_fit`` defender embeddings; called before any cell runs."""
+
+    def apply(self, emb: np.ndarray, rng: np.random.Generator, state: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The defended embeddings. A defense that is not ``fitted`` may omit ``state`` from its signature."""
         raise NotImplementedError
+
+    def privacy(self, dim: int) -> dict[str, Any]:
+        """What the record states of the privacy this setting gives at that dimension (e.g. the noise
+        scale a DP mechanism calibrated from ε and δ); {} when there is nothing beyond the params."""
+        return {}
+
+    def defend(self, emb: np.ndarray, rng: np.random.Generator, state: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """What the harness calls: ``apply``, handing a fitted defense its state."""
+        return self.apply(emb, rng, state) if self.fitted else self.apply(emb, rng)
 
 
 # ---------------------------------------------------------------- attacks
@@ -186,10 +211,17 @@ class ThreatModel(BaseModel):
     query_budget: int | None = None
     leaked_pairs: int = 0
     knows_defense: bool = False
+    via: str | None = None  # the attacker's own embedder: the victim is never queried (see AttackParams.via)
 
 
 class AttackParams(Params):
     adaptive: bool = Field(False, description="the attacker knows the defense and adapts to it")
+    via: str | None = Field(
+        None,
+        description="attack through the attacker's own embedder (an embedder spec, e.g. minilm): the victim is never "
+        "queried; the defended victim vectors are mapped into that embedder's space by a linear map fitted on the "
+        "dataset's leaked pairs (Procrustes when dimensions match, else ridge)",
+    )
 
 
 @dataclass
@@ -253,7 +285,9 @@ class AttackContext:
         """
         if not self.simulates_defense:
             return clean
-        return self.defense.apply(clean, self.rng("simulate-defense"))
+        # A fitted defense (pca, pq) is fitted on the attacker's own data: it never sees the defender's.
+        state = self.defense.fit(clean, self.rng("fit-defense")) if self.defense.fitted else None
+        return self.defense.defend(clean, self.rng("simulate-defense"), state)
 
     def to_clean(self) -> np.ndarray | None:
         """For an adaptive attacker facing a secret defense: W mapping defended -> clean space.
@@ -309,6 +343,16 @@ class Attack(Component):
     @property
     def adaptive(self) -> bool:
         return bool(getattr(self.params, "adaptive", False))
+
+    @property
+    def via(self) -> str | None:
+        return getattr(self.params, "via", None)
+
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        if out["params"].get("via", 0) is None:  # unset: absent, so ids of cells without via never change
+            del out["params"]["via"]
+        return out
 
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]] | None:
         """Train on the attacker's data (cache artifacts under ``ctx.artifact_dir``).

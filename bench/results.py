@@ -75,6 +75,12 @@ class ResultRecord(BaseModel):
     all_pretrained: bool = True
     victim_fingerprint: dict[str, Any] = {}
     dataset_info: dict[str, Any] = Field({}, description="what the dataset says of its source: version, file hashes, counts")
+    defense_info: dict[str, Any] = Field(
+        {}, description="calibrated privacy parameters (e.g. the DP noise scale) and, for a fitted defense, the data it was fitted on"
+    )
+    alignment: dict[str, Any] | None = Field(
+        None, description="via= attacks: the map from the victim's space into the attacker's own (method, pairs, held-out cosine)"
+    )
     provenance: Provenance
     samples_file: str | None = Field(None, description="per-sample JSONL next to this record")
     samples_sha256: str | None = Field(None, description="sha256 of the samples file's bytes")

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from bench import __version__
+from bench.align import fit_alignment
 from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, Inversion, ThreatModel
 from bench.cache import EmbeddingCache, key_hash, seed_for
+from bench.defender import DefenseStates, defender_data, defense_info, probe
 from bench.errors import BenchError
 from bench.locks import file_lock
 from bench.metrics import directions, reconstruction_scores, summarize
@@ -58,6 +60,7 @@ class Cell:
     dataset: Dataset
     seed: int
     limit: int | None = None  # evaluate only the first `limit` targets
+    via: Embedder | None = None  # the attacker's own embedder (attack param via=): the victim is never queried
 
     def configs(self) -> dict[str, Any]:
         out = {
@@ -123,13 +126,27 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
         if attack.adaptive and defense.identity:
             continue  # knowing "no defense" changes nothing: the naive cell covers it
         n = attack.default_limit if limit is None else (limit or None)
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n))
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack)))
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
             "add a defense or run the attack naive"
         )
     return cells
+
+
+def via_embedder(host: Host, attack: Attack) -> Embedder | None:
+    """The attacker's own embedder named by the attack's ``via`` (an embedder spec, one parameter set)."""
+    if not attack.via:
+        return None
+    if attack.query_access == "none":
+        raise BenchError(
+            f"attack {attack.name!r} never queries the victim and brings its own alignment: drop via={attack.via}"
+        )
+    name, param_sets = parse_spec(attack.via)
+    if len(param_sets) > 1:
+        raise BenchError(f"via={attack.via} names several embedders: sweep via with the attack spec (via=a|b), not inside it")
+    return host.make("embedders", name, param_sets[0] if param_sets else {})
 
 
 def resolve_device(device: str) -> str:
@@ -183,6 +200,7 @@ class Runner:
         self._embedders: dict[str, Embedder] = {}
         self._splits: dict[str, DatasetSplits] = {}
         self._utility: dict[str, dict] = {}
+        self.states = DefenseStates(self.cache_root)
         self._commit = git_commit()
         self._libs = library_versions()
 
@@ -229,21 +247,32 @@ class Runner:
             )
         return items
 
-    def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int) -> np.ndarray:
+    def defense_state(self, victim: Victim, cell: Cell, data: DatasetSplits) -> dict | None:
+        """A fitted defense's state, learned from the defender's own data (never the targets)."""
+        if not cell.defense.fitted:
+            return None
+        split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
+        return self.states.get(cell.defense, victim.fingerprint, victim.dataset_key, cell.seed,
+                               lambda: victim.embed_split(split, texts))
+
+    def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int, state=None) -> np.ndarray:
         rng = np.random.default_rng(seed_for(seed, "defender", split))
-        out = defense.apply(victim.embed_split(split, texts), rng)
+        clean = victim.embed_split(split, texts)
+        out = np.asarray(defense.defend(clean, rng, state))
+        if out.shape != clean.shape:
+            raise BenchError(f"defense {defense.name!r} maps {split} vectors of shape {clean.shape} to {out.shape}: a defense must keep the victim's dimension")
         if not np.isfinite(out).all():
             raise BenchError(f"defense {defense.short()} produced non-finite values (NaN or inf) on the {split} split: check its parameters")
         return out
 
-    def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int) -> dict:
+    def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int, state=None) -> dict:
         task = data.retrieval
         if task is None:
             return {}
         key = key_hash([victim.fingerprint, victim.dataset_key, defense.config(), seed])
         if key not in self._utility:
-            queries = self.defended(victim, defense, "target", data.target.texts, seed)
-            corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed)
+            queries = self.defended(victim, defense, "target", data.target.texts, seed, state)
+            corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed, state)
             per_query = retrieval_scores(data.target.ids, queries, corpus, task, k=10, device=self.device)
             self._utility[key] = summarize(per_query, directions(per_query), seed=seed)
         return self._utility[key]
@@ -266,7 +295,17 @@ class Runner:
         seen = set()
         for cell in cells:
             embedder = self.embedder(cell.embedder)
-            key = key_hash([cell.embedder.config(), cell.defense.config()])
+            if cell.via is not None:
+                own = self.embedder(cell.via)
+                if own.modality != cell.embedder.modality:
+                    raise BenchError(
+                        f"via={cell.attack.via} embeds {own.modality}s but the victim {cell.embedder.name!r} embeds "
+                        f"{cell.embedder.modality}s: the attacker's own embedder must take the same inputs"
+                    )
+        seen = set()
+        for cell in cells:
+            embedder = self.embedder(cell.embedder)
+            key = key_hash([cell.embedder.config(), cell.defense.config(), cell.dataset.config()])
             if key in seen:
                 continue
             if key_hash(cell.embedder.config()) not in seen:
@@ -274,12 +313,14 @@ class Runner:
                 with use(self.settings):
                     embedder.fingerprint()  # an API victim's identity probe: a misbehaving server stops the run here
             seen.add(key)
-            probe = np.ones((2, embedder.dim), np.float32) / np.sqrt(embedder.dim)
-            out = np.asarray(cell.defense.apply(probe, np.random.default_rng(0)))
+            n_fit = len(defender_data(self.splits(cell.dataset), cell.dataset.name, cell.defense.name)[1]) if cell.defense.fitted else 0
+            out = probe(cell.defense, embedder.dim, n_fit)
+            if out is None:
+                continue
             shape = out.shape
-            if shape == probe.shape and not np.isfinite(out).all():
+            if shape == (2, embedder.dim) and not np.isfinite(out).all():
                 raise BenchError(f"defense {cell.defense.short()} produces non-finite values (NaN or inf): check its parameters")
-            if shape != probe.shape:
+            if shape != (2, embedder.dim):
                 raise BenchError(
                     f"defense {cell.defense.name!r} maps {embedder.name!r} vectors of dimension {embedder.dim} "
                     f"to shape {shape[1:]}: a defense must keep the victim's dimension"
@@ -322,7 +363,7 @@ class Runner:
     def _artifact_key(cell: Cell, victim: Victim) -> dict:
         """What a trained attack depends on: victim, data, seed and training config (not the mode:
         an attack that trains on simulated defended data adds ``ctx.view_key()`` itself)."""
-        params = {k: v for k, v in cell.attack.config()["params"].items() if k != "adaptive"}
+        params = {k: v for k, v in cell.attack.config()["params"].items() if k not in ("adaptive", "via")}
         return {
             "victim": victim.fingerprint,
             "dataset": victim.dataset_key,
@@ -342,18 +383,24 @@ class Runner:
         the record and the samples (``_record``); a failure anywhere is an error record (``_failure``).
         """
         t0 = time.perf_counter()
-        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        threat = self._threat(cell)
         victim = None
         try:
             victim, data = self._victim(cell)
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
-            target, targets, ctx = self._context(cell, victim, data)
+            target, targets, ctx, alignment = self._context(cell, victim, data)
             attack_models, inversions = self._attack(cell, ctx, target)
             attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
-            rows = self._score(cell, victim, data, targets, inversions, ctx)
-            return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, attacker_queries)
+            rows = self._score(cell, victim, data, targets, inversions, ctx, alignment)
+            return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, attacker_queries, ctx, alignment)
         except Exception as e:  # a failing cell is recorded; the others go on
             return self._failure(cell, e, threat, t0, victim), None
+
+    @staticmethod
+    def _threat(cell: Cell) -> ThreatModel:
+        """What the attacker had, as far as the cell's configuration says (leaked pairs come with the data)."""
+        return ThreatModel(query_access="none" if cell.via else cell.attack.query_access,
+                           knows_defense=cell.attack.adaptive, via=cell.via.short() if cell.via else None)
 
     def _identity(self, cell: Cell) -> dict[str, Any]:
         """What every record of the cell says, whatever its outcome."""
@@ -377,15 +424,21 @@ class Runner:
         return victim, data
 
     def _context(self, cell: Cell, victim: Victim, data: DatasetSplits):
-        """The defended target embeddings (the first ``limit``), their split, and the attacker's context.
+        """The defended target embeddings (the first ``limit``), their split, the attacker's context,
+        and with ``via`` the alignment into the attacker's own embedder (``align_via``; else None).
 
         The whole split is embedded and defended (the same noise draw whatever the limit), then cut.
         """
-        target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed)[: cell.limit]
+        state = self.defense_state(victim, cell, data)
+        target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed, state)[: cell.limit]
         targets = data.target.head(cell.limit)
-        leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed)
+        leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed, state)
+        attacked, alignment = victim, None
+        if cell.via is not None:  # the attacker's own embedder stands in for the victim: no victim query
+            attacked = Victim(self.embedder(cell.via), self.cache, victim.dataset_key, progress=self.progress)
+            target, leaked, alignment = self.align_via(attacked, cell, data, target, leaked)
         ctx = AttackContext(
-            victim=victim,
+            victim=attacked,
             attacker=data.attacker,
             leaked=data.leaked,
             leaked_embeddings=leaked,
@@ -393,9 +446,9 @@ class Runner:
             seed=cell.seed,
             settings=self.settings,
             artifact_root=self.cache_root / "artifacts" / cell.attack.name,
-            artifact_key=self._artifact_key(cell, victim),
+            artifact_key=self._artifact_key(cell, attacked),
         )
-        return target, targets, ctx
+        return target, targets, ctx, alignment
 
     @staticmethod
     def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray) -> tuple[list[dict], list[Inversion]]:
@@ -408,8 +461,10 @@ class Runner:
             raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
         return attack_models, inversions
 
-    def _score(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], ctx: AttackContext) -> list[dict]:
-        """Per-sample scores: the shared reconstruction metrics, the attack's own, and the cosine."""
+    def _score(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], ctx: AttackContext,
+               alignment: dict | None = None) -> list[dict]:
+        """Per-sample scores: the shared reconstruction metrics, the attack's own, the cosine, and with
+        ``via`` the alignment's held-out cosine per target."""
         outputs = [inv.output for inv in inversions]
         rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
         extra = cell.attack.extra_scores(inversions, targets, ctx)
@@ -417,6 +472,8 @@ class Runner:
             raise BenchError(f"attack {cell.attack.name!r}: extra_scores returned {len(extra)} rows for {len(rows)} targets")
         for row, more in zip(rows, extra or [{}] * len(rows)):
             row.update(more)
+        for row, c in zip(rows, alignment["rows"] if alignment else []):
+            row["align_cosine"] = float(c)
         if cell.attack.output == "text":
             for row, c in zip(rows, self._cosines(cell, victim, data, [str(o) for o in outputs])):
                 row["cosine"] = float(c)
@@ -435,14 +492,15 @@ class Runner:
         return cosine_rows(recon, clean)
 
     def _record(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], rows: list[dict],
-                attack_models: list[dict], threat: ThreatModel, t0: float, attacker_queries: int) -> tuple[ResultRecord, list[dict]]:
+                attack_models: list[dict], threat: ThreatModel, t0: float, attacker_queries: int, ctx: AttackContext,
+                alignment: dict | None) -> tuple[ResultRecord, list[dict]]:
         """The cell's record (means with CIs and their declared directions) and its samples."""
         per_metric: dict[str, list[float]] = {}
         for row in rows:
             for k, v in row.items():
                 per_metric.setdefault(k, []).append(v)
         metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
-        utility = self.utility(victim, cell.defense, data, cell.seed)
+        utility = self.utility(victim, cell.defense, data, cell.seed, self.defense_state(victim, cell, data))
         samples = [
             {"id": i, "target": t, "reconstruction": inv.output if isinstance(inv.output, str) else sorted(inv.output),
              "scores": r, "extras": inv.extras}
@@ -450,6 +508,8 @@ class Runner:
         ]
         embedder = victim.embedder
         models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
+        if cell.via is not None:
+            models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(ctx.victim.embedder.pretrained)))
         models += [ModelInfo(**m) for m in attack_models]
         head = cell.attack.headline
         rec = ResultRecord(
@@ -462,6 +522,8 @@ class Runner:
             all_pretrained=all(m.pretrained for m in models),
             victim_fingerprint=victim.fingerprint,
             dataset_info=data.info,
+            defense_info=defense_info(cell.defense, victim.dim, self._fitted_on(cell, data)),
+            alignment=alignment["info"] if alignment else None,
             provenance=self._provenance(t0, attacker_queries, victim),
         )
         return rec, samples
@@ -479,9 +541,40 @@ class Runner:
     def error_record(self, cell: Cell, message: str) -> ResultRecord:
         """An error record for a cell that failed outside ``run_cell`` (its job was killed, ran out of
         memory or time: the engine's reason is the message)."""
-        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        threat = self._threat(cell)
         return ResultRecord(**self._identity(cell), status="error", error=redact(message), threat_model=threat,
                             provenance=self._provenance(time.perf_counter(), 0, None))
+
+    @staticmethod
+    def _fitted_on(cell: Cell, data: DatasetSplits) -> tuple[str, int] | None:
+        if not cell.defense.fitted:
+            return None
+        split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
+        return split, len(texts)
+
+    def align_via(self, own: Victim, cell: Cell, data: DatasetSplits, target: np.ndarray, leaked: np.ndarray):
+        """Map the defended victim vectors into the attacker's own embedder's space (ALGEN's threat model).
+
+        The map is fitted on the leaked pairs: their defended victim vectors against the attacker's own
+        embeddings of their texts (its own model: no victim query). Rows are rescaled to the mean norm
+        of the attacker's own embeddings, so the attack sees vectors shaped like its own. The harness
+        (not the attacker) scores the map per target: the cosine of the mapped target against the
+        attacker's own embedding of the target text (``align_cosine``, held out: no target is a pair).
+        """
+        own_leaked = own.embed_split("leaked", self.inputs(cell, data.leaked))
+        w, info = fit_alignment(leaked, own_leaked)
+        norm = float(np.mean(np.linalg.norm(own_leaked, axis=1)))
+
+        def mapped(x: np.ndarray) -> np.ndarray:
+            y = x.astype(np.float32) @ w
+            return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12) * norm).astype(np.float32)
+
+        target_own, leaked_own = mapped(target), mapped(leaked)
+        truth = own.embed_split("target", self.inputs(cell, data.target))[: len(target)]
+        align = cosine_rows(target_own, truth)
+        info = {**info, "own_embedder": cell.via.short(), "own_fingerprint": own.fingerprint,
+                "heldout_cosine": round(float(np.mean(align)), 6), "heldout": "targets"}
+        return target_own, leaked_own, {"info": info, "rows": align}
 
     def _provenance(self, t0: float, queries: int, victim: Victim | None) -> Provenance:
         wall = time.perf_counter() - t0

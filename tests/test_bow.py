@@ -23,9 +23,11 @@ def test_artifacts_are_safetensors_and_reused(toy_host, tmp_path):
     assert again[0].metrics == first[0].metrics
 
 
-def test_holdout_larger_than_data_is_a_clear_error(toy_host, tmp_path):
-    _, recs = _run(toy_host, tmp_path, ["bow:adaptive=false,holdout=5000"], ["none"], "toy-hash", "toy")
-    assert recs[0].status == "error" and "raise the dataset's attacker size or lower bow:holdout" in recs[0].error
+def test_holdout_is_capped_at_a_fifth_and_tiny_data_is_a_clear_error(toy_host, tmp_path):
+    _, recs = _run(toy_host, tmp_path, ["bow:adaptive=false,features=64,holdout=5000"], ["none"], "toy-hash", "toy")
+    assert recs[0].status == "ok", recs[0].error  # 600 attacker texts: 120 held out
+    _, recs = _run(toy_host, tmp_path, ["bow:adaptive=false"], ["none"], "toy-hash", "toy:attacker=8", out="o2")
+    assert recs[0].status == "error" and "needs at least 10 attacker texts" in recs[0].error
 
 
 def test_adaptive_calibrates_on_defended_holdout(toy_host, tmp_path):

