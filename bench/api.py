@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.settings import Settings
+
 if TYPE_CHECKING:
+    from bench.metrics import Metric
     from bench.victim import Victim
 
 
@@ -184,7 +187,8 @@ class AttackParams(Params):
 
 @dataclass
 class AttackContext:
-    """What the runner hands an attack: the victim's query interface and the attacker's data."""
+    """What the runner hands an attack: the victim's query interface, the attacker's data and the
+    run's settings (``settings.cache_dir``: the root of every cache; ``settings.device``)."""
 
     victim: Victim  # black-box queries, counted
     attacker: Split
@@ -192,9 +196,13 @@ class AttackContext:
     leaked_embeddings: np.ndarray  # defended, as leaked from the store
     defense: Defense | None  # set only for adaptive attacks
     seed: int
-    device: str
+    settings: Settings
     artifact_root: Path
     artifact_key: dict[str, Any]
+
+    @property
+    def device(self) -> str:
+        return self.settings.device
 
     def artifact_dir(self, **extra: Any) -> Path:
         """A folder for trained artifacts, content-addressed by victim, data, seed, config, extra."""
@@ -247,8 +255,24 @@ class AttackContext:
         return procrustes(self.leaked_embeddings, clean)
 
 
+@dataclass
+class Inversion:
+    """One target's reconstruction: ``output`` (a list of words for output "words", a string for
+    "text") and ``extras``, JSON-serialisable per-target data the attack wants kept or scored
+    (retrieved tags, per-step outputs, a VLM's answer). The runner writes ``extras`` into the
+    samples file and hands the inversions back to ``extra_scores``."""
+
+    output: list[str] | str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
 class Attack(Component):
-    """Base class of attacks. ``output`` is "words" (a bag of words) or "text"."""
+    """Base class of attacks. ``output`` is "words" (a bag of words) or "text".
+
+    Data flows through arguments and return values: ``fit`` returns the models it used, ``invert``
+    returns one ``Inversion`` per target, ``extra_scores`` receives those inversions. Nothing a
+    call produces is kept on ``self`` for a later call (trained state from ``fit`` excepted).
+    """
 
     Params: ClassVar[type[Params]] = AttackParams
     output: ClassVar[Literal["words", "text"]] = "text"
@@ -258,23 +282,29 @@ class Attack(Component):
     # costly on a CPU (an LLM writing every caption); the record states the limit used.
     default_limit: ClassVar[int | None] = None
     modalities: ClassVar[tuple[str, ...]] = ("text",)  # victim modalities the attack works on
-    # Metrics the run's printed table shows (None: all); records and leaderboards keep every metric.
+    # Metrics the run's printed table and the leaderboards show (None: all); records keep every metric.
     headline: ClassVar[tuple[str, ...] | None] = None
+    # Declarations of the attack's own metrics (``bench.metrics.Metric``); the shared ones
+    # (``bench.metrics.SHARED_METRICS``) need none. Reporting an undeclared metric is an error.
+    metrics: ClassVar[tuple[Metric, ...]] = ()
 
     @property
     def adaptive(self) -> bool:
         return bool(getattr(self.params, "adaptive", False))
 
-    def fit(self, ctx: AttackContext) -> None:
-        """Train on the attacker's data (cache artifacts under ``ctx.artifact_dir``)."""
+    def fit(self, ctx: AttackContext) -> list[dict[str, Any]] | None:
+        """Train on the attacker's data (cache artifacts under ``ctx.artifact_dir``).
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Any]:
-        """Reconstruct each target: a list of words (output "words") or a string ("text")."""
-        raise NotImplementedError
-
-    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]] | None:
-        """Attack-specific per-sample metrics (e.g. tag F1), merged into the shared ones."""
+        Returns the models the attack uses, for the record: dicts with ``role``, ``name`` and
+        ``pretrained`` (False for a randomly initialised model: its numbers are not findings).
+        """
         return None
 
-    # Models the attack used, for the record: dicts with role, name, pretrained.
-    models: list[dict[str, Any]] = []
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
+        """Reconstruct each target: one ``Inversion`` per row of ``emb``."""
+        raise NotImplementedError
+
+    def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float | None]] | None:
+        """Attack-specific per-sample metrics (e.g. tag F1, declared in ``metrics``), merged into
+        the shared ones; a None value leaves that sample out of the metric's mean."""
+        return None

@@ -33,7 +33,10 @@ def seed_for(*parts: Any) -> int:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "inversion-bench"))
+    """The active settings' cache root (``bench.settings.active().cache_dir``)."""
+    from bench.settings import active
+
+    return active().cache_dir
 
 
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> None:
@@ -76,10 +79,11 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     return load_file(str(path))
 
 
-def cached_features(key: Any, n: int, compute) -> np.ndarray:
-    """``compute()`` (an array of ``n`` rows) cached as safetensors under ``<cache>/features`` by
-    ``key_hash(key)``; a missing, damaged or wrong-sized entry is recomputed."""
-    path = default_cache_dir() / "features" / f"{key_hash(key)}.safetensors"
+def cached_features(key: Any, n: int, compute, cache_dir: Path | None = None) -> np.ndarray:
+    """``compute()`` (an array of ``n`` rows) cached as safetensors under ``<cache_dir>/features``
+    (default: the active settings' cache root) by ``key_hash(key)``; a missing, damaged or
+    wrong-sized entry is recomputed."""
+    path = Path(cache_dir or default_cache_dir()) / "features" / f"{key_hash(key)}.safetensors"
     try:
         arr = load_arrays(path)["features"] if path.exists() else None
     except Exception:  # noqa: BLE001 - a damaged entry is recomputed, not trusted

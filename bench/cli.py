@@ -75,6 +75,7 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     """
     from bench import leaderboard
     from bench.runner import Runner, build_grid, resolve_device
+    from bench.settings import Settings
 
     host = _host(ctx)
     config = _load_config(config_path) if config_path else {}
@@ -93,10 +94,12 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
         raise BenchError(f"limit must be an integer (0: every target), got {limit!r}")
     cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
                        limit=limit, baseline=bool(baseline))
-    if cache_dir:  # every cache (plugins' model, feature and caption caches too) under one root
-        os.environ["BENCH_CACHE_DIR"] = str(Path(cache_dir).expanduser().resolve())
+    # One settings object for the run: every cache (plugins' model, feature and caption caches too)
+    # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
+    settings = Settings(device=resolve_device(device or config.get("device", "auto")), progress=not quiet,
+                        **({"cache_dir": Path(cache_dir).expanduser().resolve()} if cache_dir else {}))
     out_dir = Path(out or config.get("out", "results"))
-    runner = Runner(host, out_dir, resolve_device(device or config.get("device", "auto")), cache_dir, progress=not quiet)
+    runner = Runner(host, out_dir, settings=settings)
     say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
     runner.prepare(cells)
     say(f"{len(cells)} cells -> {out_dir}/ (device {runner.device})")
@@ -106,11 +109,10 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
         say(f"[{i}/{n}] {cell.label()}: {status}")
 
     records = runner.run(cells, on_done=on_done)
-    heads = [host.entry("attacks", c.attack.name).cls.headline for c in cells]
-    shown = None if any(h is None for h in heads) else list(dict.fromkeys(m for h in heads for m in h))
+    shown = leaderboard.headline(records)
     click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
     if shown:
-        say(f"(headline metrics; every metric is in the records under {out_dir}/ and in `bench leaderboard build`)")
+        say(f"(headline metrics; every metric is in the records under {out_dir}/ and in a leaderboard's CSV and JSON)")
     failed = [r for r in records if r.status == "error"]
     say(f"done in {time.perf_counter() - started:.1f}s; {len(records) - len(failed)} ok, {len(failed)} failed")
     if board:
@@ -159,7 +161,8 @@ def leaderboard_group():
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Leaderboard name (folder under --out).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
-def build(results, name, out):
+@click.pass_context
+def build(ctx, results, name, out):
     """Turn result files or folders into OUT/NAME/leaderboard.{md,csv,json}."""
     from bench import leaderboard
     from bench.results import load_records
@@ -168,7 +171,7 @@ def build(results, name, out):
         if not p.exists():
             raise BenchError(f"{p} does not exist: pass result folders or record files written by `bench run --out`")
     try:
-        records = load_records(list(results))
+        records = load_records(list(results), attacks=lambda n: _host(ctx).entry("attacks", n).cls)
     except (ValueError, OSError) as e:
         raise BenchError(f"cannot read results: {str(e).splitlines()[0]}") from None
     if not records:
@@ -176,7 +179,10 @@ def build(results, name, out):
     if "/" in name or name.startswith("."):
         raise BenchError(f"leaderboard name {name!r} must be a plain folder name")
     paths = leaderboard.write(records, out, name)
-    click.echo(leaderboard.to_markdown(leaderboard.frame(records)))
+    shown = leaderboard.headline(records)
+    click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
+    if shown:
+        click.echo("(headline metrics; every metric is in the CSV and JSON)", err=True)
     click.echo(f"wrote {', '.join(map(str, paths))}", err=True)
 
 

@@ -70,6 +70,14 @@ def _natural(text: str) -> str:
     return re.sub(r"\d+(?:\.\d+)?", lambda m: f"{float(m.group()):030.12f}", text)
 
 
+def headline(records: list[ResultRecord]) -> list[str] | None:
+    """The metrics a table shows: every record's headline in order (None when one shows all)."""
+    heads = [r.headline for r in records]
+    if not heads or any(h is None for h in heads):
+        return None
+    return list(dict.fromkeys(m for h in heads for m in h))
+
+
 def metric_columns(df: pd.DataFrame) -> list[str]:
     base = [c for c in df.columns if f"{c}_lo" in df.columns]
     metrics = [c for c in base if not c.startswith("utility_")]
@@ -147,6 +155,9 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
         f"randomly initialised models and are not findings.\n\n"
     )
+    shown = headline(records)
+    if shown:
+        header += "The table shows the attacks' headline metrics; leaderboard.csv and leaderboard.json hold every metric.\n\n"
     payload = {
         "name": name,
         "built": built,
@@ -155,7 +166,7 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]
-    bodies = [header + to_markdown(df) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
+    bodies = [header + to_markdown(df, metrics=shown) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
     for path, body in zip(paths, bodies):
         atomic_write_bytes(path, body.encode(), overwrite=True)
     return paths

@@ -7,13 +7,87 @@ words (all words of the target; words an attack cannot output count as misses).
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's declaration: its name, its direction, what it measures.
+
+    ``higher_is_better``: True for a leakage score (more recovered is a stronger attack), False for
+    a cost (victim queries), None for a reference level that ranks nothing (e.g. the chance level
+    of a metric, or a count describing the output). A reported name ``base@anything`` (``ndcg@10``,
+    ``nbr_f1@50``, ``bleu@step1``) resolves to the declaration ``base``; a declared name ending in
+    ``*`` is a prefix (``pii_*``).
+    """
+
+    name: str
+    higher_is_better: bool | None
+    description: str
+
+    def matches(self, base: str) -> bool:
+        return fnmatch.fnmatchcase(base, self.name) if self.name.endswith("*") else base == self.name
+
+
+SHARED_METRICS: tuple[Metric, ...] = (
+    Metric("word_precision", True, "share of the reconstruction's words that are in the target"),
+    Metric("word_recall", True, "share of the target's words found in the reconstruction"),
+    Metric("word_f1", True, "F1 of the reconstruction's and the target's word sets"),
+    Metric("bleu", True, "sacrebleu sentence BLEU of the reconstruction against the target (0-100)"),
+    Metric("rouge_l", True, "ROUGE-L F-measure of the reconstruction against the target"),
+    Metric("token_f1", True, "SQuAD-style multiset token F1"),
+    Metric("exact_match", True, "1 when the reconstruction equals the target (case and spaces folded)"),
+    Metric("cosine", True, "cosine of the victim's embedding of the reconstruction to the clean target embedding"),
+    Metric("pii_*", True, "share of the target's entities of that label whose words were all recovered"),
+    Metric("queries", False, "victim queries the attacker made (a cost)"),
+    Metric("ndcg", True, "utility: nDCG@k of retrieval on the defended embeddings"),
+    Metric("recall", True, "utility: recall@k of retrieval on the defended embeddings"),
+)
+
+
+def base_name(name: str) -> str:
+    """``nbr_f1@50`` -> ``nbr_f1``: the declared name a reported metric resolves to."""
+    return name.split("@", 1)[0]
+
+
+def resolve(name: str, declared: Iterable[Metric] = ()) -> Metric | None:
+    """The declaration of a reported metric: the attack's own ``declared`` first, then the shared
+    ones; an exact name before a ``*`` prefix. None when it is not declared."""
+    base = base_name(name)
+    decls = [*declared, *SHARED_METRICS]
+    for m in decls:
+        if m.name == base:
+            return m
+    for m in decls:
+        if m.name.endswith("*") and m.matches(base):
+            return m
+    return None
+
+
+def directions(names: Iterable[str], declared: Iterable[Metric] = ()) -> dict[str, bool | None]:
+    """``higher_is_better`` of each reported name; an undeclared name raises ``BenchError``."""
+    from bench.errors import BenchError
+
+    declared = tuple(declared)
+    out = {}
+    for name in names:
+        m = resolve(name, declared)
+        if m is None:
+            raise BenchError(
+                f"metric {name!r} is not declared: add bench.metrics.Metric({base_name(name)!r}, higher_is_better, "
+                f"description) to the attack's `metrics` (shared ones: {', '.join(s.name for s in SHARED_METRICS)})"
+            )
+        out[name] = m.higher_is_better
+    return out
 NAME_LABELS = ("first_name", "last_name", "full_name")
 
 
@@ -57,7 +131,9 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, n_boot: int = 1000, alpha: f
     return float(lo), float(hi)
 
 
-def summarize(per_sample: dict[str, list[float]], higher: dict[str, bool], seed: int = 0) -> dict[str, dict[str, Any]]:
+def summarize(per_sample: dict[str, list[float]], higher: dict[str, bool | None], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Mean and bootstrap CI per metric (None values left out); ``higher`` gives each direction
+    (see ``directions``)."""
     out = {}
     for name, vals in per_sample.items():
         arr = np.asarray([v for v in vals if v is not None], dtype=np.float64)
@@ -68,7 +144,7 @@ def summarize(per_sample: dict[str, list[float]], higher: dict[str, bool], seed:
             "value": float(arr.mean()),
             "ci_low": lo,
             "ci_high": hi,
-            "higher_is_better": higher.get(name, True),
+            "higher_is_better": higher[name],
             "n": int(len(arr)),
         }
     return out

@@ -75,6 +75,8 @@ class Registry:
                 f"{singular} name {name!r} is registered by both {other!r} and {plugin!r}: "
                 f"rename one, or limit plugins with BENCH_LOAD_PLUGINS"
             )
+        if issubclass(cls, api.Attack):
+            check_metric_declarations(cls, plugin)
         self.entries[name] = Entry(cls, plugin, version)
 
     def get(self, name: str) -> Entry:
@@ -87,6 +89,21 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self.entries)
+
+
+def check_metric_declarations(cls: type, plugin: str) -> None:
+    """An attack's ``metrics`` are ``Metric`` declarations and its ``headline`` names resolve to one."""
+    from bench.metrics import Metric, resolve
+
+    bad = [m for m in cls.metrics if not isinstance(m, Metric)]
+    if bad:
+        raise BenchError(f"plugin {plugin!r}: {cls.__name__}.metrics must hold bench.metrics.Metric declarations, got {bad[0]!r}")
+    for name in cls.headline or ():
+        if resolve(name, cls.metrics) is None:
+            raise BenchError(
+                f"plugin {plugin!r}: {cls.__name__}.headline names {name!r}, which is not declared: "
+                f"add a bench.metrics.Metric for it to {cls.__name__}.metrics"
+            )
 
 
 class Host:

@@ -12,14 +12,16 @@ from pydantic import BaseModel, Field
 from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class MetricValue(BaseModel):
     value: float = Field(description="mean over samples (or the corpus-level value)")
     ci_low: float | None = Field(None, description="bootstrap 95% CI, lower bound")
     ci_high: float | None = Field(None, description="bootstrap 95% CI, upper bound")
-    higher_is_better: bool = True
+    higher_is_better: bool | None = Field(
+        True, description="the metric's declared direction: None for a reference level that ranks nothing (a chance level)"
+    )
     n: int = Field(0, description="samples the value is computed over")
 
 
@@ -64,6 +66,7 @@ class ResultRecord(BaseModel):
     limit: int | None = Field(None, description="only the first N targets were evaluated (None: all)")
     threat_model: ThreatModel
     metrics: dict[str, MetricValue] = {}
+    headline: list[str] | None = Field(None, description="the attack's headline metrics, what tables show (None: all)")
     utility: dict[str, MetricValue] = {}
     models: list[ModelInfo] = []
     all_pretrained: bool = True
@@ -102,27 +105,63 @@ def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None
     return path
 
 
-# Each migration takes a record dict at version v and returns it at v + 1.
-MIGRATIONS: dict[int, Any] = {}
+class AttackInfo:
+    """What a migration may ask of the attack that wrote a record: its metric declarations and
+    headline (from the plugin registry; None when the attack is not installed)."""
+
+    def __init__(self, lookup=None):
+        self._lookup = lookup  # attack name -> Attack class, or None
+
+    def cls(self, attack: str):
+        try:
+            return self._lookup(attack) if self._lookup else None
+        except Exception:  # noqa: BLE001 - an attack that is not installed: shared declarations only
+            return None
 
 
-def migrate(data: dict) -> dict:
+def _v1_to_v2(data: dict, attacks: AttackInfo) -> dict:
+    """Schema 1 stored every metric as higher-is-better and no headline: take both from the
+    declarations (the attack's own when it is installed, else the shared ones; an undeclared
+    metric keeps its stored direction)."""
+    from bench.metrics import resolve
+
+    cls = attacks.cls((data.get("attack") or {}).get("name", ""))
+    declared = tuple(getattr(cls, "metrics", ())) if cls else ()
+    for group in ("metrics", "utility"):
+        for name, m in (data.get(group) or {}).items():
+            decl = resolve(name, declared)
+            if decl is not None:
+                m["higher_is_better"] = decl.higher_is_better
+    if "headline" not in data:
+        head = getattr(cls, "headline", None) if cls else None
+        data["headline"] = list(head) if head is not None else None
+    return data
+
+
+# Each migration takes a record dict at version v (and the attack lookup) and returns it at v + 1.
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
+
+
+def migrate(data: dict, attacks: AttackInfo | None = None) -> dict:
     version = int(data.get("schema_version", 0))
     if version > SCHEMA_VERSION:
         raise ValueError(f"record schema {version} is newer than this bench ({SCHEMA_VERSION}): upgrade inversion-bench")
     while version < SCHEMA_VERSION:
-        data = MIGRATIONS[version](data)
+        data = MIGRATIONS[version](data, attacks or AttackInfo())
         version += 1
         data["schema_version"] = version
     return data
 
 
-def load_record(path: Path | None = None, data: dict | None = None) -> ResultRecord:
-    """A record from its file (or its parsed JSON), migrated to the current schema."""
-    return ResultRecord.model_validate(migrate(data if data is not None else json.loads(Path(path).read_text())))
+def load_record(path: Path | None = None, data: dict | None = None, attacks=None) -> ResultRecord:
+    """A record from its file (or its parsed JSON), migrated to the current schema. ``attacks``
+    (attack name -> class, e.g. ``lambda n: host.entry("attacks", n).cls``) lets a migration read
+    the attack's metric declarations."""
+    data = data if data is not None else json.loads(Path(path).read_text())
+    return ResultRecord.model_validate(migrate(data, AttackInfo(attacks)))
 
 
-def load_records(paths: list[Path], include_errors: bool = False) -> list[ResultRecord]:
+def load_records(paths: list[Path], include_errors: bool = False, attacks=None) -> list[ResultRecord]:
     files: list[Path] = []
     for p in map(Path, paths):
         files.extend(sorted(q for q in p.rglob("*.json")) if p.is_dir() else [p])
@@ -133,5 +172,5 @@ def load_records(paths: list[Path], include_errors: bool = False) -> list[Result
         data = json.loads(f.read_text())
         if not (isinstance(data, dict) and "cell_id" in data):
             continue  # not a result record (e.g. a leaderboard.json under the same folder)
-        records.append(load_record(data=data))
+        records.append(load_record(data=data, attacks=attacks))
     return [r for r in records if include_errors or r.status == "ok"]

@@ -14,12 +14,13 @@ from typing import Any, Iterable
 import numpy as np
 
 from bench import __version__
-from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, ThreatModel
-from bench.cache import EmbeddingCache, default_cache_dir, key_hash, seed_for
+from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, Inversion, ThreatModel
+from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.errors import BenchError
-from bench.metrics import cosine_rows, reconstruction_scores, summarize
+from bench.metrics import cosine_rows, directions, reconstruction_scores, summarize
 from bench.plugins import Host
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
+from bench.settings import Settings, use
 from bench.utility import retrieval_scores
 from bench.victim import Victim
 
@@ -161,13 +162,19 @@ def library_versions() -> dict[str, str]:
 class Runner:
     """Runs cells in-process, sharing loaded embedders, datasets, embeddings and utility scores."""
 
-    def __init__(self, host: Host, out_dir: Path, device: str = "cpu", cache_dir: Path | None = None, progress: bool = True):
+    def __init__(self, host: Host, out_dir: Path, device: str = "cpu", cache_dir: Path | None = None, progress: bool = True,
+                 settings: Settings | None = None):
+        """``settings`` (or, when absent, ``device``, ``cache_dir`` and ``progress``) configure the
+        run; every cache, the runner's and the plugins', lives under ``settings.cache_dir``."""
         self.host = host
         self.out_dir = Path(out_dir)
-        self.device = device
-        self.cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+        if settings is None:
+            settings = Settings(device=device, progress=progress, **({"cache_dir": Path(cache_dir)} if cache_dir else {}))
+        self.settings = settings
+        self.device = settings.device
+        self.cache_root = settings.cache_dir
         self.cache = EmbeddingCache(self.cache_root)
-        self.progress = progress
+        self.progress = settings.progress
         self._embedders: dict[str, Embedder] = {}
         self._splits: dict[str, DatasetSplits] = {}
         self._utility: dict[str, dict] = {}
@@ -179,14 +186,16 @@ class Runner:
     def embedder(self, emb: Embedder) -> Embedder:
         key = key_hash(emb.config())
         if key not in self._embedders:
-            emb.load(self.device)
+            with use(self.settings):
+                emb.load(self.device)
             self._embedders[key] = emb
         return self._embedders[key]
 
     def splits(self, ds: Dataset) -> DatasetSplits:
         key = key_hash(ds.config())
         if key not in self._splits:
-            self._splits[key] = ds.load()
+            with use(self.settings):
+                self._splits[key] = ds.load()
         return self._splits[key]
 
     def data_key(self, ds: Dataset) -> str:
@@ -228,7 +237,7 @@ class Runner:
             queries = self.defended(victim, defense, "target", data.target.texts, seed)
             corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed)
             per_query = retrieval_scores(data.target.ids, queries, corpus, task, k=10, device=self.device)
-            self._utility[key] = summarize(per_query, {}, seed=seed)
+            self._utility[key] = summarize(per_query, directions(per_query), seed=seed)
         return self._utility[key]
 
     def prepare(self, cells: list[Cell]) -> None:
@@ -264,10 +273,11 @@ class Runner:
         for i, cell in enumerate(cells, 1):
             existing = record_path(self.out_dir, cell.cell_id)
             if existing is not None:
-                rec = load_record(existing)
+                rec = load_record(existing, attacks=lambda name: self.host.entry("attacks", name).cls)
                 status = "cached"
             else:
-                rec, samples = self.run_cell(cell)
+                with use(self.settings):
+                    rec, samples = self.run_cell(cell)
                 write_record(self.out_dir, rec, samples)
                 status = rec.status if rec.status == "ok" else f"error: {rec.error}"
             records.append(rec)
@@ -309,6 +319,7 @@ class Runner:
             embedder = self.embedder(cell.embedder)
             data = self.splits(cell.dataset)
             victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
+            victim.budget = self.settings.query_budget
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
             # The whole split is embedded and defended (same noise draw whatever the limit), then cut.
             self.check_modality(cell)
@@ -322,17 +333,20 @@ class Runner:
                 leaked_embeddings=leaked,
                 defense=cell.defense if cell.attack.adaptive else None,
                 seed=cell.seed,
-                device=self.device,
+                settings=self.settings,
                 artifact_root=self.cache_root / "artifacts" / cell.attack.name,
                 artifact_key=self._artifact_key(cell, victim),
             )
-            cell.attack.fit(ctx)
-            outputs = cell.attack.invert(target, ctx)
+            attack_models = cell.attack.fit(ctx) or []
+            inversions = cell.attack.invert(target, ctx)
             attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
-            if len(outputs) != len(target):
-                raise BenchError(f"attack {cell.attack.name!r} returned {len(outputs)} outputs for {len(target)} targets")
+            if len(inversions) != len(target):
+                raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
+            if not all(isinstance(inv, Inversion) for inv in inversions):
+                raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
+            outputs = [inv.output for inv in inversions]
             rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
-            for row, extra in zip(rows, cell.attack.extra_scores(outputs, targets, ctx) or [{}] * len(rows)):
+            for row, extra in zip(rows, cell.attack.extra_scores(inversions, targets, ctx) or [{}] * len(rows)):
                 row.update(extra)
             if cell.attack.output == "text":
                 # Cosine of the re-embedded reconstruction against the clean target embedding; for an
@@ -350,18 +364,20 @@ class Runner:
             for row in rows:
                 for k, v in row.items():
                     per_metric.setdefault(k, []).append(v)
-            metrics = summarize(per_metric, {}, seed=cell.seed)
+            metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
             utility = self.utility(victim, cell.defense, data, cell.seed)
             samples = [
-                {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r}
-                for i, t, o, r in zip(targets.ids, targets.texts, outputs, rows)
+                {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r, "extras": inv.extras}
+                for i, t, o, r, inv in zip(targets.ids, targets.texts, outputs, rows, inversions)
             ]
             models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
-            models += [ModelInfo(**m) for m in cell.attack.models]
+            models += [ModelInfo(**m) for m in attack_models]
+            head = cell.attack.headline
             rec = ResultRecord(
                 **base,
                 threat_model=threat,
                 metrics=metrics,
+                headline=list(head) if head is not None else None,
                 utility=utility,
                 models=models,
                 all_pretrained=all(m.pretrained for m in models),

@@ -95,16 +95,17 @@ def test_run_prints_table_then_leaderboard_build(capsys, tmp_path, monkeypatch):
     assert code == 0, err
     assert "| attack" in out and "word_f1" in out and "ndcg@10" in out and "not pretrained" in out
     assert "3 ok, 0 failed" in err
+    printed = out
     code, _, err = run_cli(capsys, *args)
     assert "cached" in err  # resumed, nothing recomputed
     assert len(list((tmp_path / "results").glob("*.json"))) == 3
 
     code, out, _ = run_cli(capsys, "leaderboard", "build", "results", "--name", "toy", "--out", "boards")
-    assert code == 0
+    assert code == 0 and out == printed  # the same table as `bench run`
     md = (tmp_path / "boards" / "toy" / "leaderboard.md").read_text()
     assert "nearest (not pretrained)" in md and "rotation" in md
     board = json.loads((tmp_path / "boards" / "toy" / "leaderboard.json").read_text())
-    assert board["schema_version"] == 1 and len(board["rows"]) == 3
+    assert board["schema_version"] == 2 and len(board["rows"]) == 3
     assert "word_f1_lo" in (tmp_path / "boards" / "toy" / "leaderboard.csv").read_text().splitlines()[0]
 
 

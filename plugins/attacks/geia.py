@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from bench.api import Attack, AttackContext
+from bench.api import Attack, AttackContext, Inversion
 from bench.hookspecs import hookimpl
 from bench_plugins.attacks._textinv import PrefixInversion, TextInvParams, generate_batched
 
@@ -28,20 +28,16 @@ class GEIA(PrefixInversion, Attack):
     class Params(TextInvParams):
         prefix_len: int = Field(1, ge=1, description="projected vectors fed to the LM (GEIA: 1)")
 
-    def __init__(self, params=None):
-        super().__init__(params)
-        self.models = []
-
-    def fit(self, ctx: AttackContext) -> None:
+    def fit(self, ctx: AttackContext) -> list[dict]:
         texts, train_e = self._data(ctx)
         self.to_clean = ctx.to_clean()
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
-        self.models = [self._model_record("decoder LM", self.hyp.identity)]
+        return [self._model_record("decoder LM", self.hyp.identity)]
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         p = self.params
         e = self._target_view(emb)
-        return [c[0] for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="geia")]
+        return [Inversion(c[0]) for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="geia")]
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from bench.api import Attack, AttackContext, AttackParams
+from bench.api import Attack, AttackContext, AttackParams, Inversion
 from bench.hookspecs import hookimpl
 from bench.utility import search
 
@@ -25,11 +25,11 @@ class Nearest(Attack):
         self.index = ctx.train_view(ctx.victim.query(texts, split="attacker"))
         self.to_clean = ctx.to_clean()
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         if self.to_clean is not None:
             emb = emb @ self.to_clean
         idx = search(emb, self.index, 1, ctx.device)[:, 0]
-        return [self.texts[i] for i in idx]
+        return [Inversion(self.texts[i]) for i in idx]
 
 
 @hookimpl

@@ -61,16 +61,30 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from bench.api import Attack, AttackContext, AttackParams, Split
+from bench.api import Attack, AttackContext, AttackParams, Inversion, Split
 from bench.cache import load_arrays, save_arrays
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.metrics import Metric
 
 NEIGHBOURHOODS = (5, 10, 20, 50)
 KINDS = ("object", "attribute", "relation", "scene")  # bench_plugins.tags.KINDS
 KIND_M = 10  # neighbourhood size of the per-kind F1s
 PROMPT_VERSION = "1"
 SYSTEM = "You write one short, plain English sentence."
+
+# Declared once: ``nbr_f1@10`` resolves to ``nbr_f1`` (the size of the neighbourhood after the @).
+METRICS = (
+    Metric("tag_f1", True, "exact set F1 of the retrieved tags against the tags parsed from the target"),
+    Metric("tag_f1_ref", True, "exact set F1 of the retrieved tags against the attack-reference tags (the retriever on the attacker's clean embedding of the target)"),
+    Metric("nbr_f1", True, "neighbourhood F1@m (SLImE Def. 3.2) of the retrieved tags against the target's tags"),
+    Metric("nbr_f1_ref", True, "neighbourhood F1@m of the retrieved tags against the attack-reference tags"),
+    Metric("nbr_f1_chance", None, "neighbourhood F1@m of as many random vocabulary tags: the level no leakage gives (a reference, not a score)"),
+    Metric("object_f1", True, "neighbourhood F1@10 within object tags"),
+    Metric("attribute_f1", True, "neighbourhood F1@10 within attribute-object tags"),
+    Metric("relation_f1", True, "neighbourhood F1@10 within subject-verb-object tags"),
+    Metric("scene_f1", True, "neighbourhood F1@10 within scene tags"),
+)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -162,6 +176,7 @@ class Slime(Attack):
     # are evaluated; `--limit 0` evaluates all.
     default_limit = 100
     headline = ("nbr_f1@10", "nbr_f1@50", "nbr_f1_ref@50", "nbr_f1_chance@50", "tag_f1", "object_f1", "relation_f1", "scene_f1", "rouge_l", "bleu", "cosine")
+    metrics = METRICS
 
     class Params(AttackParams):
         pairs: int = Field(1000, ge=1, description="b: leaked (text, embedding) pairs used for the alignment (an axis: 1|10|100|1000)")
@@ -206,7 +221,6 @@ class Slime(Attack):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.models: list[dict[str, Any]] = []
         self.report: dict[str, Any] = {}  # training diagnostics (saved with the retriever)
         self.timings: dict[str, float] = {}  # seconds per stage of this run
         self.image = False  # the victim embeds images: queries go through the attacker's image encoder
@@ -302,7 +316,7 @@ class Slime(Attack):
                 out.append(self.heads[which](torch.tensor(feats[i : i + 4096]).to(dev)).cpu().numpy())
         return _unit(np.concatenate(out)) if out else np.zeros((0, self.params.proj_dim), np.float32)
 
-    def fit(self, ctx: AttackContext) -> None:
+    def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         from bench.align import least_squares
         from bench_plugins.tags import extract_tags, make_tagger, tag_texts
 
@@ -356,17 +370,18 @@ class Slime(Attack):
         else:
             enc = self.encoder.info()
             encoder = {"role": "attack-encoder", "name": f"{enc['name']} (first {enc['layers']} layers, mean-pooled)" if enc["layers"] else f"{enc['name']} (mean-pooled)", "pretrained": bool(enc["pretrained"])}
-        self.models = [encoder, {"role": "tagger", "name": f"{self.tagger.name} {self.tagger.version}", "pretrained": True}]
+        models = [encoder, {"role": "tagger", "name": f"{self.tagger.name} {self.tagger.version}", "pretrained": True}]
         r = self.report
         held = f"held-out tag F1 {r['holdout_tag_f1_ranker']:.3f} vs cosine {r['holdout_tag_f1_cosine']:.3f}" if "holdout_tag_f1_ranker" in r else "no held-out check"
-        self.models.append({"role": "tag-ranker", "name": f"DCN-v2 re-ranker, {'used' if self.use_ranker else 'not used'} ({held})", "pretrained": True})
+        models.append({"role": "tag-ranker", "name": f"DCN-v2 re-ranker, {'used' if self.use_ranker else 'not used'} ({held})", "pretrained": True})
         if p.llm_backend == "openai":
-            self.models.append({"role": "caption-llm", "name": f"{p.model} @ {p.base_url}", "pretrained": True})
+            models.append({"role": "caption-llm", "name": f"{p.model} @ {p.base_url}", "pretrained": True})
         else:
             from bench_plugins.llm import resolve
 
             _, ident = resolve(p.llm)
-            self.models.append({"role": "caption-llm", "name": ident["name"], "pretrained": bool(ident["pretrained"])})
+            models.append({"role": "caption-llm", "name": ident["name"], "pretrained": bool(ident["pretrained"])})
+        return models
 
     # ------------------------------------------------------------ training
 
@@ -563,13 +578,13 @@ class Slime(Attack):
         m = re.search(r"[.!?](\s|$)", text)
         return text[: m.start() + 1] if m else text
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
+        """Per target, the LLM's caption; extras: the retrieved ``tags`` (and the ``examples`` shown)."""
         from bench_plugins.llm import cached_chat
 
         p = self.params
         aligned = self.aligned(emb)
-        self.retrieved = self._retrieve(aligned)
-        tags = [[self.vocab[j] for j in row] for row in self.retrieved]
+        tags = [[self.vocab[j] for j in row] for row in self._retrieve(aligned)]
         examples = [[] for _ in tags]
         if p.examples:
             from bench.utility import search
@@ -584,7 +599,8 @@ class Slime(Attack):
         settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
         raw = cached_chat(self.writer, [self.conversation(t, x) for t, x in zip(tags, examples)], settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
         self.timings["captions"] = round(time.perf_counter() - t0, 1)
-        return [self.clean_caption(r) or ", ".join(t) for r, t in zip(raw, tags)]
+        return [Inversion(self.clean_caption(r) or ", ".join(t), {"tags": t, **({"examples": x} if p.examples else {})})
+                for r, t, x in zip(raw, tags, examples)]
 
     # ------------------------------------------------------------ metrics
 
@@ -623,7 +639,11 @@ class Slime(Attack):
         rec = sum(any(t in h for t in retrieved) for h in hoods) / len(hoods)
         return 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
 
-    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
+    def retrieved(self, inversions: list[Inversion]) -> list[list[int]]:
+        """The vocabulary indices of each inversion's retrieved tags (its extras)."""
+        return [[self.vindex[t] for t in inv.extras["tags"]] for inv in inversions]
+
+    def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
         from bench_plugins.tags import extract_tags, tag_texts
 
         t0 = time.perf_counter()
@@ -634,7 +654,7 @@ class Slime(Attack):
         nbrs = self._neighbours([t for ts in gt + ref for t in ts])
         rng = np.random.default_rng(ctx.seed)  # chance level: as many tags drawn uniformly from the vocabulary
         rows = []
-        for got, g, r, graw in zip(self.retrieved, gt, ref, gt_raw):
+        for got, g, r, graw in zip(self.retrieved(inversions), gt, ref, gt_raw):
             got_text = {self.vocab[j] for j in got}
             row: dict[str, float] = {}
             for kind in KINDS:  # per kind (the paper's object/relation/scene F1): nbr F1@KIND_M within the kind

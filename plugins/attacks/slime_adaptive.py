@@ -38,7 +38,7 @@ plus, per target:
   No value when the target has no ground-truth tag of that kind.
 * ``vlm_objects``, ``vlm_relations``: how many objects / relations the VLM named; ``vlm_scene``: 1
   when it named a scene. The texts themselves (image path, VLM reply, parsed fields, caption) are
-  written per target to ``default_cache_dir()/adaptive/outputs/<key>.jsonl``.
+  kept per target in the inversion's extras, which the runner writes to the samples file.
 
 Offline here only tiny random generators and VLMs run (marked ``bench_random_init.json``): their
 records say ``all_pretrained: false`` and no number from them is a finding.
@@ -62,10 +62,11 @@ from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime, _unit
 from bench_plugins.embedders import _describe
 from pydantic import Field, model_validator
 
-from bench.api import AttackContext, Split
+from bench.api import AttackContext, Inversion, Split
 from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, seed_for
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.metrics import Metric
 
 PROMPT_VERSION = "adaptive-1"
 VLM_KINDS = ("object", "relation", "scene")
@@ -349,6 +350,14 @@ class SlimeAdaptive(Slime):
 
     name = "slime-adaptive"
     headline = Slime.headline + ("vlm_object_f1", "vlm_relation_f1", "vlm_scene_f1")
+    metrics = Slime.metrics + tuple(
+        Metric(f"vlm_{kind}_f1", True, f"neighbourhood F1@10 within {kind} tags of the tags parsed from the VLM's answer")
+        for kind in VLM_KINDS
+    ) + (
+        Metric("vlm_objects", None, "objects the VLM named (describes the answer; not a score)"),
+        Metric("vlm_relations", None, "relations the VLM named (describes the answer; not a score)"),
+        Metric("vlm_scene", None, "1 when the VLM named a scene (describes the answer; not a score)"),
+    )
 
     class Params(Slime.Params):
         image_encoder: str | None = Field(None, description="required: the attacker's own CLIP/open_clip dual encoder, whose image embeddings the generator takes (folder, local-dir:/path, open_clip:ARCH@ckpt); never the victim")
@@ -378,8 +387,6 @@ class SlimeAdaptive(Slime):
     def __init__(self, params=None):
         super().__init__(params)
         self.generator = self.reader = self._dual = None
-        self.seen: list[dict[str, list[str]]] = []
-        self.outputs: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------ set-up
 
@@ -398,7 +405,7 @@ class SlimeAdaptive(Slime):
             self._dual = super()._load_image_encoder(ctx)
         return self._dual
 
-    def fit(self, ctx: AttackContext) -> None:
+    def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         from bench_plugins.clip import cached_encode
 
         from bench.align import least_squares
@@ -415,7 +422,7 @@ class SlimeAdaptive(Slime):
                 f"{p.image_encoder!r} gives {self.dual.dim}-dim ones: pass the CLIP the generator was trained with"
             )
         self.timings["load_image_encoder"] = round(time.perf_counter() - t0, 1)
-        super().fit(ctx)
+        models = super().fit(ctx)
         t0 = time.perf_counter()
         items = self._items(ctx.leaked)[: p.pairs]
         feats = cached_encode(self.dual, "image" if self.image else "text", items)
@@ -424,16 +431,17 @@ class SlimeAdaptive(Slime):
         self.timings["generator_space"] = round(time.perf_counter() - t0, 1)
         dual, gen = self.dual.identity, self.generator.identity
         if not self.image:
-            self.models.append({"role": "generator-encoder", "pretrained": bool(dual["pretrained"]),
-                                "name": f"{dual['name']} ({dual['backend']} text tower: text embeddings as a proxy for the generator's image embeddings)"})
-        self.models.append({"role": "image-generator", "name": f"{p.generator} ({gen['class']}, {p.gen_steps} steps)", "pretrained": gen["pretrained"]})
+            models.append({"role": "generator-encoder", "pretrained": bool(dual["pretrained"]),
+                           "name": f"{dual['name']} ({dual['backend']} text tower: text embeddings as a proxy for the generator's image embeddings)"})
+        models.append({"role": "image-generator", "name": f"{p.generator} ({gen['class']}, {p.gen_steps} steps)", "pretrained": gen["pretrained"]})
         if p.vlm_backend == "openai":
-            self.models.append({"role": "vlm", "name": f"{p.vlm_model} @ {p.vlm_base_url}", "pretrained": True})
+            models.append({"role": "vlm", "name": f"{p.vlm_model} @ {p.vlm_base_url}", "pretrained": True})
         else:
             from bench_plugins.llm import resolve
 
             _, ident = resolve(p.vlm or "")
-            self.models.append({"role": "vlm", "name": ident["name"], "pretrained": bool(ident["pretrained"])})
+            models.append({"role": "vlm", "name": ident["name"], "pretrained": bool(ident["pretrained"])})
+        return models
 
     def _load_reader(self, ctx: AttackContext):
         from bench_plugins.llm import OpenAIChat
@@ -448,12 +456,13 @@ class SlimeAdaptive(Slime):
     def generator_embedding(self, emb: np.ndarray) -> np.ndarray:
         return _unit(np.asarray(emb, np.float32) @ self.W_gen) * self.gen_norm
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
+        """Per target, the refined caption; extras: the retrieved ``tags``, the generated ``image``'s
+        path (in the image cache), the ``vlm_reply`` and its parsed ``objects``/``relations``/``scene``."""
         from bench_plugins.llm import cached_chat
 
         p = self.params
-        self.retrieved = self._retrieve(self.aligned(emb))
-        tags = [[self.vocab[j] for j in row] for row in self.retrieved]
+        tags = [[self.vocab[j] for j in row] for row in self._retrieve(self.aligned(emb))]
         t0 = time.perf_counter()
         settings = {"steps": p.gen_steps, "size": p.gen_size, "seed": ctx.seed}
         images = cached_images(self.generator, self.generator_embedding(emb), settings, p.image_batch)
@@ -464,19 +473,17 @@ class SlimeAdaptive(Slime):
             self.reader = _Lazy(lambda: self._load_reader(ctx), self._reader_info())
         replies = cached_chat(self.reader, convs, {"max_new_tokens": p.vlm_max_new_tokens, "question": VLM_QUESTION},
                               max_new_tokens=p.vlm_max_new_tokens, batch_size=p.image_batch)
-        self.seen = [parse_vlm_answer(r) for r in replies]
+        seen = [parse_vlm_answer(r) for r in replies]
         self.timings["vlm"] = round(time.perf_counter() - t0, 1)
         if self.writer is None:
             self.writer = self._load_writer(ctx)
         t0 = time.perf_counter()
         settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
-        raw = cached_chat(self.writer, [refine_conversation(t, s) for t, s in zip(tags, self.seen)], settings,
+        raw = cached_chat(self.writer, [refine_conversation(t, s) for t, s in zip(tags, seen)], settings,
                           max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
         self.timings["captions"] = round(time.perf_counter() - t0, 1)
-        captions = [self.clean_caption(r) or ", ".join(t) for r, t in zip(raw, tags)]
-        self.outputs = [{"image": str(i), "vlm_reply": r, **s, "tags": t, "caption": c}
-                        for i, r, s, t, c in zip(images, replies, self.seen, tags, captions)]
-        return captions
+        return [Inversion(self.clean_caption(c) or ", ".join(t), {"tags": t, "image": str(i), "vlm_reply": r, **s})
+                for c, t, i, r, s in zip(raw, tags, images, replies, seen)]
 
     def _reader_info(self) -> dict[str, Any]:
         """The VLM's identity for the reply cache, known without loading it."""
@@ -500,14 +507,15 @@ class SlimeAdaptive(Slime):
                 out.append(j)
         return out
 
-    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
+    def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
         from bench_plugins.tags import extract_tags
 
-        rows = super().extra_scores(outputs, target, ctx)
+        rows = super().extra_scores(inversions, target, ctx)
         t0 = time.perf_counter()
         gt = extract_tags(list(target.texts), self.tagger)
+        answers = [{k: inv.extras[k] for k in ("objects", "relations", "scene")} for inv in inversions]
         texts, owner = [], []
-        for i, seen in enumerate(self.seen):
+        for i, seen in enumerate(answers):
             for text in vlm_tag_texts(seen):
                 texts.append(text)
                 owner.append(i)
@@ -515,18 +523,12 @@ class SlimeAdaptive(Slime):
         for i, tags in zip(owner, extract_tags(texts, self.tagger) if texts else []):
             pred[i] += tags
         nbrs = self._neighbours([t["text"] for ts in gt + pred for t in ts])
-        for row, g, got, seen in zip(rows, gt, pred, self.seen):
+        for row, g, got, seen in zip(rows, gt, pred, answers):
             for kind in VLM_KINDS:
                 want = [t["text"] for t in g if t["type"] == kind]
                 have = self._as_vocab([t["text"] for t in got if t["type"] == kind], nbrs)
                 row[f"vlm_{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
             row.update(vlm_objects=float(len(seen["objects"])), vlm_relations=float(len(seen["relations"])), vlm_scene=float(bool(seen["scene"])))
-        key = key_hash([self.config(), list(target.ids), [o["image"] for o in self.outputs]])
-        lines = [json.dumps({"id": i, "target": t, **o}) for i, t, o in zip(target.ids, target.texts, self.outputs)]
-        try:
-            atomic_write_bytes(default_cache_dir() / "adaptive" / "outputs" / f"{key}.jsonl", ("\n".join(lines) + "\n").encode(), overwrite=True)
-        except OSError:
-            pass
         self.timings["vlm_metrics"] = round(time.perf_counter() - t0, 1)
         return rows
 

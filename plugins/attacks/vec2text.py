@@ -24,7 +24,8 @@ cosine to the target are kept, the previous ones included, so a correction is ke
 moves closer. ``skip_repeats`` (default) does not re-query a text already embedded for that target
 and does not re-expand a hypothesis already expanded (generation is deterministic); without it a
 run costs exactly n·(1 + beam + beam²·(num_steps − 1)) queries. The best text after every step is
-kept: ``extra_scores`` adds ``bleu@stepK``, ``token_f1@stepK``, ``exact_match@stepK``,
+kept in each target's extras (``step_outputs``, ``step_cos``, ``step_queries``: the samples file
+has them): ``extra_scores`` adds ``bleu@stepK``, ``token_f1@stepK``, ``exact_match@stepK``,
 ``word_f1@stepK`` and ``cos@stepK`` (cosine, as the attacker sees it, between the target and the
 re-embedded best text) for K in ``report_steps`` (≤ ``num_steps``), so one cell gives the rows of
 the paper's Table 1 (0, 1, 5, 20 steps); ``vec2text:num_steps=0|1|5|20`` gives them as cells.
@@ -44,9 +45,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from bench.api import Attack, AttackContext, Split
+from bench.api import Attack, AttackContext, Inversion, Split
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.metrics import Metric
 from bench_plugins.attacks._textinv import (
     HYP_PARAMS,
     PrefixInversion,
@@ -71,6 +73,8 @@ class Vec2Text(PrefixInversion, Attack):
 
     name = "vec2text"
     output = "text"
+    # Per-step metrics reuse the shared names (``bleu@step5`` is ``bleu``); ``cos`` is vec2text's own.
+    metrics = (Metric("cos", True, "cosine between the target embedding (as the attacker sees it) and the victim's embedding of the step's best text"),)
 
     class Params(TextInvParams):
         corrector_epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (corrector)")
@@ -95,28 +99,21 @@ class Vec2Text(PrefixInversion, Attack):
                 raise ValueError("report_steps must be >= 0")
             return "+".join(map(str, steps))
 
-    def __init__(self, params=None):
-        super().__init__(params)
-        self.models = []
-        self.step_outputs: list[list[str]] = []
-        self.step_cos: list[np.ndarray] = []
-        self.trace: dict[str, Any] = {}
-
     # ------------------------------------------------------------ training
 
-    def fit(self, ctx: AttackContext) -> None:
+    def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         if self.params.pretrained_corrector:
-            self._fit_pretrained(ctx)
-            return
+            return self._fit_pretrained(ctx)
         texts, train_e = self._data(ctx)
         self.to_clean = ctx.to_clean()
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         if self.hyp.meta.get("interrupted"):
-            return  # tests: an interrupted hypothesizer training (resumed by the next fit)
+            return []  # tests: an interrupted hypothesizer training (resumed by the next fit)
         self.corr = self._corrector(ctx, texts, train_e)
-        self.models = [self._model_record("hypothesizer LM", self.hyp.identity)]
+        models = [self._model_record("hypothesizer LM", self.hyp.identity)]
         if self.corr is not None:
-            self.models.append(self._model_record("corrector LM", self.corr.identity))
+            models.append(self._model_record("corrector LM", self.corr.identity))
+        return models
 
     def _corrector(self, ctx: AttackContext, texts: list[str], train_e: np.ndarray):
         p = self.params
@@ -164,13 +161,14 @@ class Vec2Text(PrefixInversion, Attack):
 
     # ------------------------------------------------------------ inference
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
+        """Per target, the best text after the last step; its extras keep the best text, its
+        cosine and the victim queries spent at every step (step 0: the hypothesis)."""
         if self.params.pretrained_corrector:
             return self._invert_pretrained(emb, ctx)
         p = self.params
         e = self._target_view(emb)
         n = len(e)
-        q0 = ctx.victim.queries
         hyps = [c[0] for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="vec2text hypotheses")]
         h_emb = ctx.victim.query(hyps, split="vec2text-hypotheses")
         # Per target: every text embedded so far (text -> cosine, vector) and the kept pool (best first).
@@ -181,8 +179,8 @@ class Vec2Text(PrefixInversion, Attack):
             known[i][hyps[i]] = (float(cos0[i]), h_emb[i])
             pools.append([hyps[i]])
         expanded: list[set[str]] = [set() for _ in range(n)]
-        self.step_outputs, self.step_cos = [list(hyps)], [cos0]
-        queries_per_step = [n]
+        step_outputs, step_cos = [list(hyps)], [cos0]
+        step_queries = [[1] * n]  # per step, per target
         for _ in range(p.num_steps):
             jobs = [(i, t) for i in range(n) for t in pools[i] if not (p.skip_repeats and t in expanded[i])]
             new: list[tuple[int, str]] = []
@@ -204,7 +202,7 @@ class Vec2Text(PrefixInversion, Attack):
             if new:
                 vecs = ctx.victim.query([c for _, c in new], split="vec2text-corrections")
                 cos = cosine_to(vecs, e[[i for i, _ in new]])
-            queries_per_step.append(len(new))
+            step_queries.append(np.bincount([i for i, _ in new], minlength=n).tolist())
             cand_lists: list[list[tuple[float, str]]] = [[(known[i][t][0], t) for t in pools[i]] for i in range(n)]
             for k, (i, c) in enumerate(new):
                 if c not in known[i] or cos[k] > known[i][c][0]:
@@ -212,47 +210,52 @@ class Vec2Text(PrefixInversion, Attack):
                 cand_lists[i].append((float(cos[k]), c))
             for i in range(n):
                 pools[i] = _top_unique(cand_lists[i], p.beam)
-            self.step_outputs.append([pools[i][0] for i in range(n)])
-            self.step_cos.append(np.array([known[i][pools[i][0]][0] for i in range(n)], np.float32))
-        self.trace = {"queries_per_step": queries_per_step, "queries": ctx.victim.queries - q0}
-        return self.step_outputs[-1]
+            step_outputs.append([pools[i][0] for i in range(n)])
+            step_cos.append(np.array([known[i][pools[i][0]][0] for i in range(n)], np.float32))
+        return [
+            Inversion(step_outputs[-1][i], {
+                "step_outputs": [s[i] for s in step_outputs],
+                "step_cos": [float(c[i]) for c in step_cos],
+                "step_queries": [int(q[i]) for q in step_queries],
+            })
+            for i in range(n)
+        ]
 
-    def _report_steps(self) -> list[int]:
-        last = len(self.step_outputs) - 1
+    def _report_steps(self, last: int) -> list[int]:
         return [s for s in map(int, self.params.report_steps.split("+")) if s <= last] if self.params.report_steps else []
 
-    def extra_scores(self, outputs: list[Any], target: Split, ctx: AttackContext) -> list[dict[str, float]] | None:
-        if not self.step_outputs:
-            return None
+    def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float]] | None:
+        if not inversions or "step_outputs" not in inversions[0].extras:
+            return None  # pretrained mode: the package does not expose its intermediate steps
         from bench.metrics import reconstruction_scores
 
-        rows: list[dict[str, float]] = [{} for _ in outputs]
-        for s in self._report_steps():
-            scores = reconstruction_scores(self.step_outputs[s], target.texts, "text")
-            for row, sc, c in zip(rows, scores, self.step_cos[s]):
+        rows: list[dict[str, float]] = [{} for _ in inversions]
+        for s in self._report_steps(len(inversions[0].extras["step_outputs"]) - 1):
+            texts = [inv.extras["step_outputs"][s] for inv in inversions]
+            scores = reconstruction_scores(texts, target.texts, "text")
+            for row, sc, inv in zip(rows, scores, inversions):
                 row.update({f"{m}@step{s}": float(sc[m]) for m in STEP_METRICS})
-                row[f"cos@step{s}"] = float(c)
+                row[f"cos@step{s}"] = float(inv.extras["step_cos"][s])
         return rows
 
     # ------------------------------------------------------------ pretrained (vec2text package)
 
-    def _fit_pretrained(self, ctx: AttackContext) -> None:
+    def _fit_pretrained(self, ctx: AttackContext) -> list[dict[str, Any]]:
         p = self.params
         hyp_ref = p.pretrained_hypothesizer or _default_hypothesizer(p.pretrained_corrector)
         self.to_clean = ctx.to_clean()
         self.v2t, self.corrector, dims = load_vec2text_corrector(hyp_ref, p.pretrained_corrector, p.pretrained_backbone, ctx.device, ctx.victim.dim)
-        self.models = [
+        return [
             {"role": "vec2text hypothesizer", "name": hyp_ref, "pretrained": _is_pretrained(hyp_ref)},
             {"role": "vec2text corrector", "name": p.pretrained_corrector, "pretrained": _is_pretrained(p.pretrained_corrector)},
         ]
 
-    def _invert_pretrained(self, emb: np.ndarray, ctx: AttackContext) -> list[str]:
+    def _invert_pretrained(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         import torch
 
         p = self.params
         e = self._target_view(emb)
         route_embeddings_through_victim(self.corrector, ctx.victim)
-        q0 = ctx.victim.queries
         out: list[str] = []
         dev = _model_device(self.corrector.model)
         for s in range(0, len(e), p.gen_batch):
@@ -262,9 +265,8 @@ class Vec2Text(PrefixInversion, Attack):
                     embeddings=batch, corrector=self.corrector, num_steps=p.num_steps if p.num_steps > 0 else None,
                     sequence_beam_width=p.beam if (p.beam > 1 and p.num_steps > 0) else 0,
                 )
-        self.step_outputs = []  # the package does not expose its intermediate steps: sweep num_steps instead
-        self.trace = {"queries": ctx.victim.queries - q0}
-        return [" ".join(t.split()) for t in out]
+        # The package does not expose its intermediate steps (no extras): sweep num_steps instead.
+        return [Inversion(" ".join(t.split())) for t in out]
 
 
 def _top_unique(scored: list[tuple[float, str]], k: int) -> list[str]:

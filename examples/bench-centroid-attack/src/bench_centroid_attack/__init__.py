@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 from pydantic import Field
 
-from bench.api import Attack, AttackContext, AttackParams
+from bench.api import Attack, AttackContext, AttackParams, Inversion
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import words
@@ -46,7 +46,7 @@ class Centroid(Attack):
         self.index = ctx.train_view(ctx.victim.query(texts, split="attacker"))
         self.to_clean = ctx.to_clean()
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[list[str]]:
+    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         if len(emb) == 0:
             return []
         if self.to_clean is not None:
@@ -57,7 +57,7 @@ class Centroid(Attack):
             row = [int(i) for i in row if i >= 0]  # faiss pads with -1 when k > index size
             votes = Counter(w for i in row for w in self.bags[i])
             need = self.params.min_share * len(row) - _EPS
-            out.append(sorted(w for w, n in votes.items() if n >= need))
+            out.append(Inversion(sorted(w for w, n in votes.items() if n >= need)))
         return out
 
 
