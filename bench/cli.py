@@ -46,7 +46,7 @@ def _load_config(path: Path) -> dict:
         raise BenchError(f"config file {path} cannot be read ({e}): check its permissions and encoding") from None
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"config file {path} is not valid TOML ({e}): fix the syntax") from None
-    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline"}
+    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline", "query_budget"}
     extra = set(data) - known
     if extra:
         raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
@@ -65,10 +65,11 @@ def _load_config(path: Path) -> dict:
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Root of every cache: embeddings, artifacts, models, features, captions [~/.cache/inversion-bench].")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N targets (0: all) [each attack's default, usually all].")
 @click.option("--baseline/--no-baseline", default=None, help="Add the undefended cell when no defense given is 'none' [on].")
+@click.option("--query-budget", type=int, default=None, help="Victim queries an attack may make per target at inference, enforced [unlimited].")
 @click.option("--leaderboard", "board", help="Also build leaderboards/NAME from this run's records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.pass_context
-def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, board, quiet):
+def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, query_budget, board, quiet):
     """Run a grid of attack x defense x embedder x dataset x seed cells.
 
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
@@ -92,11 +93,14 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     baseline = baseline if baseline is not None else config.get("baseline", True)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
         raise BenchError(f"limit must be an integer (0: every target), got {limit!r}")
+    query_budget = query_budget if query_budget is not None else config.get("query_budget")
+    if query_budget is not None and (isinstance(query_budget, bool) or not isinstance(query_budget, int) or query_budget < 1):
+        raise BenchError(f"query budget must be a positive integer (victim queries per target), got {query_budget!r}")
     cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
-                       limit=limit, baseline=bool(baseline))
+                       limit=limit, baseline=bool(baseline), query_budget=query_budget)
     # One settings object for the run: every cache (plugins' model, feature and caption caches too)
     # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
-    settings = Settings(device=resolve_device(device or config.get("device", "auto")), progress=not quiet,
+    settings = Settings(device=resolve_device(device or config.get("device", "auto")), progress=not quiet, query_budget=query_budget,
                         **({"cache_dir": Path(cache_dir).expanduser().resolve()} if cache_dir else {}))
     out_dir = Path(out or config.get("out", "results"))
     runner = Runner(host, out_dir, settings=settings)

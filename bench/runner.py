@@ -53,6 +53,7 @@ class Cell:
     dataset: Dataset
     seed: int
     limit: int | None = None  # evaluate only the first `limit` targets
+    query_budget: int | None = None  # victim queries per target at inference (None: the settings', else unlimited)
 
     def configs(self) -> dict[str, Any]:
         out = {
@@ -64,6 +65,8 @@ class Cell:
         }
         if self.limit is not None:  # absent when unset, so ids of unlimited cells never change
             out["limit"] = self.limit
+        if self.query_budget is not None:
+            out["query_budget"] = self.query_budget
         return out
 
     @property
@@ -104,7 +107,7 @@ def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
 
 
 def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit: int | None = None,
-               baseline: bool = True) -> list[Cell]:
+               baseline: bool = True, query_budget: int | None = None) -> list[Cell]:
     """The cells of a grid. ``limit``: targets per cell (None: each attack's ``default_limit``;
     0: all). ``baseline``: add the undefended cell (defense ``none``) when no defense given is the
     identity, so every defended number has its clean reference beside it."""
@@ -117,14 +120,24 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
     for attack, defense, embedder, dataset, seed in itertools.product(*axes, seeds):
         if attack.adaptive and defense.identity:
             continue  # knowing "no defense" changes nothing: the naive cell covers it
+        if attack.adaptive and attack.adapts_to == "secret" and not defense.secret:
+            continue  # this attack's adaptive mode only differs against secret defenses
         n = attack.default_limit if limit is None else (limit or None)
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n))
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, query_budget))
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
             "add a defense or run the attack naive"
         )
     return cells
+
+
+def query_budget(attack: Attack, run_budget: int | None) -> int | None:
+    """Victim queries allowed per target at inference: the attack's own ``query_budget`` parameter
+    (sweepable, e.g. ``zsinvert:query_budget=200|1000``) when it has one set, else ``--query-budget``.
+    Queries made while fitting (the attacker embedding its own corpus) are not part of it."""
+    own = getattr(attack.params, "query_budget", None)
+    return own if own is not None else run_budget
 
 
 def resolve_device(device: str) -> str:
@@ -304,7 +317,8 @@ class Runner:
     def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
         """Run one cell; errors become an error record (the samples are None then)."""
         t0 = time.perf_counter()
-        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive)
+        budget = query_budget(cell.attack, cell.query_budget if cell.query_budget is not None else self.settings.query_budget)
+        threat = ThreatModel(query_access=cell.attack.query_access, knows_defense=cell.attack.adaptive, query_budget=budget)
         base = dict(
             cell_id=cell.cell_id,
             attack=self._component("attacks", cell.attack),
@@ -319,7 +333,6 @@ class Runner:
             embedder = self.embedder(cell.embedder)
             data = self.splits(cell.dataset)
             victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
-            victim.budget = self.settings.query_budget
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
             # The whole split is embedded and defended (same noise draw whatever the limit), then cut.
             self.check_modality(cell)
@@ -338,7 +351,11 @@ class Runner:
                 artifact_key=self._artifact_key(cell, victim),
             )
             attack_models = cell.attack.fit(ctx) or []
+            if budget is not None:  # enforced by the victim: per target, and n x budget in all
+                victim.target_budget = budget
+                victim.budget = victim.queries + budget * len(target)
             inversions = cell.attack.invert(target, ctx)
+            victim.budget = victim.target_budget = None
             attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
             if len(inversions) != len(target):
                 raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
