@@ -66,6 +66,8 @@ class ZSInvert(Attack):
         prior: bool = Field(True, description="use the attacker's bag-of-words model as a word prior (logit bias and edit pool)")
         prior_words: int = Field(24, ge=1, description="most likely prior words used per target")
         prior_weight: float = Field(4.0, ge=0, description="logit bias per unit of prior probability")
+        prior_features: int = Field(4096, ge=0, description="the prior bow model's random features (its `features`)")
+        prior_holdout: int = Field(1000, ge=10, description="the prior bow model's calibration holdout (its `holdout`)")
         query_budget: int | None = Field(None, ge=1, description="victim queries per target (None: the run's --query-budget, else unlimited)")
         batch: int = Field(1024, ge=1, description="texts per victim query batch")
 
@@ -99,7 +101,7 @@ class ZSInvert(Attack):
             from bench_plugins.attacks.bow import BagOfWords
 
             if self._bow is None:
-                self._bow = BagOfWords({"adaptive": False})
+                self._bow = BagOfWords({"adaptive": False, "features": p.prior_features, "holdout": p.prior_holdout})
             # The same artifact folder as the `bow` attack's own runs: trained once, shared.
             bow_ctx = replace(
                 ctx, defense=None, artifact_root=ctx.artifact_root.parent / BagOfWords.name,
