@@ -89,7 +89,8 @@ class DecodeResult:
 class GuidedDecoder:
     """Beam search over a causal LM's next tokens, ranked by victim cosine (+ ``lm_weight`` x mean log-prob)."""
 
-    def __init__(self, model, tokenizer, device: str = "cpu"):
+    def __init__(self, model, tokenizer, device: str = "cpu", use_cache: bool = True):
+        self.use_cache = use_cache  # False: re-run the whole sequence every step (the plain loop)
         self.model = model
         self.tok = tokenizer
         self.device = device
@@ -130,20 +131,21 @@ class GuidedDecoder:
         import torch
 
         with torch.inference_mode():
-            out = self.model(input_ids=input_ids, past_key_values=past, use_cache=past is not None or self.use_cache)
+            out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
         return out.logits[:, -1, :].float(), out.past_key_values
 
     def decode(self, instruction: str, scorer: Callable[[list[str]], np.ndarray], beam: int = 4, top_k: int = 8,
                max_tokens: int = 16, bias=None, lm_weight: float = 0.0, patience: int | None = 3,
-               use_cache: bool = True) -> DecodeResult:
+               use_cache: bool | None = None) -> DecodeResult:
         """Victim-guided beam search from the LM's reply to ``instruction``.
 
         ``patience``: stop when the best cosine has not improved for this many steps (None: run to
-        ``max_tokens``). ``use_cache`` False re-runs the whole sequence at every step (the plain loop).
+        ``max_tokens``). ``use_cache`` False re-runs the whole sequence at every step (the plain loop;
+        default: the decoder's setting).
         """
         import torch
 
-        self.use_cache = use_cache
+        use_cache = self.use_cache if use_cache is None else use_cache
         prompt = self.prompt_ids(instruction)
         beams = [Beam([])]
         logits, past = self._forward(torch.tensor([prompt], device=self.device), None)

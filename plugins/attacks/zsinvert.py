@@ -126,7 +126,7 @@ class ZSInvert(Attack):
         target = np.asarray(emb, np.float32)
         if self.to_clean is not None:
             target = target @ self.to_clean
-        priors = self._priors(target) if self.prior_model is not None else [{} for _ in target]
+        priors = self.priors(target) if self.prior_model is not None else [{} for _ in target]
         out = []
         victim = ctx.victim
         for t, prior in tqdm(list(zip(target, priors)), desc="zsinvert", unit="target", disable=None if ctx.settings.progress else True, leave=False):
@@ -135,7 +135,7 @@ class ZSInvert(Attack):
                 out.append(self.search(scorer, prior))
         return out
 
-    def _priors(self, target: np.ndarray) -> list[dict[str, float]]:
+    def priors(self, target: np.ndarray) -> list[dict[str, float]]:
         """The bag-of-words model's ``prior_words`` most likely words per target, with probabilities."""
         vocab, probs = self.prior_model.word_scores(target)
         k = min(self.params.prior_words, probs.shape[1])
