@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class Victim:
         return max(min(left), 0) if left else None
 
     @contextmanager
-    def for_target(self) -> Iterator["Victim"]:
+    def for_target(self) -> Iterator[Victim]:
         """One target's inversion: its queries count against ``target_budget`` (when set)."""
         outer = self._scope_used
         self._scope_used = 0

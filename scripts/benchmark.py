@@ -81,7 +81,7 @@ def zsinvert_rows(args) -> list[tuple[str, float, float]]:
                 seconds, asked, texts = 0.0, 0, []
                 for t, prior in zip(targets, priors):
                     scorer = VictimScorer(lambda x: victim.query(x, cache=False), t, batch=batch, dedup=dedup)
-                    sec, inv = timed(lambda: attack.search(scorer, prior))
+                    sec, inv = timed(lambda s=scorer, p=prior: attack.search(s, p))
                     seconds, asked = seconds + sec, asked + scorer.asked
                     texts.append(inv.output)
                 results[label] = (seconds / len(targets), asked / len(targets), texts)

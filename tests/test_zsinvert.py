@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import tiny_llama
 
 from bench.api import Attack, Inversion
 from bench.cache import EmbeddingCache
@@ -17,7 +18,6 @@ from bench.errors import BenchError
 from bench.guided import GuidedDecoder, VictimScorer, edit_search
 from bench.runner import Runner, build_grid
 from bench.victim import QueryBudgetExceeded, Victim
-from tiny_models import tiny_llama
 
 torch = pytest.importorskip("torch")
 TOY = "toy:attacker=300,leaked=40,target=6"
@@ -177,7 +177,7 @@ def test_per_round_metrics_extras_and_modes(toy_host, tmp_path, tiny_lm):
     # the adaptive cell runs against the secret rotation only (against noise it equals the naive one)
     assert [(c.defense.name, c.attack.adaptive) for c in cells] == [("none", False), ("noise", False), ("rotation", False), ("rotation", True)]
     assert all(r.status == "ok" for r in records), [r.error for r in records]
-    clean, noise, rot_naive, rot_adaptive = records
+    clean, _noise, rot_naive, rot_adaptive = records
     for r in records:
         assert {"token_f1", "bleu", "rouge_l", "cosine", "exact_match", "queries"} <= set(r.metrics)
         assert {"token_f1@round0", "token_f1@round1", "cosine@round0", "cosine@round1", "victim_cos@round1"} <= set(r.metrics)
