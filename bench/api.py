@@ -208,7 +208,7 @@ class ThreatModel(BaseModel):
 
     train_split: Literal["attacker"] = "attacker"
     query_access: Literal["none", "black-box", "white-box"] = "black-box"
-    query_budget: int | None = None
+    query_budget: int | None = None  # victim queries allowed per target at inference (None: unlimited)
     leaked_pairs: int = 0
     knows_defense: bool = False
     via: str | None = None  # the attacker's own embedder: the victim is never queried (see AttackParams.via)
@@ -334,6 +334,9 @@ class Attack(Component):
     # costly on a CPU (an LLM writing every caption); the record states the limit used.
     default_limit: ClassVar[int | None] = None
     modalities: ClassVar[tuple[str, ...]] = ("text",)  # victim modalities the attack works on
+    # Defenses the adaptive mode changes anything against: "all", or "secret" when it only maps a
+    # secret defense back (``ctx.to_clean``); the grid then skips its adaptive cells elsewhere.
+    adapts_to: ClassVar[Literal["all", "secret"]] = "all"
     # Metrics the run's printed table and the leaderboards show (None: all); records keep every metric.
     headline: ClassVar[tuple[str, ...] | None] = None
     # Declarations of the attack's own metrics (``bench.metrics.Metric``); the shared ones

@@ -42,6 +42,7 @@ def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any
             "dataset": cell.dataset.config(),
             "seed": cell.seed,
             "limit": cell.limit,
+            "query_budget": cell.query_budget,
         },
         "out": str(Path(out_dir).resolve()),
         "cache_dir": str(Path(settings.cache_dir).resolve()),
@@ -55,12 +56,13 @@ def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any
 
 def cell_from_spec(host, spec: dict[str, Any]):
     """Rebuild the cell; its id must match the spec's (else the plugins differ from the submitter's)."""
-    from bench.runner import Cell
+    from bench.runner import Cell, via_embedder
 
     c = spec["cell"]
     parts = {kind[:-1]: host.make(kind, c[kind[:-1]]["name"], c[kind[:-1]]["params"])
              for kind in ("attacks", "defenses", "embedders", "datasets")}
-    cell = Cell(parts["attack"], parts["defense"], parts["embedder"], parts["dataset"], int(c["seed"]), c.get("limit"))
+    cell = Cell(parts["attack"], parts["defense"], parts["embedder"], parts["dataset"], int(c["seed"]), c.get("limit"),
+                via_embedder(host, parts["attack"]), c.get("query_budget"))
     if cell.cell_id != spec["cell_id"]:
         raise BenchError(
             f"cell {spec['cell_id']} rebuilt here has id {cell.cell_id}: this machine's plugins or their "

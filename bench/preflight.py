@@ -64,6 +64,9 @@ def check_config(data: dict, path: Path) -> dict:
         raise BenchError(f"config file {path}: `device` must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got {data['device']!r}")
     if "limit" in data and (isinstance(data["limit"], bool) or not isinstance(data["limit"], int) or data["limit"] < 0):
         raise BenchError(f"config file {path}: `limit` must be an integer >= 0 (0: every target), got {data['limit']!r}")
+    qb = data.get("query_budget")
+    if "query_budget" in data and (isinstance(qb, bool) or not isinstance(qb, int) or qb < 1):
+        raise BenchError(f"config file {path}: `query_budget` must be a positive integer (victim queries per target), got {qb!r}")
     if "baseline" in data and not isinstance(data["baseline"], bool):
         raise BenchError(f"config file {path}: `baseline` must be true or false (no quotes), got {data['baseline']!r}")
     return out

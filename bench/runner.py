@@ -61,6 +61,7 @@ class Cell:
     seed: int
     limit: int | None = None  # evaluate only the first `limit` targets
     via: Embedder | None = None  # the attacker's own embedder (attack param via=): the victim is never queried
+    query_budget: int | None = None  # victim queries per target at inference (None: the settings', else unlimited)
 
     def configs(self) -> dict[str, Any]:
         out = {
@@ -72,6 +73,8 @@ class Cell:
         }
         if self.limit is not None:  # absent when unset, so ids of unlimited cells never change
             out["limit"] = self.limit
+        if self.query_budget is not None:
+            out["query_budget"] = self.query_budget
         return out
 
     @property
@@ -112,7 +115,7 @@ def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
 
 
 def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit: int | None = None,
-               baseline: bool = True) -> list[Cell]:
+               baseline: bool = True, query_budget: int | None = None) -> list[Cell]:
     """The cells of a grid. ``limit``: targets per cell (None: each attack's ``default_limit``;
     0: all). ``baseline``: add the undefended cell (defense ``none``) when no defense given is the
     identity, so every defended number has its clean reference beside it."""
@@ -125,8 +128,10 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
     for attack, defense, embedder, dataset, seed in itertools.product(*axes, seeds):
         if attack.adaptive and defense.identity:
             continue  # knowing "no defense" changes nothing: the naive cell covers it
+        if attack.adaptive and attack.adapts_to == "secret" and not defense.secret:
+            continue  # this attack's adaptive mode only differs against secret defenses
         n = attack.default_limit if limit is None else (limit or None)
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack)))
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget))
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
@@ -147,6 +152,14 @@ def via_embedder(host: Host, attack: Attack) -> Embedder | None:
     if len(param_sets) > 1:
         raise BenchError(f"via={attack.via} names several embedders: sweep via with the attack spec (via=a|b), not inside it")
     return host.make("embedders", name, param_sets[0] if param_sets else {})
+
+
+def query_budget(attack: Attack, run_budget: int | None) -> int | None:
+    """Victim queries allowed per target at inference: the attack's own ``query_budget`` parameter
+    (sweepable, e.g. ``zsinvert:query_budget=200|1000``) when it has one set, else ``--query-budget``.
+    Queries made while fitting (the attacker embedding its own corpus) are not part of it."""
+    own = getattr(attack.params, "query_budget", None)
+    return own if own is not None else run_budget
 
 
 def resolve_device(device: str) -> str:
@@ -383,13 +396,14 @@ class Runner:
         the record and the samples (``_record``); a failure anywhere is an error record (``_failure``).
         """
         t0 = time.perf_counter()
-        threat = self._threat(cell)
+        budget = query_budget(cell.attack, cell.query_budget if cell.query_budget is not None else self.settings.query_budget)
+        threat = self._threat(cell).model_copy(update={"query_budget": budget})
         victim = None
         try:
             victim, data = self._victim(cell)
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
             target, targets, ctx, alignment = self._context(cell, victim, data)
-            attack_models, inversions = self._attack(cell, ctx, target)
+            attack_models, inversions = self._attack(cell, ctx, target, None if cell.via else budget)
             attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
             rows = self._score(cell, victim, data, targets, inversions, ctx, alignment)
             return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, attacker_queries, ctx, alignment)
@@ -419,7 +433,6 @@ class Runner:
         embedder = self.embedder(cell.embedder)
         data = self.splits(cell.dataset)
         victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
-        victim.budget = self.settings.query_budget
         self.check_modality(cell)
         return victim, data
 
@@ -451,10 +464,18 @@ class Runner:
         return target, targets, ctx, alignment
 
     @staticmethod
-    def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray) -> tuple[list[dict], list[Inversion]]:
-        """Fit, then invert every target; checks the attack kept its side of the contract."""
+    def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray, budget: int | None) -> tuple[list[dict], list[Inversion]]:
+        """Fit, then invert every target under the per-target query ``budget`` (enforced by the
+        victim: per target, and n x budget in all); checks the attack kept its side of the contract."""
         attack_models = cell.attack.fit(ctx) or []
-        inversions = cell.attack.invert(target, ctx)
+        victim = ctx.victim
+        if budget is not None:
+            victim.target_budget = budget
+            victim.budget = victim.queries + budget * len(target)
+        try:
+            inversions = cell.attack.invert(target, ctx)
+        finally:
+            victim.budget = victim.target_budget = None
         if len(inversions) != len(target):
             raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
         if not all(isinstance(inv, Inversion) for inv in inversions):

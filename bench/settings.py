@@ -31,7 +31,7 @@ class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     device: str = "cpu"
     progress: bool = True
-    query_budget: int | None = None  # victim queries an attacker may make per cell (None: unlimited)
+    query_budget: int | None = None  # victim queries an attack may make per target at inference (None: unlimited)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())

@@ -20,4 +20,5 @@ PLUGINS = (
     "bench_plugins.attacks.slime_adaptive",
     "bench_plugins.attacks.vec2text",
     "bench_plugins.attacks.geia",
+    "bench_plugins.attacks.zsinvert",
 )

@@ -9,6 +9,10 @@
    attack targets per second (a `nearest` cell over the attacker split, warm embedding cache)
    and top-10 search, each on the CPU (the baseline) and on CUDA in the same run; without a GPU
    only the CPU rows are printed and the GPU rows say "unmeasured".
+4. zsinvert (``--section zsinvert``): the real SmolLM2-135M proposing and all-MiniLM-L6-v2 judging on
+   ``--targets`` WordNet targets, with the LM's key/value cache, batched victim queries and each text
+   asked once, against the plain loop (whole sequence re-run every step, one text per query,
+   repeats asked again); seconds and victim queries per target.
 Prints a Markdown table for docs/benchmarks.md.
 """
 
@@ -36,14 +40,67 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--attacker", type=int, default=5000)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--section", choices=["all", "cache", "gpu"], default="all")
+    ap.add_argument("--section", choices=["all", "cache", "gpu", "zsinvert"], default="all")
     ap.add_argument("--gpu-texts", type=int, default=2000, help="texts embedded per device in the gpu section")
+    ap.add_argument("--targets", type=int, default=3, help="zsinvert targets")
     args = ap.parse_args()
+    rows = []
+    if args.section in ("all", "cache"):
+        rows += cache_rows(args)
     if args.section in ("all", "gpu"):
-        print_rows(gpu_section(args))
-    if args.section == "gpu":
-        return
+        rows += gpu_section(args)
+    if args.section in ("all", "zsinvert"):
+        rows += zsinvert_rows(args)
+    print_rows(rows)
 
+
+def zsinvert_rows(args) -> list[tuple[str, float, float]]:
+    """zsinvert's search with its speed-ups vs the plain loop, same targets, same process."""
+    from bench.api import AttackContext
+    from bench.guided import GuidedDecoder, VictimScorer
+    from bench.plugins import Host
+    from bench.runner import Runner
+    from bench.settings import Settings, use
+    from bench.victim import Victim
+
+    host = Host(load_installed=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(cache_dir=Path(os.environ.get("BENCH_CACHE_DIR") or Path(tmp) / "cache"), device=args.device, progress=False)
+        with use(settings):
+            runner = Runner(host, Path(tmp) / "out", settings=settings)
+            dataset = host.make("datasets", "wordnet", {"attacker": args.attacker})
+            data = runner.splits(dataset)
+            victim = Victim(runner.embedder(host.make("embedders", "minilm")), runner.cache, runner.data_key(dataset), progress=False)
+            attack = host.make("attacks", "zsinvert", {})
+            ctx = AttackContext(victim=victim, attacker=data.attacker, leaked=data.leaked, leaked_embeddings=None, defense=None,
+                                seed=0, settings=settings, artifact_root=settings.cache("artifacts", "zsinvert"),
+                                artifact_key={"victim": victim.fingerprint, "dataset": victim.dataset_key, "seed": 0})
+            attack.fit(ctx)
+            targets = victim.embed_split("target", data.target.texts)[: args.targets]
+            priors = attack.priors(targets)
+            fast_dec = attack.decoder
+            plain_dec = GuidedDecoder(fast_dec.model, fast_dec.tok, fast_dec.device, use_cache=False)
+            results = {}
+            for label, dec, batch, dedup in (("plain", plain_dec, 1, False), ("fast", fast_dec, attack.params.batch, True)):
+                attack.decoder = dec
+                seconds, asked, texts = 0.0, 0, []
+                for t, prior in zip(targets, priors):
+                    scorer = VictimScorer(lambda x: victim.query(x, cache=False), t, batch=batch, dedup=dedup)
+                    sec, inv = timed(lambda s=scorer, p=prior: attack.search(s, p))
+                    seconds, asked = seconds + sec, asked + scorer.asked
+                    texts.append(inv.output)
+                results[label] = (seconds / len(targets), asked / len(targets), texts)
+            same = sum(a == b for a, b in zip(results["plain"][2], results["fast"][2]))
+            n = len(targets)
+            rows.append((f"zsinvert plain loop (no KV cache, 1 text/query, repeats re-asked): s/target; {results['plain'][1]:.0f} queries/target", results["plain"][0], 1.0))
+            rows.append((f"zsinvert (KV cache, batched, each text once): s/target; {results['fast'][1]:.0f} queries/target; {same}/{n} same outputs",
+                         results["fast"][0], results["plain"][0] / results["fast"][0]))
+    return rows
+
+
+def cache_rows(args) -> list[tuple[str, float, float]]:
+    """The bow grid cold / warm / resumed, and faiss vs numpy top-10."""
     from bench.plugins import Host
     from bench.runner import Runner, build_grid
     from bench.utility import search
@@ -92,7 +149,7 @@ def main() -> None:
         rows.append((f"numpy full sort top-10, {len(q)}x{len(c)} (x{reps})", t_np, 1.0))
         rows.append((f"faiss IndexFlatIP top-10 (x{reps}; {agree:.1%} same ids)", t_faiss, t_np / t_faiss))
 
-    print_rows(rows)
+    return rows
 
 
 def print_rows(rows) -> None:

@@ -142,6 +142,13 @@ class BagOfWords(Attack):
         knn_p = np.asarray((weights @ state["train_y"]).todense(), np.float32)
         return ridge_p, knn_p
 
+    def word_scores(self, emb: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(vocabulary, [n, |vocabulary|] word probabilities) for embeddings already in the space the
+        model was fitted on: the calibrated blend ``invert`` thresholds, for attacks using it as a prior."""
+        emb = np.asarray(emb, np.float32)
+        parts = [_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend) for i in range(0, len(emb), 2048)]
+        return self.state["vocab"], np.concatenate(parts) if parts else np.zeros((0, len(self.state["vocab"])), np.float32)
+
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         emb = ctx.target_view(emb)
         out = []
