@@ -8,7 +8,7 @@ WORDNET_DIR ?= /usr/share/wordnet
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test wordnet clean-venv
+.PHONY: setup demo test lint wordnet clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ setup: $(BIN)/.installed wordnet
 
 demo: setup
 	$(BIN)/bench run --attack bow --defense none --defense noise --defense quantize --defense rotation
+
+# ruff, pinned in the dev extra and configured in pyproject.toml; CI runs it before the tests.
+lint: setup
+	$(BIN)/ruff check .
 
 test: setup $(BIN)/.image
 	$(BIN)/python -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -78,6 +78,16 @@ def headline(records: list[ResultRecord]) -> list[str] | None:
     return list(dict.fromkeys(m for h in heads for m in h))
 
 
+def directions(records: list[ResultRecord]) -> dict[str, bool | None]:
+    """Each column's declared direction, as the records store it (utility columns prefixed ``utility_``)."""
+    out: dict[str, bool | None] = {}
+    for r in records:
+        for prefix, group in (("", r.metrics), ("utility_", r.utility)):
+            for name, m in group.items():
+                out.setdefault(prefix + name, m.higher_is_better)
+    return out
+
+
 def metric_columns(df: pd.DataFrame) -> list[str]:
     base = [c for c in df.columns if f"{c}_lo" in df.columns]
     metrics = [c for c in base if not c.startswith("utility_")]
@@ -147,7 +157,7 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
     df = frame(records)
     public = df.drop(columns=[c for c in df.columns if c.startswith("_")])
     target = Path(out_dir) / name
-    built = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    built = datetime.now(UTC).isoformat(timespec="seconds")
     header = (
         f"# Leaderboard: {name}\n\n"
         f"Built {built} by inversion-bench {__version__} from {len(records)} result records "
@@ -163,6 +173,8 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         "built": built,
         "bench_version": __version__,
         "schema_version": SCHEMA_VERSION,
+        "headline": shown,
+        "higher_is_better": directions(records),
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +41,7 @@ class ModelInfo(BaseModel):
 class Provenance(BaseModel):
     package_version: str
     git_commit: str | None = None
-    date: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    date: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     python: str = ""
     libraries: dict[str, str] = {}
     device: str = "cpu"
@@ -94,7 +94,7 @@ def write_record(out_dir: Path, record: ResultRecord, samples: list[dict] | None
     out_dir = Path(out_dir)
     stem = cell_stem(record)
     if record.status == "error":
-        stem += "__error-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stem += "__error-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     if samples is not None:
         name = f"{stem}.samples.jsonl"
         body = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)

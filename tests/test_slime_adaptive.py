@@ -206,9 +206,10 @@ def test_parse_vlm_answer_is_lenient():
 
 
 def test_params_need_the_adaptive_models():
+    from pydantic import ValidationError
+
     from bench_plugins.attacks.slime import Slime
     from bench_plugins.attacks.slime_adaptive import SlimeAdaptive
-    from pydantic import ValidationError
 
     ok = {"image_encoder": "clip", "generator": "gen", "vlm": "vlm"}
     SlimeAdaptive(ok)

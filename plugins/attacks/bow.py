@@ -55,7 +55,6 @@ class BagOfWords(Attack):
                 f"raise the dataset's attacker size or lower bow:holdout"
             )
         clean = ctx.victim.query(texts, split="attacker")  # counted even when cached
-        self.to_clean = ctx.to_clean()
         # The split is ordered by synset/group, so a tail holdout shares no group with training.
         cut = len(texts) - self.params.holdout
         folder = ctx.artifact_dir()
@@ -145,8 +144,7 @@ class BagOfWords(Attack):
         return self.state["vocab"], np.concatenate(parts) if parts else np.zeros((0, len(self.state["vocab"])), np.float32)
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        if self.to_clean is not None:
-            emb = emb @ self.to_clean
+        emb = ctx.target_view(emb)
         out = []
         for i in range(0, len(emb), 2048):
             mask = _decide(_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend), self.threshold)
