@@ -396,7 +396,7 @@ class Runner:
         the record and the samples (``_record``); a failure anywhere is an error record (``_failure``).
         """
         t0 = time.perf_counter()
-        budget = query_budget(cell.attack, cell.query_budget if cell.query_budget is not None else self.settings.query_budget)
+        budget = self._budget(cell)
         threat = self._threat(cell).model_copy(update={"query_budget": budget})
         victim = None
         try:
@@ -463,10 +463,18 @@ class Runner:
         )
         return target, targets, ctx, alignment
 
+    def _budget(self, cell: Cell) -> int | None:
+        """The cell's query budget per target (the attack's parameter, the cell's, the run's)."""
+        return query_budget(cell.attack, cell.query_budget if cell.query_budget is not None else self.settings.query_budget)
+
     @staticmethod
-    def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray, budget: int | None) -> tuple[list[dict], list[Inversion]]:
-        """Fit, then invert every target under the per-target query ``budget`` (enforced by the
-        victim: per target, and n x budget in all); checks the attack kept its side of the contract."""
+    def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray, budget: int | None = None) -> tuple[list[dict], list[Inversion]]:
+        """Fit, then invert every target within the query budget; checks the attack kept its side of the contract.
+
+        The budget binds inference only (fitting embeds the attacker's own corpus): the victim refuses
+        any request past ``budget`` inside a target's ``for_target()`` block and past ``budget`` x
+        targets in all, so no attack can exceed it. A ``via`` cell never queries the victim: no budget.
+        """
         attack_models = cell.attack.fit(ctx) or []
         victim = ctx.victim
         if budget is not None:

@@ -17,7 +17,7 @@ against the threat model's query budget). Per target:
 * **length control**: decoding stops when the cosine has not improved for ``patience`` steps, and the
   edits pay ``length_penalty`` per word, so a text does not just grow to cover more of the embedding.
 
-Adaptive mode: a secret defense (rotation) is mapped back with ``ctx.to_clean()`` (leaked pairs);
+Adaptive mode: a secret defense (rotation) is mapped back with ``ctx.target_view()`` (leaked pairs);
 against a public defense such as noise the target is the defended vector in both modes and nothing
 else changes, so the grid runs the adaptive cell against secret defenses only. A query budget
 (``query_budget`` here or ``bench run --query-budget``) is enforced by the victim per target; the
@@ -95,7 +95,6 @@ class ZSInvert(Attack):
         lm = self._lms[key]
         self.decoder = GuidedDecoder(lm.model, lm.tokenizer, ctx.device)
         models = [{"role": "proposing LM", "name": lm.identity["name"], "pretrained": bool(lm.identity["pretrained"])}]
-        self.to_clean = ctx.to_clean()
         self.prior_model = None
         if p.prior:
             from bench_plugins.attacks.bow import BagOfWords
@@ -123,9 +122,7 @@ class ZSInvert(Attack):
         from tqdm.auto import tqdm
 
         p = self.params
-        target = np.asarray(emb, np.float32)
-        if self.to_clean is not None:
-            target = target @ self.to_clean
+        target = np.asarray(ctx.target_view(emb), np.float32)  # a secret defense mapped back (adaptive)
         priors = self.priors(target) if self.prior_model is not None else [{} for _ in target]
         out = []
         victim = ctx.victim
