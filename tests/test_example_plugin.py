@@ -187,7 +187,7 @@ def test_example_plugin_installs_and_runs(tmp_path):
         row = found["centroid"]
         assert row["plugin"] == "centroid"
         assert row["version"] == "0.1.0"
-        assert set(row["params"]) == {"adaptive", "k", "min_share", "max_train"}
+        assert set(row["params"]) == {"adaptive", "via", "k", "min_share", "max_train"}
         assert row["params"]["k"]["default"] == 10
         # ... or when named, by entry-point or distribution name; an empty list loads none.
         assert "centroid" in attacks(tmp_path, load="centroid")
