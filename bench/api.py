@@ -98,6 +98,11 @@ class RetrievalTask:
     qrels: dict[str, set[str]]
 
 
+# The order in which a dataset fills its splits: the targets first, so growing the attacker split
+# never changes them.
+SPLIT_ORDER = ("target", "leaked", "attacker")
+
+
 @dataclass
 class DatasetSplits:
     attacker: Split  # the attacker's auxiliary corpus
@@ -231,10 +236,21 @@ class AttackContext:
     settings: Settings
     artifact_root: Path
     artifact_key: dict[str, Any]
+    _to_clean: np.ndarray | None = field(default=None, init=False, repr=False)  # learned once per cell
 
     @property
     def device(self) -> str:
         return self.settings.device
+
+    def target_view(self, emb: np.ndarray) -> np.ndarray:
+        """The target embeddings in the space the attacker trained in: an adaptive attacker facing a
+        secret defense maps them back through ``to_clean()`` (learned once per cell, counted
+        queries); otherwise they are returned as given."""
+        if self.defense is None or not self.defense.secret:
+            return emb
+        if self._to_clean is None:
+            self._to_clean = self.to_clean()
+        return emb @ self._to_clean
 
     def artifact_dir(self, **extra: Any) -> Path:
         """A folder for trained artifacts, content-addressed by victim, data, seed, config, extra."""

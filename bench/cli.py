@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from bench import __version__
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 EMBEDDED_DEFAULT = {"embedders": ["minilm"], "datasets": ["wordnet"], "defenses": ["none"], "seeds": [0]}
 
@@ -173,7 +173,7 @@ def build(ctx, results, name, out):
     try:
         records = load_records(list(results), attacks=lambda n: _host(ctx).entry("attacks", n).cls)
     except (ValueError, OSError) as e:
-        raise BenchError(f"cannot read results: {str(e).splitlines()[0]}") from None
+        raise BenchError(f"cannot read results: {one_line(str(e).splitlines()[0])}") from None
     if not records:
         raise BenchError(f"no finished result records under {', '.join(map(str, results))}: run `bench run --out DIR` first")
     if "/" in name or name.startswith("."):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.errors import BenchError, one_line
+from bench.models import describe
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -72,7 +73,7 @@ def post_json(
             reason = getattr(e, "reason", e)
             if isinstance(reason, TimeoutError):
                 raise BenchError(f"{what} {url} did not answer within {timeout:g} s: {timeout_hint}") from None
-            why = f"{type(reason).__name__}: {one_line(reason)}" if isinstance(reason, BaseException) else one_line(reason)
+            why = describe(reason) if isinstance(reason, BaseException) else one_line(reason)
             raise BenchError(f"cannot reach {what} {url} ({why}): start the server or pass base_url=<its /v1 root>") from None
         try:
             return json.loads(body)

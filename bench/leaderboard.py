@@ -78,6 +78,16 @@ def headline(records: list[ResultRecord]) -> list[str] | None:
     return list(dict.fromkeys(m for h in heads for m in h))
 
 
+def directions(records: list[ResultRecord]) -> dict[str, bool | None]:
+    """Each column's declared direction, as the records store it (utility columns prefixed ``utility_``)."""
+    out: dict[str, bool | None] = {}
+    for r in records:
+        for prefix, group in (("", r.metrics), ("utility_", r.utility)):
+            for name, m in group.items():
+                out.setdefault(prefix + name, m.higher_is_better)
+    return out
+
+
 def metric_columns(df: pd.DataFrame) -> list[str]:
     base = [c for c in df.columns if f"{c}_lo" in df.columns]
     metrics = [c for c in base if not c.startswith("utility_")]
@@ -163,6 +173,8 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         "built": built,
         "bench_version": __version__,
         "schema_version": SCHEMA_VERSION,
+        "headline": shown,
+        "higher_is_better": directions(records),
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.vectors import cosine_rows  # noqa: F401 - also importable from here, as before
+
 WORD_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -186,9 +188,3 @@ def reconstruction_scores(
                 row[f"pii_{label}"] = v
         rows.append(row)
     return rows
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return (a * b).sum(axis=1)

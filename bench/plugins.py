@@ -1,6 +1,7 @@
 """Plugin discovery and typed registries.
 
-Built-in plugins (the modules in DEFAULT_PLUGINS) go through the same hooks as third-party ones.
+Built-in plugins (the modules the package ``BUILTIN_PACKAGE`` lists in its ``PLUGINS``) go through
+the same hooks as third-party ones; the core names no plugin module.
 Installed plugins come from the ``bench`` entry-point group; ``BENCH_LOAD_PLUGINS`` limits them
 (a comma-separated list of distribution or entry-point names; empty: none). ``--plugins-dir``
 loads loose ``*.py`` files.
@@ -22,23 +23,10 @@ import pluggy
 
 from bench import __version__, api, hookspecs
 from bench.errors import BenchError
+from bench.models import describe
 
 ENTRY_POINT_GROUP = "bench"
-DEFAULT_PLUGINS = (
-    "bench_plugins.datasets",
-    "bench_plugins.userdata",
-    "bench_plugins.embedders",
-    "bench_plugins.mpnet",
-    "bench_plugins.defenses",
-    "bench_plugins.dp",
-    "bench_plugins.compression",
-    "bench_plugins.attacks.bow",
-    "bench_plugins.attacks.nearest",
-    "bench_plugins.attacks.slime",
-    "bench_plugins.attacks.slime_adaptive",
-    "bench_plugins.attacks.vec2text",
-    "bench_plugins.attacks.geia",
-)
+BUILTIN_PACKAGE = "bench_plugins"  # its PLUGINS: the modules of the built-in plugins
 
 KINDS = {
     "attacks": api.Attack,
@@ -118,7 +106,7 @@ class Host:
         self.pm.add_hookspecs(hookspecs)
         self.versions: dict[str, str] = {}
         self.sources: dict[str, str] = {}
-        for modname in DEFAULT_PLUGINS:
+        for modname in importlib.import_module(BUILTIN_PACKAGE).PLUGINS:
             self.register(importlib.import_module(modname), modname, __version__, "builtin")
         if load_installed:
             self._load_entry_points()
@@ -159,7 +147,7 @@ class Host:
                 module = ep.load()
             except Exception as e:
                 raise BenchError(
-                    f"installed plugin {ep.name!r} ({dist}) failed to import: {type(e).__name__}: {e}; "
+                    f"installed plugin {ep.name!r} ({dist}) failed to import: {describe(e)}; "
                     f"fix or uninstall it, or exclude it with BENCH_LOAD_PLUGINS"
                 ) from None
             self.register(module, ep.name, ep.dist.version if ep.dist else "unknown", f"entry point ({dist})")
@@ -175,7 +163,7 @@ class Host:
             try:
                 spec.loader.exec_module(module)
             except Exception as e:
-                raise BenchError(f"plugin file {path} failed to import: {type(e).__name__}: {e}") from None
+                raise BenchError(f"plugin file {path} failed to import: {describe(e)}") from None
             self.register(module, path.stem, getattr(module, "__version__", "unknown"), f"file {path}")
 
     # ------------------------------------------------------------ lookups

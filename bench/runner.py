@@ -20,11 +20,13 @@ from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Em
 from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.defender import DefenseStates, defender_data, defense_info, probe
 from bench.errors import BenchError
-from bench.metrics import cosine_rows, directions, reconstruction_scores, summarize
+from bench.metrics import directions, reconstruction_scores, summarize
+from bench.models import describe
 from bench.plugins import Host
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
 from bench.settings import Settings, use
 from bench.utility import retrieval_scores
+from bench.vectors import cosine_rows
 from bench.victim import Victim
 
 KINDS = ("attacks", "defenses", "embedders", "datasets")
@@ -340,11 +342,30 @@ class Runner:
         return ComponentConfig(**comp.config(), plugin=entry.plugin, version=entry.version)
 
     def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
-        """Run one cell; errors become an error record (the samples are None then)."""
+        """Run one cell; errors become an error record (the samples are None then).
+
+        The steps: the victim and the data (``_victim``), the defended targets and the attacker's
+        context (``_context``), the attack itself (``_attack``), the per-sample scores (``_score``),
+        the record and the samples (``_record``); a failure anywhere is an error record (``_failure``).
+        """
         t0 = time.perf_counter()
         threat = ThreatModel(query_access="none" if cell.via else cell.attack.query_access,
                              knows_defense=cell.attack.adaptive, via=cell.via.short() if cell.via else None)
-        base = dict(
+        victim = None
+        try:
+            victim, data = self._victim(cell)
+            threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
+            target, targets, ctx, defended = self._context(cell, victim, data)
+            attack_models, inversions = self._attack(cell, ctx, target)
+            attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
+            rows = self._score(cell, victim, data, targets, inversions, ctx, defended)
+            return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, attacker_queries, defended)
+        except Exception as e:  # a failing cell is recorded; the others go on
+            return self._failure(cell, e, threat, t0, victim), None
+
+    def _identity(self, cell: Cell) -> dict[str, Any]:
+        """What every record of the cell says, whatever its outcome."""
+        return dict(
             cell_id=cell.cell_id,
             attack=self._component("attacks", cell.attack),
             defense=self._component("defenses", cell.defense),
@@ -353,97 +374,132 @@ class Runner:
             seed=cell.seed,
             limit=cell.limit,
         )
-        victim = None
-        try:
-            embedder = self.embedder(cell.embedder)
-            data = self.splits(cell.dataset)
-            victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
-            victim.budget = self.settings.query_budget
-            threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
-            # The whole split is embedded and defended (same noise draw whatever the limit), then cut.
-            self.check_modality(cell)
-            state = self.defense_state(victim, cell, data)
-            target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed, state)[: cell.limit]
-            targets = data.target.head(cell.limit)
-            leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed, state)
-            attacked, alignment, align_rows = victim, None, None
-            if cell.via is not None:  # the attacker's own embedder stands in for the victim: no victim query
-                attacked = Victim(self.embedder(cell.via), self.cache, victim.dataset_key, progress=self.progress)
-                target, leaked, alignment, align_rows = self.align_via(attacked, cell, data, target, leaked)
-            ctx = AttackContext(
-                victim=attacked,
-                attacker=data.attacker,
-                leaked=data.leaked,
-                leaked_embeddings=leaked,
-                defense=cell.defense if cell.attack.adaptive else None,
-                seed=cell.seed,
-                settings=self.settings,
-                artifact_root=self.cache_root / "artifacts" / cell.attack.name,
-                artifact_key=self._artifact_key(cell, attacked),
-            )
-            attack_models = cell.attack.fit(ctx) or []
-            inversions = cell.attack.invert(target, ctx)
-            attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
-            if len(inversions) != len(target):
-                raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
-            if not all(isinstance(inv, Inversion) for inv in inversions):
-                raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
-            outputs = [inv.output for inv in inversions]
-            rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
-            for row, extra in zip(rows, cell.attack.extra_scores(inversions, targets, ctx) or [{}] * len(rows)):
-                row.update(extra)
-            for row, c in zip(rows, align_rows if align_rows is not None else []):
-                row["align_cosine"] = float(c)
-            if cell.attack.output == "text":
-                # Cosine of the re-embedded reconstruction against the clean target embedding; for an
-                # image victim its text tower's embedding of the reconstruction (CLIPScore-like), if any.
-                texts = [str(o) for o in outputs]
-                if victim.modality == "text":
-                    recon = victim.embed_split("reconstructions", texts)
-                else:
-                    recon = victim.embed_text_split("reconstructions", texts) if hasattr(embedder, "embed_text") else None
-                if recon is not None:
-                    clean = victim.embed_split("target", self.inputs(cell, data.target))[: len(outputs)]
-                    for row, c in zip(rows, cosine_rows(recon, clean)):
-                        row["cosine"] = float(c)
-            per_metric: dict[str, list[float]] = {}
-            for row in rows:
-                for k, v in row.items():
-                    per_metric.setdefault(k, []).append(v)
-            metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
-            utility = self.utility(victim, cell.defense, data, cell.seed, state)
-            samples = [
-                {"id": i, "target": t, "reconstruction": o if isinstance(o, str) else sorted(o), "scores": r, "extras": inv.extras}
-                for i, t, o, r, inv in zip(targets.ids, targets.texts, outputs, rows, inversions)
-            ]
-            models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
-            if cell.via is not None:
-                models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(attacked.embedder.pretrained)))
-            models += [ModelInfo(**m) for m in attack_models]
-            head = cell.attack.headline
-            rec = ResultRecord(
-                **base,
-                threat_model=threat,
-                metrics=metrics,
-                headline=list(head) if head is not None else None,
-                utility=utility,
-                models=models,
-                all_pretrained=all(m.pretrained for m in models),
-                victim_fingerprint=victim.fingerprint,
-                dataset_info=data.info,
-                defense_info=defense_info(cell.defense, victim.dim, self._fitted_on(cell, data)),
-                alignment=alignment,
-                provenance=self._provenance(t0, attacker_queries, victim),
-            )
-            return rec, samples
-        except BenchError as e:
-            message = str(e)
-        except Exception as e:  # a failing cell is recorded; the others go on
-            message = f"{type(e).__name__}: {e} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
-        rec = ResultRecord(
-            **base, status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
+
+    def _victim(self, cell: Cell) -> tuple[Victim, DatasetSplits]:
+        """The loaded embedder behind a counted, budgeted victim, and the dataset's splits."""
+        embedder = self.embedder(cell.embedder)
+        data = self.splits(cell.dataset)
+        victim = Victim(embedder, self.cache, self.data_key(cell.dataset), progress=self.progress)
+        victim.budget = self.settings.query_budget
+        self.check_modality(cell)
+        return victim, data
+
+    def _context(self, cell: Cell, victim: Victim, data: DatasetSplits):
+        """The defended target embeddings (the first ``limit``), their split, and the attacker's context.
+
+        The whole split is embedded and defended (the same noise draw whatever the limit), then cut.
+        """
+        state = self.defense_state(victim, cell, data)
+        target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed, state)[: cell.limit]
+        targets = data.target.head(cell.limit)
+        leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed, state)
+        attacked, alignment, align_rows = victim, None, None
+        if cell.via is not None:  # the attacker's own embedder stands in for the victim: no victim query
+            attacked = Victim(self.embedder(cell.via), self.cache, victim.dataset_key, progress=self.progress)
+            target, leaked, alignment, align_rows = self.align_via(attacked, cell, data, target, leaked)
+        ctx = AttackContext(
+            victim=attacked,
+            attacker=data.attacker,
+            leaked=data.leaked,
+            leaked_embeddings=leaked,
+            defense=cell.defense if cell.attack.adaptive else None,
+            seed=cell.seed,
+            settings=self.settings,
+            artifact_root=self.cache_root / "artifacts" / cell.attack.name,
+            artifact_key=self._artifact_key(cell, attacked),
         )
-        return rec, None
+        # what the defender's side leaves for the scoring and the record
+        defended = {"state": state, "alignment": alignment, "align_rows": align_rows,
+                    "attacker_embedder": attacked.embedder if cell.via is not None else None}
+        return target, targets, ctx, defended
+
+    @staticmethod
+    def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray) -> tuple[list[dict], list[Inversion]]:
+        """Fit, then invert every target; checks the attack kept its side of the contract."""
+        attack_models = cell.attack.fit(ctx) or []
+        inversions = cell.attack.invert(target, ctx)
+        if len(inversions) != len(target):
+            raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
+        if not all(isinstance(inv, Inversion) for inv in inversions):
+            raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
+        return attack_models, inversions
+
+    def _score(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], ctx: AttackContext,
+               defended: dict) -> list[dict]:
+        """Per-sample scores: the shared reconstruction metrics, the attack's own, and the cosine."""
+        outputs = [inv.output for inv in inversions]
+        rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
+        extra = cell.attack.extra_scores(inversions, targets, ctx)
+        if extra is not None and len(extra) != len(rows):
+            raise BenchError(f"attack {cell.attack.name!r}: extra_scores returned {len(extra)} rows for {len(rows)} targets")
+        for row, more in zip(rows, extra or [{}] * len(rows)):
+            row.update(more)
+        for row, c in zip(rows, defended["align_rows"] if defended["align_rows"] is not None else []):
+            row["align_cosine"] = float(c)
+        if cell.attack.output == "text":
+            for row, c in zip(rows, self._cosines(cell, victim, data, [str(o) for o in outputs])):
+                row["cosine"] = float(c)
+        return rows
+
+    def _cosines(self, cell: Cell, victim: Victim, data: DatasetSplits, texts: list[str]) -> np.ndarray:
+        """Cosine of the re-embedded reconstruction against the clean target embedding; for an image
+        victim its text tower's embedding of the reconstruction (CLIPScore-like), if it has one."""
+        if victim.modality == "text":
+            recon = victim.embed_split("reconstructions", texts)
+        elif hasattr(victim.embedder, "embed_text"):
+            recon = victim.embed_text_split("reconstructions", texts)
+        else:
+            return np.zeros(0, np.float32)
+        clean = victim.embed_split("target", self.inputs(cell, data.target))[: len(texts)]
+        return cosine_rows(recon, clean)
+
+    def _record(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], rows: list[dict],
+                attack_models: list[dict], threat: ThreatModel, t0: float, attacker_queries: int,
+                defended: dict) -> tuple[ResultRecord, list[dict]]:
+        """The cell's record (means with CIs and their declared directions) and its samples."""
+        per_metric: dict[str, list[float]] = {}
+        for row in rows:
+            for k, v in row.items():
+                per_metric.setdefault(k, []).append(v)
+        metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
+        utility = self.utility(victim, cell.defense, data, cell.seed, defended["state"])
+        samples = [
+            {"id": i, "target": t, "reconstruction": inv.output if isinstance(inv.output, str) else sorted(inv.output),
+             "scores": r, "extras": inv.extras}
+            for i, t, inv, r in zip(targets.ids, targets.texts, inversions, rows)
+        ]
+        embedder = victim.embedder
+        models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
+        if defended["attacker_embedder"] is not None:
+            own = defended["attacker_embedder"]
+            models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(own.pretrained)))
+        models += [ModelInfo(**m) for m in attack_models]
+        head = cell.attack.headline
+        rec = ResultRecord(
+            **self._identity(cell),
+            threat_model=threat,
+            metrics=metrics,
+            headline=list(head) if head is not None else None,
+            utility=utility,
+            models=models,
+            all_pretrained=all(m.pretrained for m in models),
+            victim_fingerprint=victim.fingerprint,
+            dataset_info=data.info,
+            defense_info=defense_info(cell.defense, victim.dim, self._fitted_on(cell, data)),
+            alignment=defended["alignment"],
+            provenance=self._provenance(t0, attacker_queries, victim),
+        )
+        return rec, samples
+
+    def _failure(self, cell: Cell, e: Exception, threat: ThreatModel, t0: float, victim: Victim | None) -> ResultRecord:
+        """The error record: a BenchError's own message, else the exception and where it was raised."""
+        if isinstance(e, BenchError):
+            message = str(e)
+        else:
+            message = f"{describe(e)} | {traceback.format_exc(limit=-3).strip().splitlines()[-2].strip()}"
+        return ResultRecord(
+            **self._identity(cell), status="error", error=message, threat_model=threat, provenance=self._provenance(t0, 0, victim)
+        )
 
     @staticmethod
     def _fitted_on(cell: Cell, data: DatasetSplits) -> tuple[str, int] | None:

@@ -1,1 +1,23 @@
-"""Built-in plugins, loaded through the same hooks as third-party ones."""
+"""Built-in plugins, loaded through the same hooks as third-party ones.
+
+``PLUGINS`` lists the modules that hold a hook implementation; the host registers each of them.
+The other modules (``llm``, ``tags``, ``clip``, ``attacks.textinv``) are helpers the plugins share.
+"""
+
+PLUGINS = (
+    "bench_plugins.datasets.wordnet",
+    "bench_plugins.datasets.pii_notes",
+    "bench_plugins.datasets.coco",
+    "bench_plugins.userdata",
+    "bench_plugins.embedders",
+    "bench_plugins.mpnet",
+    "bench_plugins.defenses",
+    "bench_plugins.dp",
+    "bench_plugins.compression",
+    "bench_plugins.attacks.bow",
+    "bench_plugins.attacks.nearest",
+    "bench_plugins.attacks.slime",
+    "bench_plugins.attacks.slime_adaptive",
+    "bench_plugins.attacks.vec2text",
+    "bench_plugins.attacks.geia",
+)

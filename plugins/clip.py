@@ -27,15 +27,11 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError, one_line
-from bench_plugins.embedders import _describe
+from bench.models import describe
+from bench.vectors import unit
 
 OPEN_CLIP = "open_clip:"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
-
-
-def _unit(x) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
 
 
 def load_images(paths: list[str]):
@@ -77,7 +73,7 @@ class DualEncoder:
         with torch.inference_mode():
             for s in range(0, len(items), self.batch_size):
                 parts.append(fn(items[s : s + self.batch_size]).float().cpu().numpy())
-        return _unit(np.concatenate(parts))
+        return np.ascontiguousarray(unit(np.concatenate(parts), np.float32))
 
     def encode_images(self, paths: list[str]) -> np.ndarray:
         return self._run(lambda batch: self._image(load_images(batch)), list(paths))
@@ -88,9 +84,9 @@ class DualEncoder:
 
 def load_dual_encoder(ref: str, device: str = "cpu", pretrained: str | None = None, batch_size: int = 64) -> DualEncoder:
     """The dual encoder named by ``ref`` (see the module docstring), in eval mode on ``device``."""
-    from bench_plugins.embedders import _torch_device
+    from bench.models import torch_device
 
-    dev = str(_torch_device(device))
+    dev = str(torch_device(device))
     if is_open_clip_ref(ref):
         return _load_open_clip(ref, dev, pretrained, batch_size)
     if pretrained:
@@ -107,18 +103,18 @@ def _load_transformers(ref: str, device: str, batch_size: int) -> DualEncoder:
     import torch
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-    from bench_plugins.embedders import _locate, _quiet_loading, _weights_digest, is_random_init
+    from bench.models import is_random_init, locate, quiet_loading, weights_digest
 
-    model_dir = _locate(ref)
+    model_dir = locate(ref)
     source = str(model_dir) if model_dir is not None else ref
     try:
-        with _quiet_loading():
+        with quiet_loading():
             model = CLIPModel.from_pretrained(source, use_safetensors=True, trust_remote_code=False, dtype=torch.float32)
             processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=False)
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - any load failure becomes a one-line BenchError
         where = f" from {model_dir}" if model_dir is not None else ""
-        raise BenchError(f"cannot load CLIP model {ref!r}{where} (a transformers CLIPModel with safetensors weights): {_describe(e)}") from None
+        raise BenchError(f"cannot load CLIP model {ref!r}{where} (a transformers CLIPModel with safetensors weights): {describe(e)}") from None
     model.eval().to(device)
     max_len = int(model.config.text_config.max_position_embeddings)
 
@@ -133,7 +129,7 @@ def _load_transformers(ref: str, device: str, batch_size: int) -> DualEncoder:
     size = getattr(processor, "crop_size", None) or getattr(processor, "size", None)
     preprocess = {"size": dict(size) if size else None, "mean": list(getattr(processor, "image_mean", []) or []),
                   "std": list(getattr(processor, "image_std", []) or []), "max_length": max_len}
-    identity = {"name": ref, "sha256": _weights_digest(model_dir, model), "pretrained": not is_random_init(model_dir),
+    identity = {"name": ref, "sha256": weights_digest(model_dir, model), "pretrained": not is_random_init(model_dir),
                 "path": str(model_dir) if model_dir else None, "backend": "transformers"}
     return DualEncoder(model, image, text, int(model.config.projection_dim), identity, preprocess, device, batch_size)
 
@@ -143,7 +139,7 @@ def _import_open_clip():
         import open_clip
     except Exception as e:  # noqa: BLE001 - missing, or a torchvision that does not match torch
         raise BenchError(
-            f"open_clip models need open_clip_torch and a torchvision matching torch ({_describe(e)}): "
+            f"open_clip models need open_clip_torch and a torchvision matching torch ({describe(e)}): "
             f'pip install ".[image]" (e.g. torch 2.14.1 with torchvision 0.29.1)'
         ) from None
     return open_clip
@@ -163,7 +159,7 @@ def _safetensors_in(folder: Path, ref: str) -> Path:
 
 
 def _load_open_clip(ref: str, device: str, pretrained: str | None, batch_size: int) -> DualEncoder:
-    from bench_plugins.embedders import _hub_snapshot_dir, file_sha256, is_random_init, state_dict_sha256
+    from bench.models import file_sha256, hub_snapshot_dir, is_random_init, state_dict_sha256
 
     folder = checkpoint = marker_dir = None
     arch = None
@@ -173,7 +169,7 @@ def _load_open_clip(ref: str, device: str, pretrained: str | None, batch_size: i
         if not arch:
             raise BenchError(f"open_clip reference {ref!r} names no architecture: write open_clip:ViT-B-32 (see open_clip.list_models())")
     elif ref.startswith("hf-hub:"):
-        folder = _hub_snapshot_dir(ref[len("hf-hub:"):])
+        folder = hub_snapshot_dir(ref[len("hf-hub:"):])
         if folder is None:
             raise BenchError(f"open_clip model {ref!r} is not in the local hub cache (HF_HUB_OFFLINE=1?): download it or pass local-dir:/path")
     else:
@@ -219,7 +215,7 @@ def _load_open_clip(ref: str, device: str, pretrained: str | None, batch_size: i
         pp = PreprocessCfg(**model.visual.preprocess_cfg)
         transform = image_transform_v2(pp, is_train=False)
     except Exception as e:  # noqa: BLE001
-        raise BenchError(f"cannot load open_clip model {ref!r}: {_describe(e)}") from None
+        raise BenchError(f"cannot load open_clip model {ref!r}: {describe(e)}") from None
     finally:
         logging.disable(previous)
     model.eval().to(device)
@@ -254,7 +250,7 @@ def _tag_checkpoint(arch: str, tag: str, cfg: dict) -> Path:
 
         return Path(hf_hub_download(repo_id=repo, filename="open_clip_model.safetensors"))
     except Exception as e:  # noqa: BLE001 - offline, or no safetensors in the repo
-        raise BenchError(f"cannot get open_clip_model.safetensors of {arch}@{tag} from hub repo {repo} ({_describe(e)}): download it, or pass a local checkpoint") from None
+        raise BenchError(f"cannot get open_clip_model.safetensors of {arch}@{tag} from hub repo {repo} ({describe(e)}): download it, or pass a local checkpoint") from None
 
 
 def fingerprint(enc: DualEncoder) -> dict[str, Any]:

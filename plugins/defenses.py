@@ -10,10 +10,7 @@ from pydantic import Field
 from bench.api import Defense, Params
 from bench.cache import seed_for
 from bench.hookspecs import hookimpl
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+from bench.vectors import unit
 
 
 class NoDefense(Defense):
@@ -40,7 +37,7 @@ class Noise(Defense):
     def apply(self, emb, rng):
         noisy = emb + self.params.scale * rng.standard_normal(emb.shape)
         if self.params.renormalize:
-            noisy = _unit(noisy) * np.linalg.norm(emb, axis=1, keepdims=True)
+            noisy = unit(noisy) * np.linalg.norm(emb, axis=1, keepdims=True)
         return noisy.astype(np.float32)
 
 

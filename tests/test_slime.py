@@ -90,11 +90,11 @@ def test_stanza_needs_a_local_model_dir(tmp_path):
 
 
 def test_dcn_v2_shapes_and_training_reduces_loss():
-    from bench_plugins.attacks.slime import DCNv2, pair_features
+    from bench_plugins.attacks.slime_ranker import DCNv2, pair_features
 
     torch.manual_seed(0)
     d = 8
-    ranker = DCNv2.build(3 * d + 1)
+    ranker = DCNv2(3 * d + 1)
     q = torch.nn.functional.normalize(torch.randn(64, d), dim=-1)
     t = torch.nn.functional.normalize(torch.randn(64, 5, d), dim=-1)
     x = pair_features(q, t)

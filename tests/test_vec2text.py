@@ -86,7 +86,7 @@ def _v2t(tiny, **kw):
 
 
 def test_emb_to_seq_and_prefix_lm_shapes(tiny_lm):
-    from bench_plugins.attacks._textinv import build, load_lm
+    from bench_plugins.attacks.textinv import build, load_lm
 
     lm, tok, ident = load_lm(str(tiny_lm), "cpu")
     assert ident["pretrained"] is False
@@ -121,7 +121,7 @@ def test_training_loss_decreases_artifacts_are_safetensors_and_reused(tiny_lm, t
     assert {p.name for p in files} >= {"hypothesizer.safetensors", "hypothesizer.json", "corrector.safetensors", "corrector.json"}
 
     # a second fit (a fresh process: a fresh attack object) loads the artifacts and trains nothing
-    import bench_plugins.attacks._textinv as ti
+    import bench_plugins.attacks.textinv as ti
     import bench_plugins.attacks.vec2text as v2
 
     def boom(*a, **k):
@@ -189,9 +189,9 @@ def test_inference_counts_queries_and_never_moves_away(tiny_lm, tmp_path, skip_r
     cos = np.array([inv.extras["step_cos"] for inv in inversions]).T  # [step, target]
     assert (np.diff(cos, axis=0) >= -1e-6).all()  # the kept text never moves away from the target
     # the step cosines are the victim's: re-embedding the outputs gives them back
-    from bench_plugins.attacks._textinv import cosine_to
+    from bench.vectors import cosine_rows
 
-    np.testing.assert_allclose(cosine_to(ctx.victim.embed_split("check", out), emb), cos[-1], atol=1e-5)
+    np.testing.assert_allclose(cosine_rows(ctx.victim.embed_split("check", out), emb), cos[-1], atol=1e-5)
 
     json.dumps([inv.extras for inv in inversions])  # the runner writes them to the samples file
     rows = attack.extra_scores(inversions, Split([str(i) for i in range(n)], targets), ctx)
@@ -245,7 +245,7 @@ def test_bad_report_steps():
 
 @pytest.fixture
 def host(tmp_path):
-    """Built-ins + toy embedder/dataset + vec2text/geia (until they are in DEFAULT_PLUGINS)."""
+    """Built-ins + toy embedder/dataset + vec2text/geia (built in: bench_plugins.PLUGINS)."""
     from bench.plugins import Host
 
     h = Host(plugins_dir=TOY_DIR, load_installed=False)

