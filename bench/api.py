@@ -47,7 +47,14 @@ class Component:
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params.model_dump(mode="json")}
+        """Name and parameters: what identifies the component's results (cell ids, artifact keys).
+        Transport settings (fields with ``json_schema_extra={"transport": True}``: HTTP timeouts,
+        retries, parallel requests) change how an answer is fetched, not what it is: left out."""
+        params = self.params.model_dump(mode="json")
+        for k, f in type(self.params).model_fields.items():
+            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("transport"):
+                params.pop(k, None)
+        return {"name": self.name, "params": params}
 
     def short(self) -> str:
         """Name plus the parameters that differ from their defaults."""

@@ -435,10 +435,10 @@ class OpenAIEmbedder(Embedder):
         dimensions: int | None = Field(None, ge=1, description="ask the endpoint for this many dimensions (models that support it)")
         normalize: bool = Field(True, description="L2-normalise each returned embedding (cosine geometry)")
         prompt: str | None = Field(None, description="prefix added to every text")
-        timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
-        max_retries: int = Field(3, ge=0, le=10, description="retries of a request answered 429 or 5xx")
-        backoff: float = Field(1.0, ge=0, le=60, description="seconds before the first retry, doubled each time")
-        parallel: int = Field(1, ge=1, le=64, description="requests in flight at once (a failure stops the rest)")
+        timeout: float = Field(60.0, gt=0, json_schema_extra={"transport": True}, description="seconds per HTTP request")
+        max_retries: int = Field(3, ge=0, le=10, json_schema_extra={"transport": True}, description="retries of a request answered 429 or 5xx")
+        backoff: float = Field(1.0, ge=0, le=60, json_schema_extra={"transport": True}, description="seconds before the first retry, doubled each time")
+        parallel: int = Field(1, ge=1, le=64, json_schema_extra={"transport": True}, description="requests in flight at once (a failure stops the rest)")
         probe: bool = Field(True, description="fingerprint the server by its vectors of fixed probe texts")
 
     def __init__(self, params=None):
