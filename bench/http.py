@@ -28,27 +28,15 @@ def _delay(backoff: float, attempt: int, retry_after: str | None) -> float:
     return min(delay, 60.0)
 
 
-def post_json(
-    url: str,
-    payload: dict[str, Any],
-    *,
-    what: str,
-    api_key_env: str,
-    timeout: float,
-    max_retries: int,
-    backoff: float = 1.0,
-    hint: str = "check base_url and model",
-    timeout_hint: str = "raise timeout=",
-    on_request: Callable[[], None] | None = None,
-) -> Any:
+def post_json(url: str, payload: dict[str, Any], **options: Any) -> Any:
     """POST ``payload`` and return the parsed JSON answer.
 
     429 and 5xx answers are retried with doubling backoff (honouring Retry-After); everything else
     becomes a one-line BenchError naming ``what`` (e.g. "embeddings endpoint"), the URL and the fix.
-    The API key is read from ``api_key_env`` at call time and never stored.
+    The API key is read from ``api_key_env`` at call time and never stored. ``options``: those of
+    :func:`_request` (what, api_key_env, timeout, max_retries, backoff, hint, timeout_hint, on_request).
     """
-    return _request(url, payload, what=what, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries, backoff=backoff,
-                    hint=hint, timeout_hint=timeout_hint, on_request=on_request)
+    return _request(url, payload, **options)
 
 
 def get_json(url: str, *, what: str, api_key_env: str, timeout: float, max_retries: int = 0) -> Any:

@@ -8,7 +8,6 @@ joined and unzipped once into ``<cache>/models/all-mpnet-base-v2-<sha12>/`` and 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 from pydantic import Field
 
 from bench.api import Params
-from bench.cache import default_cache_dir
+from bench.cache import default_cache_dir, file_digest
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench_plugins.embedders import SentenceTransformerEmbedder
@@ -44,14 +43,6 @@ def mpnet_parts() -> list[Path]:
             raise BenchError(f"embedder 'mpnet' needs the all-mpnet-base-v2 weights (piece {i} of {MPNET_PARTS} is not installed): {_INSTALL}")
         parts.append(path)
     return parts
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def mpnet_dir(cache_dir: Path | None = None) -> Path:
@@ -88,7 +79,7 @@ def mpnet_dir(cache_dir: Path | None = None) -> Path:
         except zipfile.BadZipFile as e:
             raise BenchError(f"the all-mpnet-base-v2 pieces do not form a valid zip ({e}): reinstall them with {_INSTALL}") from None
         weights = unpacked / "model.safetensors"
-        got = _sha256(weights) if weights.is_file() else "missing"
+        got = file_digest(weights) if weights.is_file() else "missing"
         if got != MPNET_SHA256:
             raise BenchError(
                 f"all-mpnet-base-v2 model.safetensors has sha256 {got[:16]}…, expected {MPNET_SHA256[:16]}…: "

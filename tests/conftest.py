@@ -31,3 +31,13 @@ def toy_host():
     from bench.plugins import Host
 
     return Host(plugins_dir=Path(TOY_DIR), load_installed=False)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny-model results do not depend on the machine's cores."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -2,19 +2,12 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
-from bench.cli import main
 from bench.results import SCHEMA_VERSION
 
 TOY = str(Path(__file__).parent / "toy_plugins")
 
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return e.value.code or 0, out.out, out.err
 
 
 @pytest.mark.parametrize(

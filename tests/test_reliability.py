@@ -11,21 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from stub_server import chat_server, embeddings_server
 
-from bench.cli import main
 from bench.errors import BenchError
 
 TOY = str(Path(__file__).parent / "toy_plugins")
 TOY_RUN = ["--plugins-dir", TOY, "run", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]
 
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return e.value.code or 0, out.out, out.err
 
 
 def assert_one_line_exit_2(code, err, *needles):

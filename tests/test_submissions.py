@@ -6,20 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
-from bench.cli import main
 from bench.results import content_digest
 
 TOY = str(Path(__file__).parent / "toy_plugins")
 GRID = ["-a", "nearest", "-d", "none", "-d", "rotation", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]
 
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return e.value.code or 0, out.out, out.err
 
 
 @pytest.fixture

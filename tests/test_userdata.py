@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
-from bench.cli import main
 from bench.errors import BenchError
 
 TOY = str(Path(__file__).parent / "toy_plugins")
@@ -22,13 +22,6 @@ HAND_MADE = [
     "The audit found missing receipts.", "My passport expires next year.", "The dog needs his vaccine booster.",
 ]
 
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return e.value.code or 0, out.out, out.err
 
 
 def _jsonl(tmp_path, rows, name="mine.jsonl"):

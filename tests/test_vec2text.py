@@ -32,12 +32,7 @@ TOY_DIR = Path(__file__).parent / "toy_plugins"
 WORDS = TOY_WORDS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_lm(folder: Path, seed: int = 0) -> Path:

@@ -23,12 +23,7 @@ torch = pytest.importorskip("torch")
 TOY = "toy:attacker=300,leaked=40,target=6"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
