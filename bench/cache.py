@@ -19,12 +19,13 @@ def key_hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
-def texts_hash(texts: list[str]) -> str:
+def texts_hash(texts: list[str], n: int = 16) -> str:
+    """SHA-256 of a list of texts (each followed by a NUL), its first ``n`` hex digits (64: all)."""
     h = hashlib.sha256()
     for t in texts:
         h.update(t.encode())
         h.update(b"\0")
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:n]
 
 
 def seed_for(*parts: Any) -> int:

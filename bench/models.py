@@ -19,12 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.cache import atomic_write_bytes, key_hash
+from bench.cache import atomic_write_bytes, file_digest, key_hash
 from bench.errors import BenchError, one_line
 
 RANDOM_INIT_MARKER = "bench_random_init.json"
 OFFLINE_HINT = "not a local directory and the hub is unreachable (HF_HUB_OFFLINE=1?); pass a local path"
-_CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------- locating
@@ -132,11 +131,7 @@ def file_sha256(path: Path, cache_dir: Path | None = None) -> str:
             return memo["sha256"]
     except (OSError, ValueError):
         pass
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = file_digest(path)
     try:
         atomic_write_bytes(sidecar, json.dumps({**key, "sha256": digest}).encode(), overwrite=True)
     except OSError:

@@ -17,10 +17,7 @@ from bench.privacy import (
     gaussian_sigma_classic,
     metric_laplace_noise,
 )
-
-
-def _rescale(x: np.ndarray, norm: float) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) * norm
+from bench.vectors import unit
 
 
 class DP(Defense):
@@ -70,7 +67,7 @@ class DP(Defense):
         noise = rng.laplace(0.0, scale, x.shape) if self.params.mechanism == "laplace" else rng.normal(0.0, scale, x.shape)
         out = x + noise
         if self.params.normalize:
-            out = _rescale(out, self.params.clip)
+            out = unit(out) * self.params.clip
         return out.astype(np.float32)
 
     def privacy(self, dim):
@@ -105,7 +102,7 @@ class MetricLDP(Defense):
         x = emb.astype(np.float64)
         out = x + metric_laplace_noise(len(x), x.shape[1], self.params.epsilon * x.shape[1], rng)
         if self.params.normalize:
-            out = _rescale(out, np.linalg.norm(x, axis=1, keepdims=True))
+            out = unit(out) * np.linalg.norm(x, axis=1, keepdims=True)
         return out.astype(np.float32)
 
     def privacy(self, dim):

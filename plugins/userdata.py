@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from bench.api import Dataset, DatasetSplits, Params, RetrievalTask
+from bench.cache import texts_hash
 from bench.errors import BenchError, one_line
 from bench.hookspecs import hookimpl
 from bench.splits import deal, default_sizes
@@ -45,14 +46,6 @@ class UserDataParams(Params):
 
 def _sha256(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def _texts_sha256(texts: list[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\0")
-    return h.hexdigest()
 
 
 def _format(path: Path, fmt: str) -> str:
@@ -143,7 +136,7 @@ class _UserData(Dataset):
             **info,
             "n_total": len(texts),
             "n_distinct": len(set(texts)),
-            "texts_sha256": _texts_sha256(texts),
+            "texts_sha256": texts_hash(texts, 64),
             "split_by": p.group_column or "text",
             "counts": {k: len(v) for k, v in parts.items()},
             **retrieval_info,
