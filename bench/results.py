@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -244,14 +245,19 @@ def record_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def iter_records(paths: list[Path], attacks=None) -> Iterator[tuple[Path, ResultRecord]]:
+    """(file, digest-checked record) for every result record under ``paths``; other JSON files
+    (e.g. a leaderboard.json under the same folder) are passed over."""
+    for f in record_files(paths):
+        data = read_json(f)
+        if isinstance(data, dict) and "cell_id" in data:
+            yield f, load_record(f, data=data, attacks=attacks)
+
+
 def load_records(paths: list[Path], include_errors: bool = False, attacks=None) -> list[ResultRecord]:
     """The records under ``paths``, each cell once (the same cell in two folders is one row)."""
     records: dict[str, ResultRecord] = {}
-    for f in record_files(paths):
-        data = read_json(f)
-        if not (isinstance(data, dict) and "cell_id" in data):
-            continue  # not a result record (e.g. a leaderboard.json under the same folder)
-        rec = load_record(f, data=data, attacks=attacks)
+    for f, rec in iter_records(paths, attacks):
         key = rec.cell_id if rec.status == "ok" else f"{rec.cell_id}/{f.name}"
         records.setdefault(key, rec)
     return [r for r in records.values() if include_errors or r.status == "ok"]

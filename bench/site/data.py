@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.leaderboard import headline_of, metric_order, natural_key
-from bench.results import ResultRecord, load_record, read_json, record_files
+from bench.results import ResultRecord, iter_records
 
 UTILITY_PREFERRED = ("ndcg@10", "recall@10")
 # How a swept parameter is called on an axis (others keep their own name).
@@ -65,11 +65,7 @@ def load_board(folder: Path) -> Board:
     source = folder / "records" if (folder / "records").is_dir() else folder
     cells: dict[str, Cell] = {}
     attacks = attack_lookup()
-    for f in record_files([source]):
-        data = read_json(f)
-        if not (isinstance(data, dict) and "cell_id" in data):
-            continue
-        rec = load_record(f, data=data, attacks=attacks)
+    for f, rec in iter_records([source], attacks):
         if rec.status != "ok" or rec.cell_id in cells:
             continue
         samples = f.parent / rec.samples_file if rec.samples_file else None
