@@ -76,12 +76,15 @@ class Component:
 @dataclass
 class Split:
     """Texts of one split. ``meta`` holds per-text extras such as PII entity spans; ``images`` the
-    image file paths of an image dataset (``texts`` are then their captions, the ground truth)."""
+    image file paths of an image dataset (``texts`` are then their captions, the ground truth);
+    ``groups`` the cluster each item belongs to (WordNet: its synset; Wikipedia: its article), so
+    intervals resample whole clusters (None: items are independent)."""
 
     ids: list[str]
     texts: list[str]
     meta: list[dict[str, Any]] | None = None
     images: list[str] | None = None
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -95,7 +98,8 @@ class Split:
         if n is None or n >= len(self.texts):
             return self
         return Split(self.ids[:n], self.texts[:n], self.meta[:n] if self.meta is not None else None,
-                     self.images[:n] if self.images is not None else None)
+                     self.images[:n] if self.images is not None else None,
+                     self.groups[:n] if self.groups is not None else None)
 
 
 @dataclass
@@ -122,6 +126,9 @@ class DatasetSplits:
     # Texts the defender owns, never targets, that a fitted defense (pca, pq) learns from; None:
     # the retrieval corpus (the documents the defender indexes) is the defender's data.
     defender: Split | None = None
+    # Texts disjoint from every other split (and from the targets' groups) on which defaults and
+    # ablations are chosen; published boards never tune on ``target``. None: the dataset has none.
+    dev: Split | None = None
 
 
 class DatasetParams(Params):
