@@ -561,6 +561,8 @@ def summary(board: Board) -> dict[str, Any]:
         "date": dates[-1][:10] if dates else "",
         "first_date": dates[0][:10] if dates else "",
         "versions": sorted({r.provenance.package_version for r in recs}, key=natural_key),
+        "commits": sorted({r.provenance.git_commit for r in recs if r.provenance.git_commit}),
+        "verification": verification(board),
         "schema": sorted({r.schema_version for r in recs}),
         "not_pretrained": sum(not r.all_pretrained for r in recs),
         "board_version": board.meta.get("version"),
@@ -677,6 +679,12 @@ def overview(boards: list[Board], max_metrics: int = 4) -> list[dict[str, Any]]:
             u = r.utility.get(utility) if utility else None
             if u is not None and u.n > col["n"]:
                 col["utility"], col["n"] = {"value": u.value, "lo": _ci(u)[1], "hi": _ci(u)[2]}, u.n
+        params: dict[str, list[dict]] = {}
+        for _b, c in entries:
+            params.setdefault(c.record.defense.name, []).append(c.record.defense.params)
+        shown = {name: varying_keys(ps) for name, ps in params.items()}
+        for _b, c in entries:
+            columns[defense_label(c.record)]["short"] = short_defense(c.record, shown)
         cols = sorted(columns.values(), key=lambda col: (col["family"] != "none", natural_key(col["label"])))
         matrices = {}
         for m in metrics:
@@ -694,9 +702,11 @@ def overview(boards: list[Board], max_metrics: int = 4) -> list[dict[str, Any]]:
                 if m in floor(c):
                     floors.setdefault(defense_label(r), floor(c)[m])
             attacks = sorted(cells, key=natural_key)
-            matrices[m] = {"attacks": attacks, "cells": cells, "floors": floors,
+            best = [slot["best"]["value"] for row in cells.values() for slot in row.values()]
+            matrices[m] = {"attacks": attacks, "cells": cells, "floors": floors, "max": max(best, default=0.0),
                            "ranking": {"attacks": rank_attacks(cells, cols), "defenses": rank_defenses(cells, cols)}}
         out.append({"victim": victim, "dataset": dataset, "metrics": metrics, "utility": utility, "columns": cols,
+                    "short": {col["label"]: col["short"] for col in cols},
                     "boards": sorted({slug(b.name) for b, _ in entries}), "matrices": matrices,
                     "key": slug(f"{victim}-{dataset}")})
     return out

@@ -34,6 +34,7 @@ def _env() -> Environment:
     env.filters["tojson_script"] = lambda v: json.dumps(v, ensure_ascii=False, default=str).replace("</", "<\\/")
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     env.filters["fmt"] = _fmt
+    env.filters["metricfmt"] = lambda v, name: _fmt(v, 1 if name.split("@")[0] == "bleu" else 3)
     return env
 
 
@@ -60,14 +61,22 @@ def _write(path: Path, text: str) -> None:
 def board_payload(board: D.Board) -> dict[str, Any]:
     """Everything the board page's script needs, as one JSON object."""
     head, leak = D.leakage_metrics(board)
+    picks = D.picker_metrics(board)
+    utils = D.utility_metrics(board)
     return {
         "name": board.name,
         "headline": head,
         "leakage": leak,
-        "utility": D.utility_metrics(board),
+        "picker": picks,
+        "costs": D.cost_metrics(board),
+        "primary": D.primary_leakage(board),
+        "utility": utils,
         "higher": D.directions(board),
         "rows": D.rows(board),
         "axes": D.swept_axes(board),
+        "fronts": D.fronts(board, picks, utils[0] if utils else None),
+        "floors": D.board_floors(board),
+        "several_attacks": len({r.attack.name for r in board.records}) > 1,
     }
 
 
@@ -92,19 +101,36 @@ def render_board(env: Environment, board: D.Board, out: Path, built: str) -> dic
     summary = D.summary(board) | {"slug": slug}
     payload = board_payload(board)
     ranking = D.defense_ranking(board)
+    targets = D.targets(board)
+    summary["targets"] = len(targets)
     _write(folder / "index.html", env.get_template("board.html").render(
         board=summary, payload=payload, ranking=ranking, primary=D.primary_leakage(board),
         utility=(D.utility_metrics(board) or [None])[0], downloads=downloads, meta=board.meta,
+        commands=D.board_commands(board), papers=D.papers(summary["attacks"]),
         built=built, version=__version__, root="../../"))
     head, leak = D.leakage_metrics(board)
+    target_ids = {t["id"] for t in targets}
     for c in board.cells:
         (folder / "cells" / c.path.name).write_bytes(c.path.read_bytes())
         rows = D.samples(c)
+        for r in rows:
+            r["target_page"] = f"../targets/{D.slug(str(r['id']))}.html" if str(r["id"]) in target_ids else None
         _write(folder / "cells" / f"{c.id}.html", env.get_template("cell.html").render(
             board=summary, cell=c, rec=c.record, mode=D.mode(c.record), defense=D.defense_label(c.record),
             head=head, leakage=leak, utility=D.utility_metrics(board),
             samples={"rows": rows, "scores": _score_order(rows, head)}, n_samples=len(rows),
+            floor=D.floor(c), at_chance=D.at_chance(c), queries=D.queries(c),
+            run=D.run_command(c), reproduce=D.reproduce_command(c, board), papers=D.papers([c.record.attack.name]),
             built=built, version=__version__, root="../../../"))
+    if targets:
+        (folder / "targets").mkdir()
+        page = env.get_template("target.html")
+        for i, t in enumerate(targets):
+            prev_t, next_t = targets[i - 1] if i else None, targets[i + 1] if i + 1 < len(targets) else None
+            _write(folder / "targets" / f"{t['slug']}.html", page.render(
+                board=summary, t=t, prev=prev_t, next=next_t, built=built, version=__version__, root="../../../"))
+        _write(folder / "targets" / "index.html", env.get_template("targets.html").render(
+            board=summary, targets=targets, built=built, version=__version__, root="../../../"))
     return summary
 
 
@@ -127,7 +153,8 @@ def build_site(boards: list[Path], out: Path) -> Path:
     copy_static(out)
     (out / ".nojekyll").write_text("")  # GitHub Pages: serve files as they are
     built = datetime.now(UTC).isoformat(timespec="seconds")
-    summaries = [render_board(env, b, out, built) for b in loaded]
+    summaries = [render_board(env, b, out, built) | {"verification": D.verification(b)} for b in loaded]
     index = out / "index.html"
-    _write(index, env.get_template("index.html").render(boards=summaries, built=built, version=__version__, root=""))
+    _write(index, env.get_template("index.html").render(boards=summaries, overview=D.overview(loaded),
+                                                        built=built, version=__version__, root=""))
     return index
