@@ -323,6 +323,7 @@ def keyed(site, tmp_path_factory):
         if data["defense"]["name"] == "rotation" and not data["attack"]["params"].get("adaptive"):
             keys["at_chance"], chance = ["word_f1"], data["cell_id"]
             keys["command"] = "bench run -a nearest -d rotation -e toy-hash -D toy --seed 0"
+            keys["threat_model"] = data["threat_model"] | {"fit_budget": 500, "query_budget": 4}
         reseal(f, **keys)
     out = tmp / "www"
     build_site([board], out)
@@ -335,7 +336,9 @@ def test_schema4_keys_on_the_cell_page(keyed):
     cell = next(c for c in board.cells if c.id == chance)
     assert D.floor(cell) == {"word_f1": {"value": 0.05, "ci_low": 0.04, "ci_high": 0.06}}
     assert D.at_chance(cell) == ["word_f1"] and D.verification(board) == "verified"
-    assert [q["phase"] for q in D.queries(cell)] == list(D.QUERY_PHASES)
+    ledger = D.queries(cell)
+    assert [q["phase"] for q in ledger] == list(D.QUERY_PHASES)
+    assert [q["budget"] for q in ledger] == [500, None, None, 4, 4]  # fit in total, inference per target
     assert D.run_command(cell) == {"text": "bench run -a nearest -d rotation -e toy-hash -D toy --seed 0", "recorded": True}
     html = (out / "boards" / "keyed-board" / "cells" / f"{chance}.html").read_text()
     assert "chance floor" in html and "0.050" in html and "[0.040, 0.060]" in html

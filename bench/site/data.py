@@ -415,10 +415,13 @@ def _plain(value: Any) -> Any:
 
 def record_key(cell: Cell, key: str) -> Any:
     """A key of schema 4 records (``command``, ``floor``, ``at_chance``, ``queries``): the record
-    model's attribute where this bench declares it, else the file's JSON; None when absent."""
+    model's attribute where this bench declares it, else the file's JSON (top level, then under
+    ``provenance``); None when absent."""
     value = getattr(cell.record, key, None)
     if value is None:
-        value = cell.raw.get(key)
+        value = getattr(cell.record.provenance, key, None)
+    if value is None:
+        value = cell.raw.get(key, (cell.raw.get("provenance") or {}).get(key))
     return None if value is None else _plain(value)
 
 
@@ -447,12 +450,17 @@ def queries(cell: Cell) -> list[dict[str, Any]]:
     if not isinstance(raw, dict):
         return []
     tm = _plain(cell.record.threat_model) | (cell.raw.get("threat_model") or {})
-    budgets = {"fit": tm.get("fit_budget") or tm.get("query_budget_fit"),
-               "alignment": tm.get("alignment_budget"),
-               "inference_per_target_max": tm.get("query_budget"),
-               "inference_per_target_mean": tm.get("query_budget")}
+    budgets = {k: v for k, v in tm.items() if "budget" in k and v is not None}
+
+    def budget(phase: str) -> Any:
+        """The threat model's budget for a phase: a key naming both (``fit_budget``,
+        ``query_budget_fit``), for inference per target the per-target ``query_budget``."""
+        if phase.startswith("inference_per_target"):
+            return budgets.get("query_budget")
+        return next((v for k, v in budgets.items() if phase in k), None)
+
     phases = [p for p in QUERY_PHASES if p in raw] + sorted(k for k in raw if k not in QUERY_PHASES)
-    return [{"phase": p, "queries": raw[p], "budget": budgets.get(p)} for p in phases]
+    return [{"phase": p, "queries": raw[p], "budget": budget(p)} for p in phases]
 
 
 def verification(board: Board) -> str:
