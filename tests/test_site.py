@@ -421,6 +421,7 @@ def test_target_pages(site):
     board = D.load_board(board_dir)
     targets = D.targets(board)
     assert targets and all(len(t["rows"]) == len(board.cells) for t in targets)
+    assert len({t["slug"] for t in targets}) == len(targets)  # one page per target
     t = targets[0]
     page = (www / "boards" / "toy-board" / "targets" / f"{t['slug']}.html").read_text()
     assert t["target"] in page and page.count('href="../cells/') == len(board.cells)

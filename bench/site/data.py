@@ -633,7 +633,11 @@ def targets(board: Board, limit_metrics: int = 3) -> list[dict[str, Any]]:
         t["rows"].sort(key=lambda row: (-(row["scores"].get(primary) or 0.0), natural_key(row["attack"] + row["defense"])))
         have = {k for row in t["rows"] for k in row["scores"]}
         t["metrics"] = [m for m in names if m in have][:limit_metrics]
-        t["slug"] = slug(t["id"])
+    used: set[str] = set()
+    for i, t in enumerate(out):  # one file per target, even when two ids slug alike ("a:1", "a-1")
+        name = slug(t["id"])
+        t["slug"] = name if name not in used else f"{name}-{i}"
+        used.add(t["slug"])
     return out
 
 
