@@ -434,7 +434,7 @@ var InvBench = (function () {
     var xs = [];
     axis.series.forEach(function (s) { s.points.forEach(function (p) { xs.push(p[0]); }); });
     layout.xaxis = Object.assign({ title: { text: AXIS_TITLE(axis) }, type: axis.log ? "log" : "linear", gridcolor: "#e6e9ef", zeroline: false },
-      axis.log ? (narrow(el) ? { tickformat: "~g", dtick: 1 } : { tickformat: "~g" }) : niceAxis(xs));
+      axis.log ? logTicks(uniq(xs).sort(function (a, b) { return a - b; }), narrow(el)) : niceAxis(xs));
     layout.yaxis = Object.assign({ title: { text: metric + " (leakage ↑)" }, gridcolor: "#e6e9ef", zeroline: false }, niceAxis(ciValues(all, metric).concat(floors)));
     if (utilDone) {
       layout.yaxis2 = Object.assign({ title: { text: util + " (utility)" }, overlaying: "y", side: "right", showgrid: false, zeroline: false },
@@ -444,6 +444,11 @@ var InvBench = (function () {
     layout.annotations = floorNotes(payload, metric);
     react(el, traces, layout).then(function () { labelPoints(el, labels, axis.log); });
     bindClicks(el);
+  }
+  // A log axis ticks at the measured settings (few, so their labels do not collide), else at decades.
+  function logTicks(xs, small) {
+    if (xs.length <= (small ? 4 : 8)) return { tickvals: xs, ticktext: xs.map(function (x) { return String(Number(x.toPrecision(3))); }) };
+    return { dtick: 1, tickformat: "~g" };
   }
   function AXIS_TITLE(axis) { return axis.label.replace(/ \(.*\)$/, ""); }
   function axisIsDefense(axis) { return axis.key.indexOf(":") > 0 && axis.label.indexOf("(defense ") >= 0; }
