@@ -73,7 +73,7 @@ def _load_config(path: Path) -> dict:
 @click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local", "ray"]), default=None,
               help="Where cells run: in this process [local], Slurm jobs (submitit), submitit's local subprocesses, Ray tasks.")
 @click.option("--executor-option", "-X", "executor_options", multiple=True, metavar="KEY=VALUE",
-              help="Executor option (repeatable), e.g. -X partition=gpu -X gpus_per_task=1 -X time_min=120; see README.")
+              help="Executor option (repeatable), e.g. -X partition=gpu -X gpus_per_task=1 -X time_min=120; see docs/clusters.md.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the jobs and print the table [wait]; --no-wait submits and returns.")
 @click.pass_context
 def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, query_budget, board, quiet,
@@ -228,6 +228,8 @@ def list_(ctx, kind, as_json):
         return
     for row in rows:
         click.echo(f"{row['name']:<24} {row['description']}  [{row['plugin']}]")
+        if row["default_grid"] != [{}]:
+            click.echo(f"    default sweep: {' | '.join(','.join(f'{k}={v}' for k, v in g.items()) for g in row['default_grid'])}")
         for p, info in row["params"].items():
             click.echo(f"    {p} = {info['default']!r}  {info['description'] or ''}")
 

@@ -57,10 +57,10 @@ class DefenseStates:
 
 def probe(defense: Defense, dim: int, n_fit: int) -> np.ndarray | None:
     """The defense's output on two probe vectors, so a defense that changes the dimension or yields
-    NaN fails before any work. A fitted defense is checked by its ``check(dim, n_fit)`` instead
-    (fitting it is real work); the runner checks its output when it first applies it. None: not probed."""
+    NaN fails before any work; every defense's ``check(dim, n_fit)`` runs first. A fitted defense is
+    not probed (fitting it is real work); the runner checks its output when it first applies it. None: not probed."""
+    defense.check(dim, n_fit)  # impossible settings, for every defense
     if defense.fitted:
-        defense.check(dim, n_fit)
         return None
     vecs = np.ones((2, dim), np.float32) / np.sqrt(dim)
     return np.asarray(defense.defend(vecs, np.random.default_rng(0)))

@@ -35,6 +35,14 @@ KINDS = {
     "datasets": api.Dataset,
 }
 
+# The class attributes each kind declares (see docs/plugins.md), shown by `bench list --json`.
+DECLARED = {
+    "attacks": ("output", "query_access", "modalities", "default_limit", "adapts_to", "headline"),
+    "defenses": ("secret", "identity", "fitted"),
+    "embedders": ("modality", "pretrained"),
+    "datasets": (),
+}
+
 
 @dataclass
 class Entry:
@@ -190,7 +198,10 @@ class Host:
                 for k, f in e.cls.Params.model_fields.items()
             }
             rows.append(
-                {"name": name, "plugin": e.plugin, "version": e.version, "description": e.cls.describe(), "params": params}
+                {"name": name, "plugin": e.plugin, "version": e.version, "description": e.cls.describe(), "params": params,
+                 # what a bare `NAME` spec sweeps, and the class attributes the kind declares
+                 "default_grid": [dict(g) for g in e.cls.default_grid or [{}]],
+                 "declares": {a: getattr(e.cls, a) for a in DECLARED[kind]}}
             )
         return rows
 

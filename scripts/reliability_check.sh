@@ -1,5 +1,5 @@
 #!/bin/bash
-# Real-model checks of issue #10 (MiniLM + WordNet, small grid); run from the repository root.
+# Real-model checks of the guarantees in docs/reliability.md (MiniLM + WordNet, small grid); run from the repository root.
 # Writes under $R (default /tmp/rel/real).
 set -u
 cd "$(dirname "$0")/.."

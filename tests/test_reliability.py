@@ -1,5 +1,5 @@
 """Nothing lost, nothing silently wrong: locks, preflight checks, integrity of cache entries and
-artifacts, validated victim outputs, redaction of secrets, HTTP backends (issue #10).
+artifacts, validated victim outputs, redaction of secrets, HTTP backends.
 The end-to-end fault injection (kill -9, concurrent runs) is in test_faults.py."""
 
 import json
