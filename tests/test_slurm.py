@@ -219,7 +219,7 @@ def _restart_daemons():
 @pytest.mark.skipif(os.geteuid() != 0, reason="kills and restarts the cluster's daemons: needs root")
 def test_slurmd_killed_and_restarted_mid_grid_loses_nothing(tmp_path, plugdir, jobs_cancelled_after):
     out = tmp_path / "out"
-    flag, args = sleeper_grid(tmp_path, out, defenses=("none", "noise:scale=0.3", "quantize"))
+    flag, args = sleeper_grid(tmp_path, out, defenses=("none", "noise:scale=0.3", "noise:scale=0.5"))
     flag.touch()
     driver = bench(plugdir, *args, "--executor", "slurm", "-X", "poll_s=0.5", wait=False)
     seen: set[str] = set()
@@ -241,7 +241,7 @@ def test_slurmd_killed_and_restarted_mid_grid_loses_nothing(tmp_path, plugdir, j
 def test_controller_restarted_while_jobs_are_queued_loses_nothing(tmp_path, plugdir, jobs_cancelled_after):
     """--no-wait: the followers wait in Slurm's queue (a dependency on their group's first job)."""
     out = tmp_path / "out"
-    flag, args = sleeper_grid(tmp_path, out, defenses=("none", "noise:scale=0.3", "quantize"))
+    flag, args = sleeper_grid(tmp_path, out, defenses=("none", "noise:scale=0.3", "noise:scale=0.5"))
     flag.touch()
     assert (p := bench(plugdir, *args, "--executor", "slurm", "--no-wait")).returncode == 0, p.stderr
     seen: set[str] = set()
@@ -288,16 +288,15 @@ def test_hundreds_of_cells_are_two_array_jobs_and_status_reads_them(tmp_path, pl
     by a dependency on it; `bench status` reads all of them from one squeue call. Cancelled before
     they run (running them costs a Python start each)."""
     out = tmp_path / "out"
-    flag, args = sleeper_grid(tmp_path, out, defenses=[f"noise:scale={0.001 * (i + 1):.3f}" for i in range(300)])
+    flag, args = sleeper_grid(tmp_path, out, defenses=["none"] + [f"noise:scale={0.001 * (i + 1):.3f}" for i in range(299)])
     flag.touch()
     t0 = time.monotonic()
     assert (p := bench(plugdir, *args, "--executor", "slurm", "-X", "array_parallelism=8", "--no-wait")).returncode == 0, p.stderr
-    assert "submitted 300 jobs" in p.stderr
     jobs = [json.loads(f.read_text())["job_id"] for f in (out / ".grid" / "jobs").glob("*.json")]
     bases = {j.split("_")[0] for j in jobs}
     assert len(jobs) == 300 == len(set(jobs)) and len(bases) == 2
     (array,) = [b for b in bases if sum(j.startswith(b + "_") for j in jobs) == 299]
-    script = next((out / ".grid" / "submitit").glob(f"{array}_*/*_submission.sh")).read_text()
+    script = (out / ".grid" / "submitit" / array / f"{array}_submission.sh").read_text()
     assert "--array=0-298%8" in script and "--dependency=afterany:" in script
     counts = {s: sum(r["state"] == s for r in grid_status(out)) for s in ("queued", "running")}
     assert counts["queued"] + counts["running"] == 300, counts
