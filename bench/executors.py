@@ -96,7 +96,7 @@ def parse_options(executor: str, given: dict[str, Any]) -> Options:
         field = ".".join(map(str, first["loc"])) or "?"
         if first["type"] == "extra_forbidden":
             raise BenchError(f"executor {executor!r} has no option {field!r}: known options are "
-                             f"{', '.join(cls.model_fields)} (see README: Running a grid on a cluster)") from None
+                             f"{', '.join(cls.model_fields)} (see docs/clusters.md)") from None
         raise BenchError(f"bad value for executor {executor!r} option {field!r}: {first['msg']} (got {first.get('input')!r})") from None
 
 
