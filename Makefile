@@ -7,6 +7,9 @@ TORCH ?= torch==2.13.0
 WORDNET_DIR ?= /usr/share/wordnet
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Quiet installs: no "running pip as root" and "new pip available" notices between the steps.
+export PIP_ROOT_USER_ACTION ?= ignore
+export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
 
 .PHONY: setup demo test test-image lint slurm wordnet browser site clean-venv
 
