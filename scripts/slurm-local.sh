@@ -93,9 +93,10 @@ up() {
   install
   write_conf
   start_munge
-  running slurmctld || slurmctld
-  running slurmd || slurmd
   for _ in $(seq 60); do
+    # (re)started inside the loop: a daemon still shutting down is started again once it is gone
+    running slurmctld || slurmctld
+    running slurmd || slurmd
     answers && break
     scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
     sleep 1
