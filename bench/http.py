@@ -80,7 +80,10 @@ def _request(
 
     from bench import __version__
 
-    check_base_url(url)
+    try:
+        check_base_url(url)
+    except ValueError as e:
+        raise BenchError(f"{what}: {e}") from None
     headers = {"Accept": "application/json", "User-Agent": f"inversion-bench/{__version__}"}
     key = os.environ.get(api_key_env)
     if key:
