@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -40,13 +41,47 @@ def default_cache_dir() -> Path:
     return active().cache_dir
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def process_umask() -> int:
+    """This process's umask (Linux reads it without changing it; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plainly created file gets (0666 less the umask): mkstemp's 0600 would make a
+    shared results folder, cache or served site unreadable to others."""
+    return 0o666 & ~process_umask()
+
+
+def no_space(e: OSError, path: Path) -> Exception:
+    """A one-line BenchError for a full disk or quota under ``path``; any other error as it is."""
+    from bench.errors import BenchError
+
+    if e.errno in NO_SPACE:
+        return BenchError(f"no space left on the device holding {Path(path).parent} ({e.strerror}): "
+                          f"free some space there or pass another --out / --cache-dir")
+    return e
+
+
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write via a temp file and rename; refuse to replace an existing file unless told."""
+    """Write via a temp file and rename; refuse to replace an existing file unless told. The file
+    gets the umask's mode; a full disk is a one-line BenchError."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not overwrite:
         raise FileExistsError(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -56,9 +91,11 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> None
         else:
             os.link(tmp, path)  # fails if path appeared meanwhile: nothing is overwritten
             os.unlink(tmp)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            raise no_space(e, path) from None
         raise
 
 
@@ -120,10 +157,13 @@ def _atomic_save(path: Path, save) -> None:
     os.close(fd)
     try:
         save(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            raise no_space(e, path) from None
         raise
 
 

@@ -194,7 +194,7 @@ def _executor_config(executor: str | None, flags: tuple[str, ...], from_config) 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of cells).")
 @click.option("--all", "show_all", is_flag=True, help="List every cell, not only those not done.")
 def status(out, as_json, show_all):
-    """Show which cells of the grids in OUT are done, running, submitted, failed or missing."""
+    """Show which cells of the grids in OUT are done, running, queued, failed or missing."""
     from bench.executors import grid_status
 
     if not out.is_dir():
@@ -206,7 +206,7 @@ def status(out, as_json, show_all):
     if not rows:
         click.echo(f"no grid in {out}: nothing was submitted or run there")
         return
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "submitted", "failed", "missing")}
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "queued", "failed", "missing")}
     for r in rows:
         if show_all or r["state"] != "done":
             detail = f"  ({r['detail']})" if r["detail"] else ""

@@ -13,8 +13,10 @@ reason; running the same command again submits only the cells without an ``ok`` 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,7 +46,7 @@ class LocalOptions(Options):
 
 
 class SubmititOptions(Options):
-    time_min: int = Field(60, ge=1, description="time limit of one cell's job, in minutes")
+    time_min: float = Field(60, gt=0, description="time limit of one cell's job, in minutes (0.5: 30 seconds)")
     gpus_per_task: int = Field(0, ge=0, description="GPUs per job")
     cpus_per_task: int = Field(1, ge=1, description="CPUs per job")
     job_dir: str | None = Field(None, description="submitit's folder for job scripts and logs [OUT/.grid/submitit]")
@@ -59,6 +61,7 @@ class SlurmOptions(SubmititOptions):
     constraint: str | None = Field(None, description="node features (sbatch --constraint), e.g. a100")
     mem_gb: float | None = Field(None, gt=0, description="memory per job in GB (sbatch --mem)")
     setup: list[str] = Field([], description="shell lines run before each job, e.g. 'module load cuda'")
+    requeue: bool = Field(True, description="Slurm puts a job back in the queue when it is preempted or its node fails (sbatch --requeue; false: --no-requeue, such a cell ends as an error record)")
 
 
 class RayOptions(Options):
@@ -141,8 +144,9 @@ def write_manifest(out_dir: Path, specs: list[dict], executor: str, options: Opt
     return path
 
 
-def note_job(out_dir: Path, cell_id: str, executor: str, job_id: str, job_dir: str | None = None) -> None:
-    """Remember which job runs a cell (``bench status`` asks the engine about it)."""
+def note_job(out_dir: Path, cell_id: str, executor: str, job_id: str | None, job_dir: str | None = None) -> None:
+    """Remember which job runs a cell (``bench status`` asks the engine about it); job id None: the
+    waiting driver holds the cell until its group's first cell has ended."""
     _write_json(grid_dir(out_dir) / "jobs" / f"{cell_id}.json", {
         "executor": executor, "job_id": job_id, "job_dir": job_dir, "driver": {"host": socket.gethostname(), "pid": os.getpid()},
         "submitted": time.time(),
@@ -185,6 +189,9 @@ class Engine:
         """None while the job runs; its summary dict when it returned; a reason string when it died."""
         raise NotImplementedError
 
+    def poll(self, handles: list[Any]) -> None:
+        """Look at all running jobs at once before their outcomes are asked (engines that can)."""
+
     def cancel(self, handles: list[Any]) -> None:
         pass
 
@@ -205,7 +212,12 @@ class SubmititEngine(Engine):
             raise BenchError("executor needs submitit: pip install 'inversion-bench[slurm]'") from None
         self.cluster = cluster
         self.folder = Path(options.job_dir) if options.job_dir else grid_dir(out_dir) / "submitit" / "%j"
+        self.states: dict[str, dict[str, str]] = {}  # slurm: job id -> state and reason, from the last poll
+        self.answered = False
         if cluster == "slurm":
+            # submitit asks sacct, which many clusters (and the test cluster) lack: states come from
+            # slurm_jobs() instead, so its warnings about sacct are noise
+            logging.getLogger("submitit").setLevel(logging.ERROR)
             self.executor = submitit.SlurmExecutor(folder=self.folder)
             self.executor.update_parameters(**slurm_parameters(options))
         else:
@@ -214,25 +226,54 @@ class SubmititEngine(Engine):
             self.max_in_flight = options.array_parallelism  # the local executor starts every job at once
 
     def submit(self, specs, after=None):
+        """One array job per batch; with ``after`` (Slurm, no-wait) one array per group of followers,
+        held by Slurm until its group's first job has ended (``--dependency=afterany``)."""
         from bench.jobs import run_spec
 
         texts = [json.dumps(s) for s in specs]
-        if self.cluster == "slurm" and after:  # no-wait: each follower waits for its group's first job
-            jobs = []
-            for spec, text in zip(specs, texts):
-                dep = after.get(spec["cell_id"])
-                self.executor.update_parameters(additional_parameters={"dependency": f"afterany:{dep}"} if dep else {})
-                jobs.append(self.executor.submit(run_spec, text))
-            self.executor.update_parameters(additional_parameters={})
-            return jobs
-        if len(texts) == 1:
-            return [self.executor.submit(run_spec, texts[0])]
-        return self.executor.map_array(run_spec, texts)
+        groups: dict[str | None, list[int]] = {}
+        for i, spec in enumerate(specs):
+            groups.setdefault((after or {}).get(spec["cell_id"]) if self.cluster == "slurm" else None, []).append(i)
+        handles: list[Any] = [None] * len(specs)
+        for dep, idx in groups.items():
+            if self.cluster == "slurm":
+                self.executor.update_parameters(additional_parameters=_sbatch_extra(self.options, dep))
+            batch = [texts[i] for i in idx]
+            got = [self.executor.submit(run_spec, batch[0])] if len(batch) == 1 else self.executor.map_array(run_spec, batch)
+            for i, h in zip(idx, got):
+                handles[i] = h
+        return handles
 
     def job_id(self, handle):
         return str(handle.job_id)
 
+    def poll(self, handles):
+        if self.cluster == "slurm":
+            got = slurm_jobs([self.job_id(h) for h in handles])
+            self.answered = got is not None
+            self.states = got or {}
+
+    def _slurm_outcome(self, handle):
+        """From the result file when there is one, else from Slurm's state of the job (never sacct)."""
+        jid = self.job_id(handle)
+        info = self.states.get(jid)
+        note = f" ({info['state']}{_reason(info)})" if info else ""
+        if handle.paths.result_pickle.exists():
+            try:
+                return handle.result()
+            except Exception as e:  # noqa: BLE001 - the job's reason becomes the error record
+                return f"slurm job {jid} ended with an error{note}: {_last_line(e)}"
+        if not self.answered:
+            return None  # the controller does not answer (restarting?): keep waiting
+        if info is not None and info["state"] not in SLURM_ENDED:
+            return None
+        if handle.paths.result_pickle.exists():  # written as the job ended
+            return self._slurm_outcome(handle)
+        return f"slurm job {jid} ended without a result{note or ' (no longer known to Slurm)'}"
+
     def outcome(self, handle):
+        if self.cluster == "slurm":
+            return self._slurm_outcome(handle)
         if not handle.done():
             return None
         try:
@@ -257,8 +298,11 @@ class SubmititEngine(Engine):
 
 def slurm_parameters(options: SlurmOptions) -> dict[str, Any]:
     """submitit.SlurmExecutor parameters (sbatch flags) of the options."""
+    seconds = round(options.time_min * 60)
     params: dict[str, Any] = {
-        "time": options.time_min,
+        "time": -(-seconds // 60),  # whole minutes for submitit; seconds go to sbatch in _sbatch_extra
+        # submitit's warning signal before the limit: a tenth of the limit, at most its 90 s default
+        "signal_delay_s": max(5, min(90, seconds // 10)),
         "cpus_per_task": options.cpus_per_task,
         "array_parallelism": options.array_parallelism,
         "job_name": "bench-cell",
@@ -273,7 +317,50 @@ def slurm_parameters(options: SlurmOptions) -> dict[str, Any]:
         params["mem"] = f"{int(options.mem_gb * 1024)}M"
     if options.setup:
         params["setup"] = list(options.setup)
+    params["additional_parameters"] = _sbatch_extra(options, None)
     return params
+
+
+def _sbatch_extra(options: SlurmOptions, dependency: str | None) -> dict[str, Any]:
+    """sbatch flags submitit has no parameter for: requeue, a limit in seconds, a follower's dependency."""
+    extra: dict[str, Any] = {"requeue": True} if options.requeue else {"no-requeue": True}
+    seconds = round(options.time_min * 60)
+    if seconds % 60:
+        extra["time"] = f"{seconds // 60}:{seconds % 60:02d}"
+    if dependency:
+        extra["dependency"] = f"afterany:{dependency}"
+    return extra
+
+
+# Slurm job states (squeue --states=all) after which a job runs no more, unless requeued
+SLURM_ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+                         "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"})
+
+
+def slurm_jobs(job_ids: list[str]) -> dict[str, dict[str, str]] | None:
+    """State, reason and node of each job Slurm knows, by job id (``12`` or ``12_3`` for an array
+    task), from one ``squeue --states=all`` call (ended jobs stay listed for the cluster's
+    MinJobAge, 5 minutes by default); None when the controller does not answer."""
+    bases = sorted({str(j).split("_")[0] for j in job_ids})
+    if not bases:
+        return {}
+    try:
+        proc = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r|%N",
+                               f"--jobs={','.join(bases)}"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return {} if "Invalid job id" in proc.stderr else None  # every one of them forgotten; else no answer
+    jobs = {}
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 4:
+            jobs[parts[0]] = {"state": parts[1].split()[0], "reason": parts[2], "node": parts[3]}
+    return jobs
+
+
+def _reason(info: dict[str, str]) -> str:
+    return f", {info['reason']}" if info.get("reason") not in (None, "", "None") else ""
 
 
 class RayEngine(Engine):
@@ -425,6 +512,9 @@ def engine_folder(engine: Engine) -> str | None:
 def _wait_loop(runner, engine, executor, leaders, followers, by_id, n_cells, done, say, on_done) -> None:
     out_dir = runner.out_dir
     queue = list(leaders)
+    for spec in leaders:  # the others wait here for their group's first cell (`bench status`: queued)
+        for f in followers[spec["cell_id"]]:
+            note_job(out_dir, f["cell_id"], executor, None)
     running: dict[str, tuple[dict, Any]] = {}
     last_note = time.monotonic()
     try:
@@ -436,6 +526,7 @@ def _wait_loop(runner, engine, executor, leaders, followers, by_id, n_cells, don
                     running[spec["cell_id"]] = (spec, h)
                     note_job(out_dir, spec["cell_id"], executor, engine.job_id(h), engine_folder(engine))
             time.sleep(engine.options.poll_s)
+            engine.poll([h for _, h in running.values()])
             finished = []
             for cid, (spec, h) in running.items():
                 result = engine.outcome(h)
@@ -475,9 +566,11 @@ def _settle(runner, cell, result: dict | str) -> str:
 
 
 def grid_status(out_dir: Path) -> list[dict[str, Any]]:
-    """Every cell of every grid submitted into ``out_dir`` (or run there by the local runner):
-    done (an ok record), running (its lock is held), submitted (a job that has not started),
-    failed (only error records), missing (nothing)."""
+    """Every cell of every grid submitted into ``out_dir`` (or run there by the local runner), in
+    one of five states: done (an ok record), running (its lock is held, or Slurm runs its job),
+    queued (a job waiting for a node, or a cell the waiting driver holds back until its group's
+    first cell ends), failed (error records only, or a Slurm job that ended without a record:
+    Slurm's reason), missing (nothing)."""
     from bench.locks import holder
 
     out_dir = Path(out_dir)
@@ -493,20 +586,23 @@ def grid_status(out_dir: Path) -> list[dict[str, Any]]:
             except (OSError, ValueError, BenchError):
                 continue  # not a record, or one that fails its digest (bench run names it)
             cells[rec.cell_id] = f"{rec.attack.name} vs {rec.defense.name} on {rec.embedder.name}/{rec.dataset.name} seed={rec.seed}"
+    jobs = {cid: _job_info(out_dir, cid) for cid in cells}
+    slurm_ids = [str(j["job_id"]) for cid, j in jobs.items() if j and j.get("executor") == "slurm" and j.get("job_id")
+                 and record_path(out_dir, cid) is None]
+    slurm = slurm_jobs(slurm_ids) if slurm_ids else {}
     rows = []
     for cid, label in cells.items():
         row: dict[str, Any] = {"cell_id": cid, "label": label, "state": "missing", "detail": ""}
-        job = _job_info(out_dir, cid)
-        owner = holder(out_dir / ".locks" / f"{cid}.lock")  # the runner's per-cell lock
+        job = jobs[cid]
         errors = error_records(out_dir, cid)
+        last_error = errors[-1].stat().st_mtime if errors else 0.0
         if record_path(out_dir, cid) is not None:
             row["state"] = "done"
-        elif owner is not None:
+        elif (owner := holder(out_dir / ".locks" / f"{cid}.lock")) is not None:  # the runner's per-cell lock
             row["state"] = "running"
             row["detail"] = f"on {owner.get('host', '?')} pid {owner.get('pid', '?')}"
-        elif job is not None and _job_live(job, after=errors[-1].stat().st_mtime if errors else 0.0):
-            row["state"] = "submitted"
-            row["detail"] = f"{job['executor']} job {job['job_id']}"
+        elif job is not None and job.get("submitted", 0) >= last_error and (seen := _job_state(job, slurm)) is not None:
+            row["state"], row["detail"] = seen
         elif errors:
             row["state"] = "failed"
             try:
@@ -525,23 +621,28 @@ def _job_info(out_dir: Path, cell_id: str) -> dict | None:
         return None
 
 
-def _job_live(job: dict, after: float) -> bool:
-    """Whether a submitted job may still run its cell: a waiting driver, a live local job, or a
-    Slurm job that sacct says is pending or running (submitted after the cell's last error)."""
+def _job_state(job: dict, slurm: dict[str, dict[str, str]] | None) -> tuple[str, str] | None:
+    """(state, detail) of a cell's noted job that has no record yet, or None when it is over and
+    left nothing to say (then the cell's error records, if any, tell)."""
     from bench.locks import pid_alive
 
-    if job.get("submitted", 0) < after:
-        return False
     here = socket.gethostname()
     driver = job.get("driver") or {}
+    driver_alive = driver.get("host") != here or pid_alive(int(driver.get("pid", -1)))
+    if not job.get("job_id"):  # held back by the waiting driver
+        return ("queued", f"waits for its group's first cell (driver pid {driver.get('pid', '?')})") if driver_alive else None
+    jid = str(job["job_id"])
     if job["executor"] == "slurm":
-        try:
-            import submitit
-
-            state = submitit.SlurmJob(Path(job["job_dir"] or "."), job["job_id"]).state
-        except Exception:  # noqa: BLE001 - no sacct here: say what we know
-            return driver.get("host") != here or pid_alive(int(driver.get("pid", -1)))
-        return state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "UNKNOWN")
-    if job["executor"] == "submitit-local" and str(job["job_id"]).isdigit() and driver.get("host") == here:
-        return pid_alive(int(job["job_id"]))
-    return driver.get("host") != here or pid_alive(int(driver.get("pid", -1)))
+        if slurm is None:
+            return "queued", f"slurm job {jid}: Slurm does not answer, state unknown"
+        info = slurm.get(jid)
+        if info is None:
+            return None
+        if info["state"] in ("RUNNING", "COMPLETING"):
+            return "running", f"slurm job {jid} on {info['node'] or '?'}"
+        if info["state"] not in SLURM_ENDED:
+            return "queued", f"slurm job {jid} {info['state']}{_reason(info)}"
+        return "failed", f"slurm job {jid} ended without a record ({info['state']}{_reason(info)})"
+    if job["executor"] == "submitit-local" and jid.isdigit() and driver.get("host") == here:
+        return ("queued", f"submitit-local job {jid}") if pid_alive(int(jid)) else None
+    return ("queued", f"{job['executor']} job {jid}") if driver_alive else None

@@ -1,21 +1,40 @@
-"""One JSON-over-HTTP client for OpenAI-compatible endpoints (stdlib only): retries, one-line errors,
-keys redacted from every message, and a bounded parallel map that stops at the first failure."""
+"""One JSON-over-HTTP client for OpenAI-compatible endpoints, on httpx: retries, one-line errors,
+keys redacted from every message, redirects followed without ever carrying the API key to another
+host (httpx drops ``Authorization`` when a redirect leaves the origin), base URLs checked for a
+scheme it speaks, and a bounded parallel map that stops at the first failure."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
 
 from bench.errors import BenchError, one_line
 from bench.models import describe
 from bench.redact import redact, register_secret
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+MAX_REDIRECTS = 5
+
+
+def check_base_url(url: str) -> str:
+    """An http(s) URL with a host, else a ValueError naming the fix (pydantic makes it one line)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"base URL {url!r} has scheme {parts.scheme or 'none'!r}: give an http:// or https:// URL, e.g. http://localhost:8000/v1")
+    if not parts.hostname:
+        raise ValueError(f"base URL {url!r} names no host: give e.g. http://localhost:8000/v1")
+    return url
+
+
+# A plugin parameter holding an OpenAI-compatible API root: refused when the plugin is configured
+# (before any work), not after a request times out.
+BaseUrl = Annotated[str, AfterValidator(check_base_url)]
 
 
 def _delay(backoff: float, attempt: int, retry_after: str | None) -> float:
@@ -57,8 +76,14 @@ def _request(
     timeout_hint: str = "raise timeout=",
     on_request: Callable[[], None] | None = None,
 ) -> Any:
+    import httpx
+
     from bench import __version__
 
+    try:
+        check_base_url(url)
+    except ValueError as e:
+        raise BenchError(f"{what}: {e}") from None
     headers = {"Accept": "application/json", "User-Agent": f"inversion-bench/{__version__}"}
     key = os.environ.get(api_key_env)
     if key:
@@ -69,35 +94,32 @@ def _request(
         headers["Content-Type"] = "application/json"
         data = json.dumps(payload).encode()
     for attempt in range(max_retries + 1):
-        req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
         if on_request:
             on_request()
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                body = resp.read()
-        except urllib.error.HTTPError as e:
-            try:
-                detail = one_line(redact(e.read().decode("utf-8", "replace")))
-            except OSError:
-                detail = ""
-            if e.code in RETRY_STATUS and attempt < max_retries:
-                time.sleep(_delay(backoff, attempt, e.headers.get("Retry-After") if e.headers else None))
+            with httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS) as client:
+                resp = client.request("POST" if data is not None else "GET", url, content=data, headers=headers)
+        except httpx.TimeoutException:
+            raise BenchError(f"{what} {url} did not answer within {timeout:g} s: {timeout_hint}") from None
+        except httpx.TooManyRedirects:
+            raise BenchError(f"{what} {url} redirected more than {MAX_REDIRECTS} times: pass base_url= the server's final /v1 root") from None
+        except httpx.HTTPError as e:
+            why = describe(e.__cause__ or e)
+            raise BenchError(redact(f"cannot reach {what} {url} ({why}): start the server or pass base_url=<its /v1 root>")) from None
+        if resp.status_code >= 300:
+            detail = one_line(redact(resp.text)) if resp.status_code >= 400 else f"redirect to {resp.headers.get('Location') or 'nowhere'}"
+            if resp.status_code in RETRY_STATUS and attempt < max_retries:
+                time.sleep(_delay(backoff, attempt, resp.headers.get("Retry-After")))
                 continue
             fix = hint
-            if e.code in (401, 403):
+            if resp.status_code in (401, 403):
                 fix = (f"the key in ${api_key_env} was sent and refused: check that it is valid for this server" if key
                        else f"${api_key_env} is not set: set it to the server's API key")
-            raise BenchError(redact(f"{what} {url} answered HTTP {e.code} {e.reason} ({detail or 'no body'}): {fix}")) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, TimeoutError):
-                raise BenchError(f"{what} {url} did not answer within {timeout:g} s: {timeout_hint}") from None
-            why = describe(reason) if isinstance(reason, BaseException) else one_line(reason)
-            raise BenchError(redact(f"cannot reach {what} {url} ({why}): start the server or pass base_url=<its /v1 root>")) from None
+            raise BenchError(redact(f"{what} {url} answered HTTP {resp.status_code} {resp.reason_phrase} ({detail or 'no body'}): {fix}"))
         try:
-            return json.loads(body)
+            return json.loads(resp.content)
         except ValueError:
-            raise BenchError(redact(f"{what} {url} returned non-JSON ({body[:80]!r}): is base_url the /v1 root?")) from None
+            raise BenchError(redact(f"{what} {url} returned non-JSON ({resp.content[:80]!r}): is base_url the /v1 root?")) from None
     raise AssertionError("unreachable")
 
 

@@ -200,6 +200,8 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]
+    for debris in target.glob(".leaderboard.*.tmp"):  # temp files of a build that was killed
+        debris.unlink(missing_ok=True)
     bodies = [header + to_markdown(df, metrics=shown) + "\n", public.to_csv(index=False), json.dumps(payload, indent=2) + "\n"]
     for path, body in zip(paths, bodies):
         atomic_write_bytes(path, body.encode(), overwrite=True)

@@ -34,6 +34,7 @@ from pydantic import Field
 from bench.api import Embedder, Params
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.http import BaseUrl
 from bench.models import (  # noqa: F401 - RANDOM_INIT_MARKER and the hashing helpers: importable from here, as before
     RANDOM_INIT_MARKER,
     describe,
@@ -428,7 +429,7 @@ class OpenAIEmbedder(Embedder):
     name = "openai"
 
     class Params(Params):
-        base_url: str = Field("http://localhost:8000/v1", min_length=1, description="API root; requests go to {base_url}/embeddings")
+        base_url: BaseUrl = Field("http://localhost:8000/v1", min_length=1, description="API root (http or https); requests go to {base_url}/embeddings")
         model: str = Field(..., min_length=1, description='model name sent to the endpoint, e.g. "text-embedding-3-small"')
         api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description="environment variable holding the API key (never stored)")
         batch_size: int = Field(128, ge=1, le=2048, description="texts per request")

@@ -8,8 +8,9 @@
 * Any other reference is a local folder or a hub id of a transformers model. Weights are loaded
   from safetensors only (pickled checkpoints are refused), ``trust_remote_code`` is always False.
   A folder holding ``bench_random_init.json`` is a randomly initialised model: ``pretrained`` False.
-* :class:`OpenAIChat` writes through any OpenAI-compatible ``/chat/completions`` endpoint (stdlib
-  ``urllib``; the key is read from the environment variable named by ``api_key_env``).
+* :class:`OpenAIChat` writes through any OpenAI-compatible ``/chat/completions`` endpoint
+  (``bench.http`` on httpx; the key is read from the environment variable named by ``api_key_env``
+  and never follows a redirect to another host).
 * Generated texts are cached on disk per (backend, model, settings, prompt) as JSON.
 """
 

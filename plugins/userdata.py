@@ -89,14 +89,23 @@ def read_rows(path: Path, fmt: str, what: str) -> tuple[list[Any], bytes]:
     return rows, raw
 
 
-def column_values(rows: list[Any], column: str, where: str, required: bool = True) -> list[str] | None:
-    """The string value of ``column`` in every row (a bare string row is its own text)."""
+def column_values(rows: list[Any], column: str, where: str, required: bool = True, text: bool = True) -> list[str] | None:
+    """The string value of ``column`` in every row (a bare string row is its own text). A text
+    column takes JSON strings only; an id or group column strings or integers (never turned into
+    text silently: ``{"text": 5}`` and ``{"text": null}`` are refused by row)."""
+    allowed = (str,) if text else (str, int)
     out = []
     for i, row in enumerate(rows, 1):
         if isinstance(row, str) and column in ("text", "_bare"):
             value = row
-        elif isinstance(row, dict) and row.get(column) is not None:
+        elif isinstance(row, dict) and column in row and (row[column] is not None or required):
             value = row[column]
+            if value is None:
+                raise BenchError(f"{where}: row {i} has {column!r}: null: give every row a value there, or drop the row")
+            if not isinstance(value, allowed) or isinstance(value, bool):
+                kind = "a string" if text else "a string or an integer"
+                raise BenchError(f"{where}: row {i} has {column!r}: {json.dumps(value)[:40]} ({_json_type(value)}), "
+                                 f"not {kind}: write it as one (e.g. {json.dumps(str(value))[:40]})")
         else:
             if not required:
                 return None
@@ -106,11 +115,15 @@ def column_values(rows: list[Any], column: str, where: str, required: bool = Tru
     return out
 
 
+def _json_type(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
 def _ids(rows: list[Any], id_column: str | None, where: str) -> list[str]:
     if id_column:
-        ids = column_values(rows, id_column, where)
+        ids = column_values(rows, id_column, where, text=False)
     else:
-        ids = column_values(rows, "id", where, required=False) or [str(i) for i in range(1, len(rows) + 1)]
+        ids = column_values(rows, "id", where, required=False, text=False) or [str(i) for i in range(1, len(rows) + 1)]
     dup = len(ids) - len(set(ids))
     if dup:
         raise BenchError(f"{where}: {dup} ids repeat in its id field: give each row a unique id, or pass id_column= another field")
@@ -213,7 +226,7 @@ class FileData(_UserData):
         where = f"data file {path}"
         texts = column_values(rows, column, where)
         ids = _ids(rows, p.id_column, where)
-        groups = column_values(rows, p.group_column, where) if p.group_column else None
+        groups = column_values(rows, p.group_column, where, text=False) if p.group_column else None
         info = {"source": str(path.resolve()), "format": _format(path, p.format), "sha256": _sha256(raw)}
         return self._splits(ids, texts, groups, info, where)
 

@@ -98,3 +98,34 @@ def embeddings_server(port: int = 0, **behaviour):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def redirect_server(location: str, code: int = 302):
+    """Yield a server answering every request with ``code`` and ``Location: location`` (e.g. another
+    host's address); ``server.log`` collects (method, path, Authorization header)."""
+    log = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _redirect(self):
+            log.append((self.command, self.path, self.headers.get("Authorization")))
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(code)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _redirect  # noqa: N815
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.log = log
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        server.base_url = f"http://127.0.0.1:{server.server_port}/v1"
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -183,7 +183,7 @@ def test_no_wait_submits_and_status_follows_the_jobs(tmp_path, plugdir, capsys):
         if states == ["done", "done"]:
             break
         time.sleep(0.3)
-    assert states == ["done", "done"] and seen & {"submitted", "running"}, seen
+    assert states == ["done", "done"] and seen & {"queued", "running"}, seen
     assert len(load_records([out])) == 2
 
 
@@ -255,13 +255,13 @@ def test_status_of_a_partial_grid(tmp_path, plugdir, capsys):
         rows = {r["cell_id"]: r for r in grid_status(out)}
         assert [rows[c.cell_id]["state"] for c in cells] == ["done", "failed", "running", "missing"]
         assert "TIMEOUT" in rows[cells[1].cell_id]["detail"] and str(os.getpid()) in rows[cells[2].cell_id]["detail"]
-        note_job(out, cells[3].cell_id, "submitit-local", str(os.getpid()))  # a live local job: submitted
-        assert grid_status(out)[3]["state"] == "submitted"
+        note_job(out, cells[3].cell_id, "submitit-local", str(os.getpid()))  # a live local job: queued
+        assert grid_status(out)[3]["state"] == "queued"
         assert bench("status", str(out)) == 0
         text = capsys.readouterr().out
-        assert "4 cells: 1 done, 1 running, 1 submitted, 1 failed, 0 missing" in text and "TIMEOUT" in text
+        assert "4 cells: 1 done, 1 running, 1 queued, 1 failed, 0 missing" in text and "TIMEOUT" in text
     assert bench("status", str(out), "--json") == 0
-    assert {r["state"] for r in json.loads(capsys.readouterr().out)} == {"done", "failed", "missing", "submitted"}
+    assert {r["state"] for r in json.loads(capsys.readouterr().out)} == {"done", "failed", "missing", "queued"}
 
 
 def test_slurm_options_become_sbatch_flags(tmp_path):
@@ -273,7 +273,11 @@ def test_slurm_options_become_sbatch_flags(tmp_path):
                                    "setup": "module load cuda|source venv/bin/activate"})
     script = _make_sbatch_string("python -m submitit.core._submit x", tmp_path / "%j", map_count=10, **slurm_parameters(opts))
     for flag in ("--partition=gpu", "--account=lab", "--time=90", "--gpus-per-node=1", "--cpus-per-task=8",
-                 "--mem=32768M", "--array=0-9%4", "module load cuda"):
+                 "--mem=32768M", "--array=0-9%4", "module load cuda", "--requeue", "--signal=USR2@90"):
+        assert flag in script, flag
+    short = parse_options("slurm", {"time_min": "0.5", "requeue": "false"})
+    script = _make_sbatch_string("python -m submitit.core._submit x", tmp_path / "%j", **slurm_parameters(short))
+    for flag in ("--time=0:30", "--no-requeue", "--signal=USR2@5"):
         assert flag in script, flag
 
 
@@ -285,7 +289,8 @@ def test_slurm_options_become_sbatch_flags(tmp_path):
     (["--no-wait", "--executor", "ray"], "ray tasks end with the process"),
     (["--executor", "slurm"], "no Slurm here"),
 ])
-def test_bad_executor_input_is_one_line_before_any_work(tmp_path, plugdir, capsys, args, message):
+def test_bad_executor_input_is_one_line_before_any_work(tmp_path, plugdir, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here, even where the test cluster runs
     out = tmp_path / "out"
     code = bench("run", "-a", "nearest", "-e", "toy-hash", "-D", "toy", "--out", str(out), *args, plugins=plugdir)
     err = capsys.readouterr().err

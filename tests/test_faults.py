@@ -249,3 +249,109 @@ def test_another_model_behind_the_same_url_is_not_served_from_the_cache(tmp_path
     assert fa["probe_sha256"] != fb["probe_sha256"] and fa["server_model"] == fb["server_model"] == "stub-model"
     assert fa["dim"] == fb["dim"] == 16
     assert a["cell_id"] == b["cell_id"]  # the same cell spec, another victim
+
+
+# ---------------------------------------------------------------- the probe's leftovers: disk, links, modes
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 512 KiB tmpfs (root only), unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the injected-ENOSPC test covers the rest)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_under_out_is_one_line_before_any_work(tmp_path, capsys, tiny_tmpfs):
+    fd = os.open(tiny_tmpfs / "filler", os.O_WRONLY | os.O_CREAT)
+    try:  # fill it up to the last block
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    code, stdout, err = run_in_process(capsys, GRID, tiny_tmpfs / "out", tmp_path / "cache")
+    assert code == 2 and "no space left on its device" in err and "--out" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "cache").exists() and not (tiny_tmpfs / "out").exists()  # found before any work
+
+
+def test_a_disk_filling_up_during_the_run_is_one_line(tmp_path, capsys, monkeypatch):
+    """ENOSPC injected at the first write of a record or a manifest (the pre-flight probe passes)."""
+    import errno
+
+    out = tmp_path / "out"
+    real = os.fsync
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if name.startswith(str(out)) and ".bench-write-probe-" not in name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code, stdout, err = run_in_process(capsys, GRID, out, tmp_path / "cache")
+    assert code == 2 and "no space left on the device holding" in err and "free some space" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list(out.rglob("*.tmp")) and not list(out.glob("*.json"))
+
+
+def test_a_dangling_symlink_as_out_is_refused_before_any_work(tmp_path, capsys):
+    link = tmp_path / "results"
+    link.symlink_to(tmp_path / "gone" / "results")
+    code, stdout, err = run_in_process(capsys, GRID, link, tmp_path / "cache")
+    assert code == 2 and "is a symbolic link to" in err and "which does not exist" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "cache").exists()
+
+
+def test_written_files_respect_the_umask(tmp_path, capsys):
+    """Records, samples, caches and boards are readable by others under umask 022 (not mkstemp's 0600)."""
+    old = os.umask(0o022)
+    try:
+        code, _, err = run_in_process(capsys, GRID[:4] + GRID[6:], tmp_path / "out", tmp_path / "cache")
+        assert code == 0, err
+        from bench.cli import main
+
+        with pytest.raises(SystemExit) as e:
+            main(["leaderboard", "build", str(tmp_path / "out"), "--out", str(tmp_path / "boards"), "--name", "b"])
+            raise SystemExit(0)
+        assert (e.value.code or 0) == 0, capsys.readouterr().err
+    finally:
+        os.umask(old)
+    files = [p for d in ("out", "cache", "boards") for p in (tmp_path / d).rglob("*") if p.is_file() and ".locks" not in p.parts]
+    kinds = {p.suffix for p in files}
+    assert {".json", ".jsonl", ".safetensors", ".md", ".csv"} <= kinds, kinds
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_a_killed_leaderboard_build_leaves_debris_the_rerun_removes(tmp_path, capsys):
+    code, _, err = run_in_process(capsys, GRID[:4] + GRID[6:], tmp_path / "out", tmp_path / "cache")
+    assert code == 0, err
+    build = [sys.executable, "-c", textwrap.dedent("""
+        import os, signal, sys
+        import bench.leaderboard as lb
+        real = lb.atomic_write_bytes
+        def write(path, data, overwrite=False):
+            if path.name == "leaderboard.csv":  # the .md is in place, the .csv's temp copy half-written
+                with open(path.with_name(".leaderboard.csv.killed.tmp"), "wb") as f:
+                    f.write(data[:10])
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(path, data, overwrite)
+        lb.atomic_write_bytes = write
+        from bench.cli import main
+        main(sys.argv[1:])
+    """), "leaderboard", "build", str(tmp_path / "out"), "--out", str(tmp_path / "boards"), "--name", "b"]
+    env = {**os.environ, "BENCH_LOAD_PLUGINS": ""}
+    assert subprocess.run(build, env=env, capture_output=True).returncode == -9
+    board = tmp_path / "boards" / "b"
+    assert [p.name for p in board.glob(".*.tmp")] == [".leaderboard.csv.killed.tmp"]
+    rerun = subprocess.run(build[:1] + ["-m", "bench"] + build[3:], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not list(board.glob(".*.tmp")) and sorted(p.name for p in board.iterdir()) == ["leaderboard.csv", "leaderboard.json", "leaderboard.md"]

@@ -98,6 +98,9 @@ def test_retrieval_corpus_and_qrels_give_utility(host, tmp_path):
         ("rows", {"corpus": "/nonexistent/c.jsonl", "qrels": "/nonexistent/q.tsv"}, "corpus file /nonexistent/c.jsonl does not exist"),
         ("rows", {"target": 500}, "does not fit"),
         ("dupes", {}, "ids repeat"),
+        ("nulltext", {}, "row 31 has 'text': null: give every row a value there"),
+        ("numtext", {}, "row 31 has 'text': 5 (a number), not a string: write it as one (e.g. \"5\")"),
+        ("listid", {}, "row 31 has 'id': [1] (a list), not a string or an integer"),
     ],
 )
 def test_user_data_errors_are_one_line(host, tmp_path, setup, params, message):
@@ -108,6 +111,9 @@ def test_user_data_errors_are_one_line(host, tmp_path, setup, params, message):
         path.write_text('{"text": "ok"}\n{"text": broken\n')
     elif setup == "dupes":
         _jsonl(tmp_path, [{"id": "same", "text": f"text {i}"} for i in range(30)], "d.jsonl")
+    elif setup in ("nulltext", "numtext", "listid"):  # 30 good rows, then a bad 31st
+        bad = {"nulltext": {"id": "x", "text": None}, "numtext": {"id": "x", "text": 5}, "listid": {"id": [1], "text": "t"}}[setup]
+        _jsonl(tmp_path, [{"id": i, "text": f"text {i}"} for i in range(30)] + [bad], "d.jsonl")
     with pytest.raises(BenchError) as e:
         host.make("datasets", "file", {"path": str(path), **params}).load()
     assert message in str(e.value) and "\n" not in str(e.value)

@@ -63,6 +63,7 @@ from bench.api import Attack, AttackContext, AttackParams, Inversion, Split
 from bench.cache import artifact_lock, sealed
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.http import BaseUrl
 from bench.vectors import unit
 from bench_plugins.attacks.slime_metrics import KIND_M, KINDS, METRICS, NEIGHBOURHOODS, neighbourhood_f1, tag_scores  # noqa: F401 - KIND_M, KINDS: importable from here
 from bench_plugins.attacks.slime_retriever import RETRIEVER_FILES, TagRetriever
@@ -117,7 +118,7 @@ class Slime(TagRetriever, Attack):
         margin: float = Field(0.5, ge=0, description="margin of the ranker's pairwise hinge term")
         llm_backend: Literal["local", "openai"] = Field("local", description="caption writer: local transformers or an OpenAI-compatible endpoint")
         llm: str = Field("smollm2", min_length=1, description='local writer: "smollm2", a local folder or hub id')
-        base_url: str = Field("http://localhost:8000/v1", description="openai backend: API root")
+        base_url: BaseUrl = Field("http://localhost:8000/v1", description="openai backend: API root (http or https)")
         model: str | None = Field(None, description="openai backend: chat model name")
         api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: env var holding the key (never stored)")
         timeout: float = Field(120.0, gt=0, json_schema_extra={"transport": True}, description="openai backends: seconds per HTTP request")

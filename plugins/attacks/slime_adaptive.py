@@ -63,6 +63,7 @@ from bench.api import AttackContext, Inversion, Split
 from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, seed_for
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.http import BaseUrl
 from bench.metrics import Metric
 from bench.models import describe
 from bench.vectors import unit
@@ -379,7 +380,7 @@ class SlimeAdaptive(Slime):
         image_batch: int = Field(4, ge=1, description="images generated, and read by the VLM, per batch")
         vlm_backend: Literal["local", "openai"] = Field("local", description="VLM: local transformers image-text-to-text model or an OpenAI-compatible endpoint")
         vlm: str | None = Field(None, description="local VLM: folder or hub id (AutoModelForImageTextToText)")
-        vlm_base_url: str = Field("http://localhost:8000/v1", description="openai VLM backend: API root")
+        vlm_base_url: BaseUrl = Field("http://localhost:8000/v1", description="openai VLM backend: API root (http or https)")
         vlm_model: str | None = Field(None, description="openai VLM backend: chat model name (must accept image_url parts)")
         vlm_api_key_env: str = Field("OPENAI_API_KEY", description="openai VLM backend: env var holding the key (never stored)")
         vlm_max_new_tokens: int = Field(64, ge=1, le=1024, description="VLM answer length limit in tokens")
