@@ -223,8 +223,11 @@ class Defense(Component):
         return {}
 
     def defend(self, emb: np.ndarray, rng: np.random.Generator, state: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """What the harness calls: ``apply``, handing a fitted or secret defense its state."""
-        return self.apply(emb, rng, state) if (self.fitted or self.secret) else self.apply(emb, rng)
+        """What the harness calls: ``apply``, handing a fitted or secret defense its state (a secret
+        defense whose ``apply`` takes no state keeps a key of its own: it gets none)."""
+        if self.fitted or (self.secret and len(inspect.signature(self.apply).parameters) >= 3):
+            return self.apply(emb, rng, state)
+        return self.apply(emb, rng)
 
 
 @dataclass(frozen=True)
