@@ -478,7 +478,7 @@ class Runner:
             leaked_embeddings=leaked,
             defense=DefenseView.of(cell.defense) if cell.attack.adaptive else None,
             seed=cell.seed,
-            settings=self.settings,
+            settings=self.settings.replace(),  # a copy: nothing an attack does to it reaches the run
             artifact_root=self.cache_root / "artifacts" / cell.attack.name,
             artifact_key=self._artifact_key(cell, attacked),
         )
