@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -77,12 +79,23 @@ class RemoteOracle:
             self._scope[0] = outer
 
 
-def _worker(conn, attack_cls, params, parts: dict) -> None:
-    """The worker's loop: build the attack and its context, then run the harness's commands."""
+def _worker(conn, payload: bytes, plugin_files: dict[str, str]) -> None:
+    """The worker's loop: load the ``--plugins-dir`` files the harness loaded, build the attack and its
+    context from ``payload``, then run the harness's commands."""
+    import importlib.util
+    import pickle
+    import sys
+
     from bench.api import AttackContext
     from bench.settings import use
 
     try:
+        for modname, path in plugin_files.items():  # loose plugin files: the same module names as in the harness
+            spec = importlib.util.spec_from_file_location(modname, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            spec.loader.exec_module(module)
+        attack_cls, params, parts = pickle.loads(payload)
         attack = attack_cls(params)
         oracle = RemoteOracle(conn, **parts.pop("oracle"))
         ctx = AttackContext(oracle=oracle, **parts)
@@ -126,9 +139,17 @@ class IsolatedAttack:
         self.conn, child = ctx.Pipe()
         parts = {**parts, "oracle": {"dim": oracle.dim, "modality": oracle.modality, "name": oracle.name,
                                      "fingerprint": dict(oracle.fingerprint)}}
+        try:
+            payload = pickle.dumps((type(attack), attack.params, parts))
+        except Exception as e:  # noqa: BLE001 - a class defined inside a function, an unpicklable field
+            raise BenchError(
+                f"attack {attack.name!r} cannot run isolated: its class and context must be importable and picklable "
+                f"(define the class at module level) ({type(e).__name__}: {one_line(e)})"
+            ) from None
+        files = {name: str(mod.__file__) for name, mod in list(sys.modules.items()) if name.startswith("bench_dir_plugin_")}
         hidden = {k: os.environ.pop(k) for k in credential_env_names()}  # the worker's environment has no credentials
         try:
-            self.proc = ctx.Process(target=_worker, args=(child, type(attack), attack.params, parts), daemon=True)
+            self.proc = ctx.Process(target=_worker, args=(child, payload, files), daemon=True)
             self.proc.start()
         finally:
             os.environ.update(hidden)

@@ -321,3 +321,51 @@ def test_budget_flags_are_checked_before_work(toy_host):
     for args in (["--fit-query-budget", "0"], ["--fit-query-budget", "-3"]):
         res = CliRunner().invoke(cli, ["run", "-a", "bow", *args], obj=toy_host, standalone_mode=False)
         assert isinstance(res.exception, BenchError) and "positive" in str(res.exception)
+
+
+FILE_PLUGIN = '''
+from bench.api import Attack, Inversion
+from bench.hookspecs import hookimpl
+
+
+class FileAttack(Attack):
+    """A loose --plugins-dir attack: one counted query for target 0."""
+
+    name = "file-attack"
+    default_grid = [{"adaptive": False}]
+
+    def invert(self, emb, ctx):
+        ctx.oracle.query(["the cat"], targets=0)
+        return [Inversion("the cat") for _ in emb]
+
+
+@hookimpl
+def register_attacks(register):
+    register(FileAttack)
+'''
+
+
+def test_isolation_runs_plugins_dir_attacks_and_names_an_unimportable_class(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from bench.plugins import Host
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy(Path(__file__).parent / "toy_plugins" / "toy.py", plugins / "toy.py")
+    (plugins / "file_attack.py").write_text(FILE_PLUGIN)
+    host = Host(plugins_dir=plugins, load_installed=False)
+    _, (rec,) = _run(host, tmp_path, ["file-attack"], isolate=True, query_budget=BUDGET)
+    assert rec.status == "ok", rec.error
+    assert rec.queries["inference"] == 1 and rec.queries["inference_per_target_max"] == 1
+
+    class Local(Cheat):  # defined inside a function: a worker cannot import it
+        name = "cheat-local"
+
+        def cheat(self, emb, ctx):
+            pass
+
+    host.registries["attacks"].add(Local, "test", "0")
+    _, (local,) = _run(host, tmp_path, ["cheat-local"], isolate=True, out="local")
+    assert local.status == "error" and "cannot run isolated" in local.error and "module level" in local.error
