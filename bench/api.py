@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 FIXED_KEY = "fixed key"
 
 
+def _secret_field(f) -> bool:
+    """A parameter marked ``json_schema_extra={"secret": True}`` (a key): records state it, never write it."""
+    return isinstance(f.json_schema_extra, dict) and bool(f.json_schema_extra.get("secret"))
+
+
 class Params(BaseModel):
     """Parameters are validated strictly: unknown names, NaN and infinities are rejected."""
 
@@ -59,7 +64,7 @@ class Component:
             extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
             if extra.get("transport"):
                 params.pop(k, None)
-            elif extra.get("secret") and params.get(k) is not None:
+            elif _secret_field(f) and params.get(k) is not None:
                 params[k] = FIXED_KEY  # a fixed secret is stated, never written (records, cell ids, logs)
         return {"name": self.name, "params": params}
 
@@ -67,7 +72,7 @@ class Component:
         """Name plus the parameters that differ from their defaults."""
         fields = self.Params.model_fields
         changed = {
-            k: (FIXED_KEY if (fields[k].json_schema_extra or {}).get("secret") else v) for k, v in self.params.model_dump().items()
+            k: (FIXED_KEY if _secret_field(fields[k]) else v) for k, v in self.params.model_dump().items()
             if k != "adaptive" and (fields[k].is_required() or fields[k].get_default(call_default_factory=True) != v)
         }
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else self.name
@@ -99,6 +104,12 @@ class Split:
     def inputs(self, modality: str) -> list[str] | None:
         """What a victim of that modality embeds: the image paths ("image"; None if there are none) or the texts."""
         return self.images if modality == "image" else self.texts
+
+    def copy(self) -> Split:
+        """A copy whose lists the caller may change without changing this split."""
+        return Split(list(self.ids), list(self.texts), [dict(m) for m in self.meta] if self.meta is not None else None,
+                     list(self.images) if self.images is not None else None,
+                     list(self.groups) if self.groups is not None else None)
 
     def head(self, n: int | None) -> Split:
         """The first ``n`` items (all when n is None)."""

@@ -473,8 +473,8 @@ class Runner:
         oracle = victim_oracle(attacked, ledger if ledger is not None else QueryLedger(), self.inputs(cell, data.leaked))
         ctx = AttackContext(
             oracle=oracle,
-            attacker=data.attacker,
-            leaked=data.leaked,
+            attacker=data.attacker.copy(),  # copies: an attack that edits its data never edits the run's
+            leaked=data.leaked.copy(),
             leaked_embeddings=leaked,
             defense=DefenseView.of(cell.defense) if cell.attack.adaptive else None,
             seed=cell.seed,

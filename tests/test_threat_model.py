@@ -143,6 +143,14 @@ class SimulateSecret(Cheat):
         ctx.defense.simulator()
 
 
+class EditData(Cheat):
+    name = "cheat-edit-data"
+
+    def cheat(self, emb, ctx):
+        ctx.attacker.texts.clear()  # the next cell's attacker would train on nothing, if this were the run's split
+        ctx.leaked.texts[:] = ["the cat"] * len(ctx.leaked.texts)
+
+
 class Snoop(Attack):
     """Walks the interpreter (gc, every thread's frames, the environment) for what the oracle hides."""
 
@@ -168,7 +176,7 @@ class Snoop(Attack):
 
 
 CHEATS = [ReachEmbedder, ReachEmbedSplit, LiftBudget, LiftBudgetHard, SettingsBudget, BigCall, UnderReport, ReopenTarget,
-          ForeignTarget, ReadMatrix, RebuildSecret, SimulateSecret, Snoop]
+          ForeignTarget, ReadMatrix, RebuildSecret, SimulateSecret, EditData, Snoop]
 
 
 @pytest.fixture
@@ -208,8 +216,10 @@ def test_every_route_around_the_oracle_fails_in_process(cheat_host, tmp_path):
     for rec in records:
         assert rec.status == "error", rec.attack.name
         assert EXPECTED[rec.attack.name] in rec.error, (rec.attack.name, rec.error)
-    _, (honest,) = _run(cheat_host, tmp_path, ["nearest:adaptive=false"], out="honest", query_budget=BUDGET)
-    assert honest.status == "ok" and honest.queries["fit"] == 60 and honest.queries["inference"] == 0
+    # an attack that edits its data edits a copy: the next cell of the same run gets the split intact
+    _, (edit, honest) = _run(cheat_host, tmp_path, ["cheat-edit-data", "nearest:adaptive=false"], out="honest", query_budget=BUDGET)
+    assert edit.status == "ok" and honest.status == "ok", honest.error
+    assert honest.queries["fit"] == 60 and honest.queries["inference"] == 0
 
 
 def test_a_secret_defense_gives_the_attacker_its_description_only(cheat_host, tmp_path):
