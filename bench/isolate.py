@@ -154,7 +154,11 @@ class IsolatedAttack:
         finally:
             os.environ.update(hidden)
         child.close()
-        self._serve()
+        try:
+            self._serve()  # the worker reports that it built the attack and its context
+        except BenchError:
+            self.close()
+            raise
 
     def _serve(self) -> Any:
         """Answer the worker's oracle requests until it ends the command; its result, or its failure as a BenchError."""
