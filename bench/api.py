@@ -19,7 +19,16 @@ from bench.settings import Settings
 
 if TYPE_CHECKING:
     from bench.metrics import Metric
-    from bench.victim import Victim
+    from bench.oracle import QueryOracle
+
+
+# What a record says in place of a secret parameter that was given (a fixed key for reproduction).
+FIXED_KEY = "fixed key"
+
+
+def _secret_field(f) -> bool:
+    """A parameter marked ``json_schema_extra={"secret": True}`` (a key): records state it, never write it."""
+    return isinstance(f.json_schema_extra, dict) and bool(f.json_schema_extra.get("secret"))
 
 
 class Params(BaseModel):
@@ -52,21 +61,24 @@ class Component:
         retries, parallel requests) change how an answer is fetched, not what it is: left out."""
         params = self.params.model_dump(mode="json")
         for k, f in type(self.params).model_fields.items():
-            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("transport"):
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            if extra.get("transport"):
                 params.pop(k, None)
+            elif _secret_field(f) and params.get(k) is not None:
+                params[k] = FIXED_KEY  # a fixed secret is stated, never written (records, cell ids, logs)
         return {"name": self.name, "params": params}
 
     def short(self) -> str:
         """Name plus the parameters that differ from their defaults."""
         fields = self.Params.model_fields
         changed = {
-            k: v for k, v in self.params.model_dump().items()
+            k: (FIXED_KEY if _secret_field(fields[k]) else v) for k, v in self.params.model_dump().items()
             if k != "adaptive" and (fields[k].is_required() or fields[k].get_default(call_default_factory=True) != v)
         }
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else self.name
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config()["params"].items())
         return f"{self.name}({args})"
 
 
@@ -92,6 +104,12 @@ class Split:
     def inputs(self, modality: str) -> list[str] | None:
         """What a victim of that modality embeds: the image paths ("image"; None if there are none) or the texts."""
         return self.images if modality == "image" else self.texts
+
+    def copy(self) -> Split:
+        """A copy whose lists the caller may change without changing this split."""
+        return Split(list(self.ids), list(self.texts), [dict(m) for m in self.meta] if self.meta is not None else None,
+                     list(self.images) if self.images is not None else None,
+                     list(self.groups) if self.groups is not None else None)
 
     def head(self, n: int | None) -> Split:
         """The first ``n`` items (all when n is None)."""
@@ -182,7 +200,9 @@ class Defense(Component):
     """Base class of defenses: a transform applied to every stored or served embedding.
 
     ``secret``: the transform depends on a key the attacker does not have, so an adaptive attacker
-    cannot simulate it and aligns through leaked pairs instead.
+    cannot simulate it and aligns through leaked pairs instead. The harness derives the key from a
+    per-run secret (different per seed, never written anywhere) and hands the defense ``keyed(key)``
+    as its ``state``; an attack only ever sees the defense's public description (``DefenseView``).
     """
 
     secret: ClassVar[bool] = False
@@ -204,14 +224,51 @@ class Defense(Component):
         """The defended embeddings. A defense that is not ``fitted`` may omit ``state`` from its signature."""
         raise NotImplementedError
 
+    def keyed(self, key: bytes) -> dict[str, np.ndarray]:
+        """A secret defense's state from the cell's key (bytes the harness derives per run and seed)."""
+        return {"key": np.frombuffer(bytes(key), np.uint8).copy()}
+
     def privacy(self, dim: int) -> dict[str, Any]:
         """What the record states of the privacy this setting gives at that dimension (e.g. the noise
         scale a DP mechanism calibrated from ε and δ); {} when there is nothing beyond the params."""
         return {}
 
     def defend(self, emb: np.ndarray, rng: np.random.Generator, state: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """What the harness calls: ``apply``, handing a fitted defense its state."""
-        return self.apply(emb, rng, state) if self.fitted else self.apply(emb, rng)
+        """What the harness calls: ``apply``, handing a fitted or secret defense its state (a secret
+        defense whose ``apply`` takes no state keeps a key of its own: it gets none)."""
+        if self.fitted or (self.secret and len(inspect.signature(self.apply).parameters) >= 3):
+            return self.apply(emb, rng, state)
+        return self.apply(emb, rng)
+
+
+@dataclass(frozen=True)
+class DefenseView:
+    """What an attacker that knows the defense (adaptive) is told: its name, public parameters and
+    kind, never its state (a secret defense's key, a fitted defense's basis learned on the defender's
+    data). A public defense can be simulated on the attacker's own data (``simulator``)."""
+
+    name: str
+    params: dict[str, Any]
+    secret: bool
+    identity: bool
+    fitted: bool
+    cls: type[Defense]
+
+    @classmethod
+    def of(cls, defense: Defense) -> DefenseView:
+        conf = defense.config()
+        return cls(conf["name"], conf["params"], bool(defense.secret), bool(defense.identity), bool(defense.fitted), type(defense))
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+    def simulator(self) -> Defense:
+        """A fresh instance with the public parameters, for the attacker's own simulation; refused for a secret defense."""
+        if self.secret:
+            from bench.errors import BenchError
+
+            raise BenchError(f"defense {self.name!r} is secret: an attacker cannot simulate it (map targets back with ctx.target_view)")
+        return self.cls(self.cls.Params.model_validate(self.params))
 
 
 # ---------------------------------------------------------------- attacks
@@ -223,6 +280,8 @@ class ThreatModel(BaseModel):
     train_split: Literal["attacker"] = "attacker"
     query_access: Literal["none", "black-box", "white-box"] = "black-box"
     query_budget: int | None = None  # victim queries allowed per target at inference (None: unlimited)
+    fit_query_budget: int | None = None  # victim queries allowed to fit and align, in total (None: unlimited)
+    isolated: bool = False  # the attack ran in a worker process holding neither the victim nor the defense's state
     leaked_pairs: int = 0
     knows_defense: bool = False
     via: str | None = None  # the attacker's own embedder: the victim is never queried (see AttackParams.via)
@@ -240,14 +299,18 @@ class AttackParams(Params):
 
 @dataclass
 class AttackContext:
-    """What the runner hands an attack: the victim's query interface, the attacker's data and the
-    run's settings (``settings.cache_dir``: the root of every cache; ``settings.device``)."""
+    """What the runner hands an attack, and all it grants: a counted, budgeted query ``oracle`` (texts
+    in, embeddings out: ``bench.oracle.QueryOracle``, or its remote twin in an isolated worker), the
+    splits the threat model names (``attacker``, the ``leaked`` pairs and their defended vectors),
+    the defense's public description when the attacker knows it (``DefenseView``; never its secret
+    state), the seed, and the run's settings (``settings.cache_dir``: the root of every cache;
+    ``settings.device``)."""
 
-    victim: Victim  # black-box queries, counted
+    oracle: QueryOracle  # black-box queries, counted by phase and budgeted
     attacker: Split
     leaked: Split
     leaked_embeddings: np.ndarray  # defended, as leaked from the store
-    defense: Defense | None  # set only for adaptive attacks
+    defense: DefenseView | None  # set only for adaptive attacks
     seed: int
     settings: Settings
     artifact_root: Path
@@ -255,13 +318,18 @@ class AttackContext:
     _to_clean: np.ndarray | None = field(default=None, init=False, repr=False)  # learned once per cell
 
     @property
+    def victim(self) -> QueryOracle:
+        """The oracle under its former name (``ctx.victim.query`` keeps working; nothing else is there)."""
+        return self.oracle
+
+    @property
     def device(self) -> str:
         return self.settings.device
 
     def target_view(self, emb: np.ndarray) -> np.ndarray:
         """The target embeddings in the space the attacker trained in: an adaptive attacker facing a
-        secret defense maps them back through ``to_clean()`` (learned once per cell, counted
-        queries); otherwise they are returned as given."""
+        secret defense maps them back through ``to_clean()`` (learned once per cell from the leaked
+        pairs, charged to the ``alignment`` phase); otherwise they are returned as given."""
         if self.defense is None or not self.defense.secret:
             return emb
         if self._to_clean is None:
@@ -299,15 +367,17 @@ class AttackContext:
         """
         if not self.simulates_defense:
             return clean
+        sim = self.defense.simulator()
         # A fitted defense (pca, pq) is fitted on the attacker's own data: it never sees the defender's.
-        state = self.defense.fit(clean, self.rng("fit-defense")) if self.defense.fitted else None
-        return self.defense.defend(clean, self.rng("simulate-defense"), state)
+        state = sim.fit(clean, self.rng("fit-defense")) if sim.fitted else None
+        return sim.defend(clean, self.rng("simulate-defense"), state)
 
     def to_clean(self) -> np.ndarray | None:
         """For an adaptive attacker facing a secret defense: W mapping defended -> clean space.
 
-        Learned from the leaked pairs: their texts are re-embedded through the victim (counted
-        queries) and paired with the leaked, defended vectors (orthogonal Procrustes).
+        Learned from the leaked pairs: the victim's embeddings of their texts (``oracle.leaked_clean()``,
+        charged once to the ``alignment`` phase, under the fit budget) paired with the leaked,
+        defended vectors (orthogonal Procrustes).
         """
         if self.defense is None or not self.defense.secret:
             return None
@@ -317,8 +387,7 @@ class AttackContext:
             raise BenchError("an adaptive attack on a secret defense needs leaked pairs: set the dataset's leaked > 0")
         from bench.align import procrustes
 
-        clean = self.victim.query(self.leaked.inputs(self.victim.modality), split="leaked")
-        return procrustes(self.leaked_embeddings, clean)
+        return procrustes(self.leaked_embeddings, self.oracle.leaked_clean())
 
 
 @dataclass

@@ -43,11 +43,14 @@ def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any
             "seed": cell.seed,
             "limit": cell.limit,
             "query_budget": cell.query_budget,
+            "fit_query_budget": cell.fit_query_budget,
         },
         "out": str(Path(out_dir).resolve()),
         "cache_dir": str(Path(settings.cache_dir).resolve()),
         "device": device,
         "query_budget": settings.query_budget,
+        "fit_query_budget": settings.fit_query_budget,
+        "isolate": settings.isolate,
         "plugins_dir": str(Path(host.plugins_dir).resolve()) if host.plugins_dir else None,
         "load_installed": host.load_installed,
         "env": {k: os.environ[k] for k in PASSED_ENV if k in os.environ},
@@ -62,7 +65,7 @@ def cell_from_spec(host, spec: dict[str, Any]):
     parts = {kind[:-1]: host.make(kind, c[kind[:-1]]["name"], c[kind[:-1]]["params"])
              for kind in ("attacks", "defenses", "embedders", "datasets")}
     cell = Cell(parts["attack"], parts["defense"], parts["embedder"], parts["dataset"], int(c["seed"]), c.get("limit"),
-                via_embedder(host, parts["attack"]), c.get("query_budget"))
+                via_embedder(host, parts["attack"]), c.get("query_budget"), c.get("fit_query_budget"))
     if cell.cell_id != spec["cell_id"]:
         raise BenchError(
             f"cell {spec['cell_id']} rebuilt here has id {cell.cell_id}: this machine's plugins or their "
@@ -79,14 +82,15 @@ def _runner(spec: dict[str, Any]):
     from bench.runner import Runner, resolve_device
     from bench.settings import Settings
 
-    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "plugins_dir", "load_installed")] + [spec["env"]])
+    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "fit_query_budget", "isolate", "plugins_dir", "load_installed")] + [spec["env"]])
     if key not in _RUNNERS:
         os.environ.update(spec["env"])
         os.environ["BENCH_CACHE_DIR"] = spec["cache_dir"]  # plugins' own caches under the same root
         host = Host(plugins_dir=Path(spec["plugins_dir"]) if spec["plugins_dir"] else None, load_installed=spec["load_installed"])
         _RUNNERS.clear()
         settings = Settings(cache_dir=Path(spec["cache_dir"]), device=resolve_device(spec["device"]), progress=False,
-                            query_budget=spec.get("query_budget"))
+                            query_budget=spec.get("query_budget"), fit_query_budget=spec.get("fit_query_budget"),
+                            isolate=bool(spec.get("isolate")))
         _RUNNERS[key] = Runner(host, Path(spec["out"]), settings=settings)
     return _RUNNERS[key]
 

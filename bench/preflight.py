@@ -69,6 +69,11 @@ def check_config(data: dict, path: Path) -> dict:
     qb = data.get("query_budget")
     if "query_budget" in data and (isinstance(qb, bool) or not isinstance(qb, int) or qb < 1):
         raise BenchError(f"config file {path}: `query_budget` must be a positive integer (victim queries per target), got {qb!r}")
+    fb = data.get("fit_query_budget")
+    if "fit_query_budget" in data and (isinstance(fb, bool) or not isinstance(fb, int) or fb < 1):
+        raise BenchError(f"config file {path}: `fit_query_budget` must be a positive integer (victim queries to fit, in total), got {fb!r}")
+    if "isolate" in data and not isinstance(data["isolate"], bool):
+        raise BenchError(f"config file {path}: `isolate` must be true or false (no quotes), got {data['isolate']!r}")
     if "baseline" in data and not isinstance(data["baseline"], bool):
         raise BenchError(f"config file {path}: `baseline` must be true or false (no quotes), got {data['baseline']!r}")
     return out

@@ -48,6 +48,11 @@ def register_secret_env(name: str | None) -> str | None:
     return value
 
 
+def credential_env_names() -> list[str]:
+    """Names of the environment variables that look like credentials (``*_API_KEY``, ``*_SECRET``, ...)."""
+    return [name for name in os.environ if _ENV_NAME.search(name)]
+
+
 def _secrets() -> set[str]:
     found = set(_registered)
     for name, value in os.environ.items():

@@ -73,6 +73,7 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
             say(f"note: {kind[:-1]} {comp.name!r} is plugin {entry.plugin} {entry.version} here, {comp.version} in the record")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(device=device, progress=progress, query_budget=rec.threat_model.query_budget,
+                            fit_query_budget=rec.threat_model.fit_query_budget, isolate=rec.threat_model.isolated,
                             cache_dir=Path(cache_dir) if cache_dir else Path(tmp) / "cache")
         runner = Runner(host, Path(out) if out else Path(tmp) / "out", settings=settings)
         runner.prepare([cell])

@@ -15,7 +15,7 @@ from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
 from bench.errors import BenchError, one_line
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DIGEST_SINCE = 3  # records of this schema on must carry a digest
 
 
@@ -50,7 +50,7 @@ class Provenance(BaseModel):
     libraries: dict[str, str] = {}
     device: str = "cpu"
     wall_time_s: float = 0.0
-    victim_queries: int = Field(0, description="texts the attacker sent to the victim")
+    victim_queries: int = Field(0, description="texts the attacker sent to the victim: fit + alignment + inference (see ResultRecord.queries)")
     victim_embed_s: float = Field(0.0, description="seconds spent embedding (0 when all came from cache)")
     gpu_seconds: float = 0.0
 
@@ -81,6 +81,12 @@ class ResultRecord(BaseModel):
     )
     alignment: dict[str, Any] | None = Field(
         None, description="via= attacks: the map from the victim's space into the attacker's own (method, pairs, held-out cosine)"
+    )
+    queries: dict[str, Any] | None = Field(
+        None,
+        description="the cell's query ledger: victim queries by phase (fit, alignment, inference; "
+        "inference_per_target_mean / _max; scoring: the attack's re-embeddings after its outputs were fixed, "
+        "not charged), total (= provenance.victim_queries) and whom they were asked of (victim, or the own embedder of via)",
     )
     provenance: Provenance
     samples_file: str | None = Field(None, description="per-sample JSONL next to this record")
@@ -192,7 +198,13 @@ def _v2_to_v3(data: dict, attacks: AttackInfo) -> dict:
     return data
 
 
-MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(data: dict, attacks: AttackInfo) -> dict:
+    """Schema 4 adds fields that default: ``queries`` (the ledger by phase; None before it existed),
+    the threat model's ``fit_query_budget`` and ``isolated``."""
+    return data
+
+
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def migrate(data: dict, attacks: AttackInfo | None = None) -> dict:

@@ -16,13 +16,15 @@ import numpy as np
 
 from bench import __version__
 from bench.align import fit_alignment
-from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Embedder, Inversion, ThreatModel
+from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, DefenseView, Embedder, Inversion, ThreatModel
 from bench.cache import EmbeddingCache, key_hash, seed_for
-from bench.defender import DefenseStates, defender_data, defense_info, probe
+from bench.defender import DefenseStates, RunSecret, defender_data, defense_info, probe
 from bench.errors import BenchError
+from bench.isolate import attack_calls
 from bench.locks import file_lock
 from bench.metrics import directions, reconstruction_scores, summarize
 from bench.models import describe
+from bench.oracle import QueryLedger, victim_oracle
 from bench.plugins import Host
 from bench.redact import redact, redact_record
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
@@ -62,6 +64,7 @@ class Cell:
     limit: int | None = None  # evaluate only the first `limit` targets
     via: Embedder | None = None  # the attacker's own embedder (attack param via=): the victim is never queried
     query_budget: int | None = None  # victim queries per target at inference (None: the settings', else unlimited)
+    fit_query_budget: int | None = None  # victim queries to fit and align, in total (None: the settings', else unlimited)
 
     def configs(self) -> dict[str, Any]:
         out = {
@@ -75,6 +78,8 @@ class Cell:
             out["limit"] = self.limit
         if self.query_budget is not None:
             out["query_budget"] = self.query_budget
+        if self.fit_query_budget is not None:
+            out["fit_query_budget"] = self.fit_query_budget
         return out
 
     @property
@@ -115,7 +120,7 @@ def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
 
 
 def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit: int | None = None,
-               baseline: bool = True, query_budget: int | None = None) -> list[Cell]:
+               baseline: bool = True, query_budget: int | None = None, fit_query_budget: int | None = None) -> list[Cell]:
     """The cells of a grid. ``limit``: targets per cell (None: each attack's ``default_limit``;
     0: all). ``baseline``: add the undefended cell (defense ``none``) when no defense given is the
     identity, so every defended number has its clean reference beside it."""
@@ -131,7 +136,8 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
         if attack.adaptive and attack.adapts_to == "secret" and not defense.secret:
             continue  # this attack's adaptive mode only differs against secret defenses
         n = attack.default_limit if limit is None else (limit or None)
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget))
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget,
+                          fit_query_budget))
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
@@ -214,6 +220,7 @@ class Runner:
         self._splits: dict[str, DatasetSplits] = {}
         self._utility: dict[str, dict] = {}
         self.states = DefenseStates(self.cache_root)
+        self.secret = RunSecret()  # secret defenses' keys, per cell; never leaves this process
         self._commit = git_commit()
         self._libs = library_versions()
 
@@ -261,7 +268,10 @@ class Runner:
         return items
 
     def defense_state(self, victim: Victim, cell: Cell, data: DatasetSplits) -> dict | None:
-        """A fitted defense's state, learned from the defender's own data (never the targets)."""
+        """A fitted defense's state, learned from the defender's own data (never the targets); a secret
+        defense's key, derived from the run's secret for this cell."""
+        if cell.defense.secret:
+            return self.secret.state(cell.defense, cell.seed, victim.dataset_key)
         if not cell.defense.fitted:
             return None
         split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
@@ -396,19 +406,25 @@ class Runner:
         the record and the samples (``_record``); a failure anywhere is an error record (``_failure``).
         """
         t0 = time.perf_counter()
-        budget = self._budget(cell)
-        threat = self._threat(cell).model_copy(update={"query_budget": budget})
-        victim = None
+        budget, fit_budget = self._budget(cell), self._fit_budget(cell)
+        isolated = bool(self.settings.isolate)
+        threat = self._threat(cell).model_copy(update={"query_budget": budget, "fit_query_budget": fit_budget, "isolated": isolated})
+        victim, calls = None, None
+        # One ledger per cell: every query by phase, with the budgets (a via cell never queries the victim).
+        ledger = QueryLedger(None if cell.via else fit_budget, None if cell.via else budget)
         try:
             victim, data = self._victim(cell)
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
-            target, targets, ctx, alignment = self._context(cell, victim, data)
-            attack_models, inversions = self._attack(cell, ctx, target, None if cell.via else budget)
-            attacker_queries = victim.queries  # training data, alignment and re-embedding at inference
-            rows = self._score(cell, victim, data, targets, inversions, ctx, alignment)
-            return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, attacker_queries, ctx, alignment)
+            target, targets, ctx, alignment = self._context(cell, victim, data, ledger)
+            calls = attack_calls(cell.attack, ctx, isolated)
+            attack_models, inversions = self._attack(cell, calls, target, ledger)
+            rows = self._score(cell, victim, data, targets, inversions, calls, alignment, ledger)
+            return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, ledger, ctx, alignment)
         except Exception as e:  # a failing cell is recorded; the others go on
             return self._failure(cell, e, threat, t0, victim), None
+        finally:
+            if calls is not None:
+                calls.close()
 
     @staticmethod
     def _threat(cell: Cell) -> ThreatModel:
@@ -436,9 +452,13 @@ class Runner:
         self.check_modality(cell)
         return victim, data
 
-    def _context(self, cell: Cell, victim: Victim, data: DatasetSplits):
+    def _context(self, cell: Cell, victim: Victim, data: DatasetSplits, ledger: QueryLedger | None = None):
         """The defended target embeddings (the first ``limit``), their split, the attacker's context,
         and with ``via`` the alignment into the attacker's own embedder (``align_via``; else None).
+
+        The context grants what the threat model names and nothing else: a query oracle over
+        ``ledger`` (no handle on the embedder, the cache or the budgets), the attacker and leaked
+        splits, and for an adaptive attack the defense's public description (never its state).
 
         The whole split is embedded and defended (the same noise draw whatever the limit), then cut.
         """
@@ -450,14 +470,15 @@ class Runner:
         if cell.via is not None:  # the attacker's own embedder stands in for the victim: no victim query
             attacked = Victim(self.embedder(cell.via), self.cache, victim.dataset_key, progress=self.progress)
             target, leaked, alignment = self.align_via(attacked, cell, data, target, leaked)
+        oracle = victim_oracle(attacked, ledger if ledger is not None else QueryLedger(), self.inputs(cell, data.leaked))
         ctx = AttackContext(
-            victim=attacked,
-            attacker=data.attacker,
-            leaked=data.leaked,
+            oracle=oracle,
+            attacker=data.attacker.copy(),  # copies: an attack that edits its data never edits the run's
+            leaked=data.leaked.copy(),
             leaked_embeddings=leaked,
-            defense=cell.defense if cell.attack.adaptive else None,
+            defense=DefenseView.of(cell.defense) if cell.attack.adaptive else None,
             seed=cell.seed,
-            settings=self.settings,
+            settings=self.settings.replace(),  # a copy: nothing an attack does to it reaches the run
             artifact_root=self.cache_root / "artifacts" / cell.attack.name,
             artifact_key=self._artifact_key(cell, attacked),
         )
@@ -467,36 +488,40 @@ class Runner:
         """The cell's query budget per target (the attack's parameter, the cell's, the run's)."""
         return query_budget(cell.attack, cell.query_budget if cell.query_budget is not None else self.settings.query_budget)
 
-    @staticmethod
-    def _attack(cell: Cell, ctx: AttackContext, target: np.ndarray, budget: int | None = None) -> tuple[list[dict], list[Inversion]]:
-        """Fit, then invert every target within the query budget; checks the attack kept its side of the contract.
+    def _fit_budget(self, cell: Cell) -> int | None:
+        """The cell's fit query budget in total (fit and alignment): the cell's, else the run's."""
+        return cell.fit_query_budget if cell.fit_query_budget is not None else self.settings.fit_query_budget
 
-        The budget binds inference only (fitting embeds the attacker's own corpus): the victim refuses
-        any request past ``budget`` inside a target's ``for_target()`` block and past ``budget`` x
-        targets in all, so no attack can exceed it. A ``via`` cell never queries the victim: no budget.
+    @staticmethod
+    def _attack(cell: Cell, calls, target: np.ndarray, ledger: QueryLedger) -> tuple[list[dict], list[Inversion]]:
+        """Fit, then invert every target; checks the attack kept its side of the contract.
+
+        ``ledger`` charges the fit phase (and alignment) to the fit budget, and inference to the
+        per-target budget: the oracle refuses any request past either before anything is embedded,
+        so no attack can exceed them. ``calls`` runs the attack in-process or in an isolated worker.
         """
-        attack_models = cell.attack.fit(ctx) or []
-        victim = ctx.victim
-        if budget is not None:
-            victim.target_budget = budget
-            victim.budget = victim.queries + budget * len(target)
-        try:
-            inversions = cell.attack.invert(target, ctx)
-        finally:
-            victim.budget = victim.target_budget = None
-        if len(inversions) != len(target):
-            raise BenchError(f"attack {cell.attack.name!r} returned {len(inversions)} outputs for {len(target)} targets")
+        ledger.phase = "fit"
+        attack_models = calls.run("fit") or []
+        ledger.start_inference(len(target))
+        inversions = calls.run("invert", target)
+        ledger.phase = "scoring"
+        if not isinstance(inversions, list) or len(inversions) != len(target):
+            n = len(inversions) if isinstance(inversions, list) else type(inversions).__name__
+            raise BenchError(f"attack {cell.attack.name!r} returned {n} outputs for {len(target)} targets")
         if not all(isinstance(inv, Inversion) for inv in inversions):
             raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
         return attack_models, inversions
 
-    def _score(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], ctx: AttackContext,
-               alignment: dict | None = None) -> list[dict]:
-        """Per-sample scores: the shared reconstruction metrics, the attack's own, the cosine, and with
-        ``via`` the alignment's held-out cosine per target."""
+    def _score(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], calls,
+               alignment: dict | None = None, ledger: QueryLedger | None = None) -> list[dict]:
+        """Per-sample scores: the shared reconstruction metrics, the attack's own (its re-embeddings
+        are charged to the ledger's ``scoring`` phase: the outputs are fixed by then), the cosine,
+        and with ``via`` the alignment's held-out cosine per target."""
         outputs = [inv.output for inv in inversions]
         rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
-        extra = cell.attack.extra_scores(inversions, targets, ctx)
+        if ledger is not None:
+            ledger.phase = "scoring"
+        extra = calls.run("extra_scores", (inversions, targets))
         if extra is not None and len(extra) != len(rows):
             raise BenchError(f"attack {cell.attack.name!r}: extra_scores returned {len(extra)} rows for {len(rows)} targets")
         for row, more in zip(rows, extra or [{}] * len(rows)):
@@ -521,7 +546,7 @@ class Runner:
         return cosine_rows(recon, clean)
 
     def _record(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], rows: list[dict],
-                attack_models: list[dict], threat: ThreatModel, t0: float, attacker_queries: int, ctx: AttackContext,
+                attack_models: list[dict], threat: ThreatModel, t0: float, ledger: QueryLedger, ctx: AttackContext,
                 alignment: dict | None) -> tuple[ResultRecord, list[dict]]:
         """The cell's record (means with CIs and their declared directions) and its samples."""
         per_metric: dict[str, list[float]] = {}
@@ -538,7 +563,7 @@ class Runner:
         embedder = victim.embedder
         models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
         if cell.via is not None:
-            models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(ctx.victim.embedder.pretrained)))
+            models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(self.embedder(cell.via).pretrained)))
         models += [ModelInfo(**m) for m in attack_models]
         head = cell.attack.headline
         rec = ResultRecord(
@@ -553,9 +578,15 @@ class Runner:
             dataset_info=data.info,
             defense_info=defense_info(cell.defense, victim.dim, self._fitted_on(cell, data)),
             alignment=alignment["info"] if alignment else None,
-            provenance=self._provenance(t0, attacker_queries, victim),
+            queries=self._queries(cell, ledger),
+            provenance=self._provenance(t0, 0 if cell.via else ledger.attacker_total, victim),
         )
         return rec, samples
+
+    @staticmethod
+    def _queries(cell: Cell, ledger: QueryLedger) -> dict:
+        """The record's ``queries``: the ledger by phase, and whom they went to (a via cell asks its own embedder)."""
+        return {**ledger.summary(), "asked": f"own embedder ({cell.via.short()})" if cell.via else "victim"}
 
     def _failure(self, cell: Cell, e: Exception, threat: ThreatModel, t0: float, victim: Victim | None) -> ResultRecord:
         """The error record: a BenchError's own message, else the exception and where it was raised."""

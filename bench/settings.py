@@ -32,6 +32,8 @@ class Settings:
     device: str = "cpu"
     progress: bool = True
     query_budget: int | None = None  # victim queries an attack may make per target at inference (None: unlimited)
+    fit_query_budget: int | None = None  # victim queries an attack may make to fit and align, in total (None: unlimited)
+    isolate: bool = False  # run each attack in a worker process holding neither the victim nor the defense's state
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())

@@ -1,32 +1,28 @@
-"""The victim: an embedder behind a cache and a counted, budgeted query interface."""
+"""The victim: an embedder behind a cache (harness side; attacks get ``bench.oracle.QueryOracle``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.api import Embedder
 from bench.cache import EmbeddingCache
 from bench.errors import BenchError
+from bench.oracle import QueryBudgetExceeded
 
+if TYPE_CHECKING:
+    from bench.api import Embedder
 
-class QueryBudgetExceeded(BenchError):
-    """An attack asked the victim for more texts than its threat model's query budget allows."""
+__all__ = ["QueryBudgetExceeded", "Victim", "check_vectors"]
 
 
 class Victim:
-    """Embeds dataset splits (cached) and answers the attacker's black-box queries (counted).
+    """Embeds dataset splits (cached) for the harness: the defender's data, the targets, scoring.
 
-    ``queries`` counts every text the attacker asked the victim about, whether or not the answer
-    came from the cache: it is the cost the attacker would pay against a real API.
-
-    Budgets are enforced here, before anything is embedded: ``budget`` caps ``queries`` in total
-    and ``target_budget`` caps the queries made inside each ``for_target()`` block (one target's
-    inversion). A request that would pass either raises :class:`QueryBudgetExceeded`; ``remaining()``
-    tells an attack how much it may still ask, so a careful one stops with its best so far.
+    It counts nothing and enforces nothing: an attack never holds it. Its queries reach the victim
+    through the oracle (``bench.oracle.victim_oracle``), which charges every text to the cell's one
+    ``QueryLedger`` by phase and refuses what a budget does not allow before anything is embedded.
     """
 
     def __init__(self, embedder: Embedder, cache: EmbeddingCache, dataset_key: str, progress: bool = True):
@@ -34,10 +30,6 @@ class Victim:
         self.cache = cache
         self.dataset_key = dataset_key
         self.progress = progress
-        self.queries = 0
-        self.budget: int | None = None
-        self.target_budget: int | None = None
-        self._scope_used: int | None = None  # queries inside the current for_target() block
         self.embed_seconds = 0.0
         self._fingerprint: dict | None = None
 
@@ -53,7 +45,7 @@ class Victim:
 
     @property
     def modality(self) -> str:
-        """What ``embed_split`` and ``query`` take: "text", or "image" (image file paths)."""
+        """What ``embed_split`` takes: "text", or "image" (image file paths)."""
         return getattr(self.embedder, "modality", "text")
 
     def embed_split(self, split: str, texts: list[str]) -> np.ndarray:
@@ -61,8 +53,18 @@ class Victim:
         return self._cached(self.fingerprint, split, texts, self.embedder.embed)
 
     def embed_text_split(self, split: str, texts: list[str]) -> np.ndarray:
-        """An image victim's text-tower embeddings (``embedder.embed_text``), cached; not attacker queries."""
+        """An image victim's text-tower embeddings (``embedder.embed_text``), cached."""
         return self._cached({**self.fingerprint, "tower": "text"}, split, texts, self.embedder.embed_text)
+
+    def embed_fresh(self, texts: list[str]) -> np.ndarray:
+        """Embeddings without the on-disk cache (many small search queries would each write a file)."""
+        n = len(texts)
+        if not n:
+            return np.zeros((0, self.dim), np.float32)
+        t0 = time.perf_counter()
+        emb = check_vectors(self.embedder.name, self.embedder.embed(list(texts)), n, self.dim)
+        self.embed_seconds += time.perf_counter() - t0
+        return emb
 
     def _cached(self, fingerprint: dict, split: str, texts: list[str], embed) -> np.ndarray:
         path = self.cache.path(fingerprint, self.dataset_key, split, texts)
@@ -73,50 +75,6 @@ class Victim:
                 if emb is None:
                     emb = self._embed(texts, split, embed=embed)
                     self.cache.put(path, emb)
-        return emb
-
-    def remaining(self) -> int | None:
-        """Queries still allowed now (the tighter of the total and the per-target budget); None: no limit."""
-        left = [self.budget - self.queries] if self.budget is not None else []
-        if self.target_budget is not None and self._scope_used is not None:
-            left.append(self.target_budget - self._scope_used)
-        return max(min(left), 0) if left else None
-
-    @contextmanager
-    def for_target(self) -> Iterator[Victim]:
-        """One target's inversion: its queries count against ``target_budget`` (when set)."""
-        outer = self._scope_used
-        self._scope_used = 0
-        try:
-            yield self
-        finally:
-            self._scope_used = outer
-
-    def query(self, texts: list[str], split: str = "queries", cache: bool = True) -> np.ndarray:
-        """The attacker's black-box access: counted, and refused past the threat model's budget.
-
-        ``cache`` False embeds without the on-disk cache (many small search queries would each
-        write a file); the answer and the count are the same.
-        """
-        n = len(texts)
-        if self.budget is not None and self.queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"the attack asked for {self.queries + n} victim queries but the threat model "
-                f"allows {self.budget}: raise the budget or lower the attack's data size"
-            )
-        if self.target_budget is not None and self._scope_used is not None and self._scope_used + n > self.target_budget:
-            raise QueryBudgetExceeded(
-                f"the attack asked for {self._scope_used + n} victim queries for one target but the query "
-                f"budget is {self.target_budget} per target: raise --query-budget"
-            )
-        self.queries += n
-        if self._scope_used is not None:
-            self._scope_used += n
-        if cache:
-            return self.embed_split(split, texts)
-        t0 = time.perf_counter()
-        emb = check_vectors(self.embedder.name, self.embedder.embed(list(texts)), n, self.dim) if n else np.zeros((0, self.dim), np.float32)
-        self.embed_seconds += time.perf_counter() - t0
         return emb
 
     def _embed(self, texts: list[str], split: str, embed, chunk: int = 2048) -> np.ndarray:

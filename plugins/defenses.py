@@ -9,6 +9,7 @@ from pydantic import Field
 
 from bench.api import Defense, Params
 from bench.cache import seed_for
+from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.vectors import unit
 
@@ -61,25 +62,44 @@ class Quantize(Defense):
 
 
 class Rotation(Defense):
-    """Secret rotation: a random orthogonal matrix derived from a key, applied to corpus and queries."""
+    """Secret rotation: a random orthogonal matrix derived from a key, applied to corpus and queries.
+
+    The key is the cell's secret (the harness derives it from a per-run secret, different per seed,
+    never written anywhere); ``key=`` fixes it for reproduction, and records then say "fixed key"
+    without the key itself.
+    """
 
     name = "rotation"
     secret = True
 
     class Params(Params):
-        key: str = Field("bench-secret", min_length=1, description="secret the rotation is derived from")
+        key: str | None = Field(None, min_length=1, json_schema_extra={"secret": True},
+                                description='a fixed key, for reproduction (records say "fixed key"); None: a per-run secret, different per seed')
         kind: Literal["orthogonal", "permutation"] = Field("orthogonal", description="dense rotation or a signed permutation")
 
-    def matrix(self, dim: int) -> np.ndarray:
-        rng = np.random.default_rng(seed_for("rotation", self.params.key, dim))
+    def keyed(self, key: bytes) -> dict[str, np.ndarray]:
+        """The state: the fixed key when one is given, else the harness's per-run, per-seed key."""
+        fixed = self.params.key
+        return super().keyed(fixed.encode() if fixed is not None else key)
+
+    def matrix(self, dim: int, state: dict[str, np.ndarray]) -> np.ndarray:
+        """The rotation for vectors of ``dim`` under the key in ``state`` (from ``keyed``)."""
+        if state is None or "key" not in state:
+            raise BenchError("rotation needs its key as state (defense.keyed(key)): the harness supplies one per run")
+        rng = np.random.default_rng(seed_for("rotation", _key_text(state), dim))
         if self.params.kind == "permutation":
             m = np.eye(dim)[rng.permutation(dim)] * rng.choice([-1.0, 1.0], size=dim)
             return m.astype(np.float32)
         q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
         return (q * np.sign(np.diag(r))).astype(np.float32)  # Haar-distributed
 
-    def apply(self, emb, rng):
-        return (emb @ self.matrix(emb.shape[1])).astype(np.float32)
+    def apply(self, emb, rng, state=None):
+        return (emb @ self.matrix(emb.shape[1], state)).astype(np.float32)
+
+
+def _key_text(state: dict[str, np.ndarray]) -> str:
+    """The key as text (a fixed key reads back as given, so ``key=bench-secret`` is the old public key)."""
+    return bytes(np.asarray(state["key"], np.uint8)).decode("utf-8", "backslashreplace")
 
 
 @hookimpl

@@ -58,6 +58,7 @@ def zsinvert_rows(args) -> list[tuple[str, float, float]]:
     """zsinvert's search with its speed-ups vs the plain loop, same targets, same process."""
     from bench.api import AttackContext
     from bench.guided import GuidedDecoder, VictimScorer
+    from bench.oracle import QueryLedger, victim_oracle
     from bench.plugins import Host
     from bench.runner import Runner
     from bench.settings import Settings, use
@@ -73,7 +74,8 @@ def zsinvert_rows(args) -> list[tuple[str, float, float]]:
             data = runner.splits(dataset)
             victim = Victim(runner.embedder(host.make("embedders", "minilm")), runner.cache, runner.data_key(dataset), progress=False)
             attack = host.make("attacks", "zsinvert", {})
-            ctx = AttackContext(victim=victim, attacker=data.attacker, leaked=data.leaked, leaked_embeddings=None, defense=None,
+            oracle = victim_oracle(victim, QueryLedger(), None)
+            ctx = AttackContext(oracle=oracle, attacker=data.attacker, leaked=data.leaked, leaked_embeddings=None, defense=None,
                                 seed=0, settings=settings, artifact_root=settings.cache("artifacts", "zsinvert"),
                                 artifact_key={"victim": victim.fingerprint, "dataset": victim.dataset_key, "seed": 0})
             attack.fit(ctx)
@@ -86,7 +88,7 @@ def zsinvert_rows(args) -> list[tuple[str, float, float]]:
                 attack.decoder = dec
                 seconds, asked, texts = 0.0, 0, []
                 for t, prior in zip(targets, priors):
-                    scorer = VictimScorer(lambda x: victim.query(x, cache=False), t, batch=batch, dedup=dedup)
+                    scorer = VictimScorer(lambda x: oracle.query(x, cache=False), t, batch=batch, dedup=dedup)
                     sec, inv = timed(lambda s=scorer, p=prior: attack.search(s, p))
                     seconds, asked = seconds + sec, asked + scorer.asked
                     texts.append(inv.output)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from bench.align import least_squares, procrustes
+from bench.errors import BenchError
 
 
 def _unit(n=200, d=32, seed=0):
@@ -38,17 +39,25 @@ def test_quantize_levels(host):
 def test_rotation_is_keyed_and_preserves_geometry(host, kind):
     x = _unit()
     a = host.make("defenses", "rotation", {"key": "k1", "kind": kind})
-    r = a.apply(x, None)
+    r = a.defend(x, None, a.keyed(b"ignored: the fixed key wins"))
     assert np.allclose(r @ r.T, x @ x.T, atol=1e-4)  # all inner products kept: full utility
-    assert np.allclose(a.apply(x, None), r)  # same key, same matrix
-    other = host.make("defenses", "rotation", {"key": "k2", "kind": kind}).apply(x, None)
-    assert not np.allclose(other, r)
+    assert np.allclose(a.defend(x, None, a.keyed(b"other")), r)  # same fixed key, same matrix
+    other = host.make("defenses", "rotation", {"key": "k2", "kind": kind})
+    assert not np.allclose(other.defend(x, None, other.keyed(b"")), r)
     assert np.abs((r * x).sum(1)).mean() < 0.5  # vectors themselves moved
+    # no fixed key: the harness's per-cell key decides, and the record states only "fixed key" for a given one
+    free = host.make("defenses", "rotation", {"kind": kind})
+    k1, k2 = free.defend(x, None, free.keyed(b"seed-0 key")), free.defend(x, None, free.keyed(b"seed-1 key"))
+    assert not np.allclose(k1, k2) and np.allclose(k1 @ k1.T, x @ x.T, atol=1e-4)
+    assert a.config()["params"]["key"] == "fixed key" and "k1" not in repr(a) + a.short()
+    with pytest.raises(BenchError, match="key"):
+        free.apply(x, None)  # no key, no rotation
 
 
 def test_alignment_recovers_a_rotation_from_pairs(host):
     x = _unit(n=100, d=32)
-    w = host.make("defenses", "rotation").matrix(32)
+    rot = host.make("defenses", "rotation")
+    w = rot.matrix(32, rot.keyed(b"a per-run key"))
     y = x @ w
     assert np.allclose(y @ procrustes(y, x), x, atol=1e-4)
     assert np.allclose(y @ least_squares(y, x, ridge=0.0), x, atol=1e-3)

@@ -22,6 +22,7 @@ from tiny_models import TOY_WORDS, tiny_llama
 from bench.api import AttackContext, Split
 from bench.cache import EmbeddingCache
 from bench.errors import BenchError
+from bench.oracle import QueryLedger, victim_oracle
 from bench.runner import Runner, build_grid
 from bench.settings import Settings
 from bench.victim import Victim
@@ -49,6 +50,26 @@ def _texts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=rng.integers(3, 6), replace=False)) for _ in range(n)]
 
 
+_HARNESS: dict[int, tuple[Victim, QueryLedger]] = {}  # the harness's side of each test context: victim, ledger
+
+
+def _oracle_ctx(victim: Victim, **parts) -> AttackContext:
+    """An AttackContext as the runner builds it: the attack gets an oracle over a ledger, the test keeps both."""
+    ledger = QueryLedger()
+    ctx = AttackContext(oracle=victim_oracle(victim, ledger, list(parts["leaked"].texts) or None), **parts)
+    _HARNESS[id(ctx.oracle)] = (victim, ledger)
+    return ctx
+
+
+def _queries(ctx: AttackContext) -> int:
+    return _HARNESS[id(ctx.oracle)][1].attacker_total
+
+
+def _embed(ctx: AttackContext, split: str, texts: list[str]) -> np.ndarray:
+    """The harness's (uncounted) embeddings, for targets and checks."""
+    return _HARNESS[id(ctx.oracle)][0].embed_split(split, texts)
+
+
 def _ctx(tmp_path: Path, n_train: int = 120, defense=None, seed: int = 0, cache="cache") -> AttackContext:
     """An AttackContext on the toy 64-d hashed embedder, as the runner builds it."""
     sys.path.insert(0, str(TOY_DIR))
@@ -60,8 +81,8 @@ def _ctx(tmp_path: Path, n_train: int = 120, defense=None, seed: int = 0, cache=
     victim = Victim(emb, EmbeddingCache(tmp_path / cache), "toy-data")
     texts = _texts(n_train + 10, seed=1)
     leaked = Split([f"l{i}" for i in range(10)], texts[n_train:])
-    return AttackContext(
-        victim=victim, attacker=Split([f"a{i}" for i in range(n_train)], texts[:n_train]), leaked=leaked,
+    return _oracle_ctx(
+        victim, attacker=Split([f"a{i}" for i in range(n_train)], texts[:n_train]), leaked=leaked,
         leaked_embeddings=victim.embed_split("leaked", leaked.texts), defense=defense, seed=seed,
         settings=Settings(cache_dir=tmp_path / cache, device="cpu"), artifact_root=tmp_path / cache / "artifacts" / "vec2text",
         artifact_key={"victim": victim.fingerprint, "dataset": "toy-data", "seed": seed, "attack": {}},
@@ -102,7 +123,7 @@ def test_training_loss_decreases_artifacts_are_safetensors_and_reused(tiny_lm, t
     ctx = _ctx(tmp_path)
     attack = _v2t(tiny_lm)
     models = attack.fit(ctx)
-    assert ctx.victim.queries == 120 + 120  # attacker texts, then the corrector's training hypotheses
+    assert _queries(ctx) == 120 + 120  # attacker texts, then the corrector's training hypotheses
     losses = attack.hyp.meta["losses"]
     assert len(losses) == int(np.ceil(8 * 120 / 16))
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
@@ -127,7 +148,7 @@ def test_training_loss_decreases_artifacts_are_safetensors_and_reused(tiny_lm, t
     ctx2 = _ctx(tmp_path)
     again = _v2t(tiny_lm)
     again.fit(ctx2)
-    assert ctx2.victim.queries == 120  # the attacker texts only: no training hypotheses re-embedded
+    assert _queries(ctx2) == 120  # the attacker texts only: no training hypotheses re-embedded
     e = torch.randn(3, 64)
     for a, b in ((attack.hyp, again.hyp), (attack.corr, again.corr)):
         sa, sb = dict(a.named_parameters()), dict(b.named_parameters())
@@ -166,12 +187,12 @@ def test_inference_counts_queries_and_never_moves_away(tiny_lm, tmp_path, skip_r
     attack = _v2t(tiny_lm, skip_repeats=skip_repeats)
     attack.fit(ctx)
     targets = _texts(12, seed=7)
-    emb = ctx.victim.embed_split("target", targets)
-    q0 = ctx.victim.queries
+    emb = _embed(ctx, "target", targets)
+    q0 = _queries(ctx)
     inversions = attack.invert(emb, ctx)
     out = [inv.output for inv in inversions]
     n, b, steps = len(targets), 2, 2
-    used = ctx.victim.queries - q0
+    used = _queries(ctx) - q0
     bound = n * (1 + b + b * b * (steps - 1))
     if skip_repeats:
         assert n < used <= bound
@@ -186,21 +207,37 @@ def test_inference_counts_queries_and_never_moves_away(tiny_lm, tmp_path, skip_r
     # the step cosines are the victim's: re-embedding the outputs gives them back
     from bench.vectors import cosine_rows
 
-    np.testing.assert_allclose(cosine_rows(ctx.victim.embed_split("check", out), emb), cos[-1], atol=1e-5)
+    np.testing.assert_allclose(cosine_rows(_embed(ctx, "check", out), emb), cos[-1], atol=1e-5)
 
     json.dumps([inv.extras for inv in inversions])  # the runner writes them to the samples file
     rows = attack.extra_scores(inversions, Split([str(i) for i in range(n)], targets), ctx)
     assert set(rows[0]) == {f"{m}@step{s}" for m in ("bleu", "token_f1", "exact_match", "word_f1", "cos") for s in (0, 1, 2)}
 
 
+def test_a_per_target_budget_degrades_instead_of_failing(tiny_lm, tmp_path):
+    ctx = _ctx(tmp_path)
+    attack = _v2t(tiny_lm)
+    attack.fit(ctx)
+    emb = _embed(ctx, "target", _texts(5, seed=7))
+    ledger = _HARNESS[id(ctx.oracle)][1]
+    ledger.target_budget = 3  # unbudgeted, each target costs 1 + 2 + 4 = 7
+    ledger.start_inference(5)
+    inversions = attack.invert(emb, ctx)
+    per = [sum(inv.extras["step_queries"]) for inv in inversions]
+    assert per == ledger.per_target and max(per) == 3 and ledger.summary()["inference_per_target_max"] == 3
+    assert all(inv.output == inv.extras["step_outputs"][-1] for inv in inversions)  # the best so far, not a failure
+    cos = np.array([inv.extras["step_cos"] for inv in inversions]).T
+    assert (np.diff(cos, axis=0) >= -1e-6).all()
+
+
 def test_num_steps_zero_is_the_hypothesis(tiny_lm, tmp_path):
     ctx = _ctx(tmp_path)
     attack = _v2t(tiny_lm, num_steps=0, report_steps="0+1+5+20")
     attack.fit(ctx)
-    emb = ctx.victim.embed_split("target", _texts(4, seed=3))
-    q0 = ctx.victim.queries
+    emb = _embed(ctx, "target", _texts(4, seed=3))
+    q0 = _queries(ctx)
     inversions = attack.invert(emb, ctx)
-    assert ctx.victim.queries - q0 == 4 and [inv.output for inv in inversions] == [inv.extras["step_outputs"][0] for inv in inversions]
+    assert _queries(ctx) - q0 == 4 and [inv.output for inv in inversions] == [inv.extras["step_outputs"][0] for inv in inversions]
     assert set(attack.extra_scores(inversions, Split(list("abcd"), _texts(4, seed=3)), ctx)[0]) == {
         f"{m}@step0" for m in ("bleu", "token_f1", "exact_match", "word_f1", "cos")
     }
@@ -217,7 +254,7 @@ def test_lora_finetune(tiny_lm, tmp_path):
     with safe_open(str(path), "pt") as f:
         keys = list(f.keys())
     assert any("lora_" in k for k in keys) and all("lora_" in k or k.startswith(("proj.", "scale", "sep", "hyp_sep")) for k in keys)
-    assert len(attack.invert(ctx.victim.embed_split("t", _texts(3, 5)), ctx)) == 3
+    assert len(attack.invert(_embed(ctx, "t", _texts(3, 5)), ctx)) == 3
 
 
 def test_lora_without_peft_is_a_clear_error(tiny_lm, tmp_path, monkeypatch):
@@ -346,22 +383,22 @@ def test_pretrained_mode_wiring_with_a_stand_in_package(tmp_path, monkeypatch):
     ctx = _ctx(tmp_path, n_train=5)
     attack = Vec2Text({"pretrained_corrector": "jxm/gtr__nq__32__correct", "pretrained_backbone": "/models/t5-base", "num_steps": 5, "beam": 3, "gen_batch": 4})
     models = attack.fit(ctx)
-    assert ctx.victim.queries == 0  # nothing trained, nothing queried
+    assert _queries(ctx) == 0  # nothing trained, nothing queried
     assert calls["inversion"] == ("jxm/gtr__nq__32", {"model_name_or_path": "/models/t5-base", "use_safetensors": True})
     assert calls["corrector"][1]["use_safetensors"] is True  # safetensors only, on this path too
     assert calls["corrector"][0] == "jxm/gtr__nq__32__correct"
     assert calls["embedder_dim"] == 64 and calls["evaluate"] is None and calls["length_penalty"] == 1.0
     assert [m["name"] for m in models] == ["jxm/gtr__nq__32", "jxm/gtr__nq__32__correct"]
     assert all(m["pretrained"] for m in models)
-    inversions = attack.invert(ctx.victim.embed_split("target", _texts(6, 2)), ctx)
+    inversions = attack.invert(_embed(ctx, "target", _texts(6, 2)), ctx)
     assert [inv.output for inv in inversions] == ["decoded 0", "decoded 1", "decoded 2", "decoded 3", "decoded 0", "decoded 1"]
     assert calls["invert"] == [((4, 64), 5, 3), ((2, 64), 5, 3)]
-    assert ctx.victim.queries == 6  # hypotheses re-embedded by the victim, counted
+    assert _queries(ctx) == 6  # hypotheses re-embedded by the victim, counted
     assert attack.extra_scores(inversions, Split(list("abcdef"), _texts(6, 2)), ctx) is None
 
     zero = Vec2Text({"pretrained_corrector": "/x/c__correct", "num_steps": 0, "beam": 4})
     zero.fit(ctx)
-    zero.invert(ctx.victim.embed_split("target", _texts(2, 2)), ctx)
+    zero.invert(_embed(ctx, "target", _texts(2, 2)), ctx)
     assert calls["invert"][-1] == ((2, 64), None, 0)  # the hypothesizer alone
 
 
@@ -402,7 +439,7 @@ def test_smollm2_two_training_steps(tmp_path):
     models = attack.fit(ctx)
     assert len(attack.hyp.meta["losses"]) == 2 and all(np.isfinite(attack.hyp.meta["losses"]))
     assert models[0]["pretrained"] is True and "SmolLM2" in models[0]["name"]
-    out = [inv.output for inv in attack.invert(ctx.victim.embed_split("target", _texts(2, 9)), ctx)]
+    out = [inv.output for inv in attack.invert(_embed(ctx, "target", _texts(2, 9)), ctx)]
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
 
 
@@ -457,13 +494,13 @@ def test_pretrained_mode_with_the_real_package_and_tiny_t5(tmp_path, monkeypatch
     finally:
         sys.path.remove(str(TOY_DIR))
     victim = Victim(HashEmbedder({"dim": 768}), EmbeddingCache(tmp_path / "cache"), "toy-data")
-    ctx = AttackContext(victim=victim, attacker=Split([], []), leaked=Split([], []), leaked_embeddings=np.zeros((0, 768), np.float32),
+    ctx = _oracle_ctx(victim, attacker=Split([], []), leaked=Split([], []), leaked_embeddings=np.zeros((0, 768), np.float32),
                         defense=None, seed=0, settings=Settings(cache_dir=tmp_path / "cache"), artifact_root=tmp_path / "art", artifact_key={})
     attack = Vec2Text({"pretrained_corrector": str(tmp_path / "corr"), "pretrained_hypothesizer": str(tmp_path / "hyp"),
                        "pretrained_backbone": str(t5), "num_steps": 2, "beam": 2})
     models = attack.fit(ctx)
     assert [m["pretrained"] for m in models] == [False, False]
-    q0 = victim.queries
-    out = [inv.output for inv in attack.invert(victim.embed_split("target", _texts(3, 4)), ctx)]
+    q0 = _queries(ctx)
+    out = [inv.output for inv in attack.invert(_embed(ctx, "target", _texts(3, 4)), ctx)]
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
-    assert q0 == 0 and victim.queries > 0  # re-embedding (during invert) went through the victim
+    assert q0 == 0 and _queries(ctx) > 0  # re-embedding (during invert) went through the victim

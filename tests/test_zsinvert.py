@@ -16,8 +16,9 @@ from bench.api import Attack, Inversion
 from bench.cache import EmbeddingCache
 from bench.errors import BenchError
 from bench.guided import GuidedDecoder, VictimScorer, edit_search
+from bench.oracle import QueryBudgetExceeded, QueryLedger, victim_oracle
 from bench.runner import Runner, build_grid
-from bench.victim import QueryBudgetExceeded, Victim
+from bench.victim import Victim
 
 torch = pytest.importorskip("torch")
 TOY = "toy:attacker=300,leaked=40,target=6"
@@ -51,20 +52,23 @@ def _toy_victim(toy_host, tmp_path) -> Victim:
 # ---------------------------------------------------------------- the query budget
 
 
-def test_victim_refuses_a_query_past_the_per_target_budget(toy_host, tmp_path):
-    victim = _toy_victim(toy_host, tmp_path)
-    victim.target_budget = 5
-    with victim.for_target():
-        victim.query(["a cat", "a dog", "the bird"], cache=False)
-        assert victim.remaining() == 2
+def test_oracle_refuses_a_query_past_the_per_target_budget(toy_host, tmp_path):
+    ledger = QueryLedger(target_budget=5)
+    oracle = victim_oracle(_toy_victim(toy_host, tmp_path), ledger, None)
+    ledger.start_inference(3)
+    with oracle.for_target():
+        oracle.query(["a cat", "a dog", "the bird"], cache=False)
+        assert oracle.remaining() == 2
         with pytest.raises(QueryBudgetExceeded, match="per target"):
-            victim.query(["x", "y", "z"], cache=False)
-        assert victim.queries == 3  # the refused request was not answered nor counted
-    with victim.for_target():  # the next target starts afresh
-        assert victim.remaining() == 5
-    victim.budget = 4  # and the total cap holds outside any target
-    with pytest.raises(QueryBudgetExceeded):
-        victim.query(["a", "b"], cache=False)
+            oracle.query(["x", "y", "z"], cache=False)
+        assert ledger.counts["inference"] == 3  # the refused request was not answered nor counted
+    with oracle.for_target():  # the next target starts afresh
+        assert oracle.remaining() == 5
+    with oracle.for_target(0):  # a target's count never resets: reopening it gives no new budget
+        assert oracle.remaining() == 2
+    with pytest.raises(QueryBudgetExceeded):  # and the total cap (5 x 3 targets) holds outside any target
+        oracle.query([f"t{i}" for i in range(13)], cache=False)
+    assert ledger.summary()["inference_per_target_max"] == 3
 
 
 def test_scorer_never_asks_more_than_remaining_and_asks_each_text_once():
@@ -184,6 +188,25 @@ def test_per_round_metrics_extras_and_modes(toy_host, tmp_path, tiny_lm):
     assert rounds[1]["victim_cos"] >= rounds[0]["victim_cos"] - 1e-6  # a refinement round never loses the best
     # the naive attacker chases the rotated vector; the adaptive one maps it back with the leaked pairs
     assert rot_adaptive.metrics["cosine"].value > rot_naive.metrics["cosine"].value + 0.1
+
+
+def test_adaptive_alignment_is_charged_to_fit_not_to_the_targets(toy_host, tmp_path, tiny_lm):
+    """The 40 leaked pairs re-embedded to map rotation back are the alignment phase's, so the adaptive
+    attack runs under a per-target budget far below them; the word prior's training is fit's."""
+    spec = _spec(tiny_lm, prior=True, prior_features=64, prior_holdout=50)
+    _, records = _run(toy_host, tmp_path, [spec], defenses=["rotation"], query_budget=10, baseline=False)
+    naive, adaptive = records
+    assert adaptive.status == "ok", adaptive.error
+    q = adaptive.queries
+    assert q["fit"] == 300 and q["alignment"] == 40 and 0 < q["inference_per_target_max"] <= 10
+    assert q["inference"] <= 10 * 6 and q["asked"] == "victim"
+    assert q["total"] == adaptive.provenance.victim_queries == q["fit"] + q["alignment"] + q["inference"]
+    assert naive.queries["alignment"] == 0
+    assert adaptive.threat_model.query_budget == 10 and adaptive.defense_info["key"].startswith("per-run secret")
+    # a fit budget that covers the prior's training but not the alignment: refused, the flag named
+    _, (short,) = _run(toy_host, tmp_path / "short", [spec.replace("zsinvert:", "zsinvert:adaptive=true,")], defenses=["rotation"],
+                       baseline=False, fit_query_budget=320)
+    assert short.status == "error" and "--fit-query-budget" in short.error and short.threat_model.fit_query_budget == 320
 
 
 def test_bow_prior_in_the_loop(toy_host, tmp_path, tiny_lm):

@@ -165,7 +165,7 @@ class Slime(TagRetriever, Attack):
         from bench.models import weights_sha256
 
         ref = getattr(self.params, param)
-        fp = ctx.victim.fingerprint or {}
+        fp = ctx.oracle.fingerprint or {}
         vic_sha = fp.get("weights_sha256")
         shas = {identity.get("sha256")}
         try:
@@ -193,7 +193,7 @@ class Slime(TagRetriever, Attack):
 
         if not self.params.image_encoder:
             raise BenchError(
-                f"slime on an image victim ({ctx.victim.embedder.name!r}) needs image_encoder=<the attacker's own CLIP or "
+                f"slime on an image victim ({ctx.oracle.name!r}) needs image_encoder=<the attacker's own CLIP or "
                 f"open_clip model: a folder, local-dir:/path or open_clip:ARCH@checkpoint.safetensors>"
             )
         enc = load_dual_encoder(self.params.image_encoder, ctx.device)

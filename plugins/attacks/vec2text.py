@@ -173,7 +173,7 @@ class Vec2Text(PrefixInversion, Attack):
         e = ctx.target_view(np.asarray(emb, np.float32))
         n = len(e)
         hyps = [c[0] for c in generate_batched(self.hyp, e, p.max_new_tokens, p.gen_batch, ctx.device, desc="vec2text hypotheses")]
-        h_emb = ctx.victim.query(hyps, split="vec2text-hypotheses")
+        h_emb = ctx.oracle.query(hyps, split="vec2text-hypotheses", targets=list(range(n)))
         # Per target: every text embedded so far (text -> cosine, vector) and the kept pool (best first).
         known: list[dict[str, tuple[float, np.ndarray]]] = [{} for _ in range(n)]
         pools: list[list[str]] = []
@@ -202,8 +202,9 @@ class Vec2Text(PrefixInversion, Attack):
                             continue
                         fresh[i].add(c)
                         new.append((i, c))
+            new = _affordable(new, ctx.oracle, n)  # a per-target budget: keep what each target can still pay for
             if new:
-                vecs = ctx.victim.query([c for _, c in new], split="vec2text-corrections")
+                vecs = ctx.oracle.query([c for _, c in new], split="vec2text-corrections", targets=[i for i, _ in new])
                 cos = cosine_rows(vecs, e[[i for i, _ in new]])
             step_queries.append(np.bincount([i for i, _ in new], minlength=n).tolist())
             cand_lists: list[list[tuple[float, str]]] = [[(known[i][t][0], t) for t in pools[i]] for i in range(n)]
@@ -431,6 +432,21 @@ def seq2seq_from_config(name, *args, **kwargs):
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
     return AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(name))
+
+
+def _affordable(new: list[tuple[int, str]], oracle, n: int) -> list[tuple[int, str]]:
+    """The candidates each target's remaining query budget pays for, in order (all when unlimited):
+    a budgeted search degrades to its best so far instead of failing."""
+    left = [oracle.remaining(i) for i in range(n)]
+    if all(v is None for v in left):
+        return new
+    used = [0] * n
+    out = []
+    for i, c in new:
+        if left[i] is None or used[i] < left[i]:
+            used[i] += 1
+            out.append((i, c))
+    return out
 
 
 def route_embeddings_through_victim(corrector, victim) -> None:

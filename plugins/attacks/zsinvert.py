@@ -1,7 +1,7 @@
 """Zero-shot victim-guided inversion (ZSInvert, Zhang, Morris & Shmatikov 2025; Zero2Text 2026).
 
 No inverter is trained: a causal LM (default the real SmolLM2-135M-Instruct) proposes text and the
-victim's own cosine to the target chooses, through ``ctx.victim.query`` (every text asked is counted
+victim's own cosine to the target chooses, through ``ctx.oracle.query`` (every text asked is counted
 against the threat model's query budget). Per target:
 
 * **round 0, guided decoding**: the LM is asked for a sentence (prompted with the prior words when
@@ -19,10 +19,16 @@ against the threat model's query budget). Per target:
 
 Adaptive mode: a secret defense (rotation) is mapped back with ``ctx.target_view()`` (leaked pairs);
 against a public defense such as noise the target is the defended vector in both modes and nothing
-else changes, so the grid runs the adaptive cell against secret defenses only. A query budget
-(``query_budget`` here or ``bench run --query-budget``) is enforced by the victim per target; the
-search stops with its best text when the budget is spent. A text is asked at most once per target
-(the attacker keeps the answers it paid for: repeats are never sent, so never charged).
+else changes, so the grid runs the adaptive cell against secret defenses only; the re-embedding of
+the leaked pairs that learns the map is charged to the ``alignment`` phase (under the fit budget),
+not to any target. A query budget (``query_budget`` here or ``bench run --query-budget``) is
+enforced by the oracle per target; the search stops with its best text when the budget is spent. A
+text is asked at most once per target (the attacker keeps the answers it paid for: repeats are never
+sent, so never charged).
+
+Queries by phase (the record's ``queries``): training the word prior embeds ``prior``'s attacker
+texts (``fit``, 20,000 by default; bounded by ``--fit-query-budget``), the adaptive map ``alignment``,
+the search ``inference`` (per target).
 """
 
 from __future__ import annotations
@@ -113,10 +119,6 @@ class ZSInvert(Attack):
 
     # ------------------------------------------------------------ invert
 
-    def budget(self, ctx: AttackContext) -> int | None:
-        """Victim queries allowed per target: this attack's parameter, else the run's setting."""
-        return self.params.query_budget if self.params.query_budget is not None else ctx.settings.query_budget
-
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         """Per target the best text of the last round; extras keep every round's text, victim cosine and queries."""
         from tqdm.auto import tqdm
@@ -125,10 +127,11 @@ class ZSInvert(Attack):
         target = np.asarray(ctx.target_view(emb), np.float32)  # a secret defense mapped back (adaptive)
         priors = self.priors(target) if self.prior_model is not None else [{} for _ in target]
         out = []
-        victim = ctx.victim
-        for t, prior in tqdm(list(zip(target, priors)), desc="zsinvert", unit="target", disable=None if ctx.settings.progress else True, leave=False):
-            with victim.for_target():
-                scorer = VictimScorer(lambda x: victim.query(x, split="zsinvert", cache=False), t, victim.remaining, batch=p.batch)
+        oracle = ctx.oracle
+        for i, (t, prior) in enumerate(tqdm(list(zip(target, priors)), desc="zsinvert", unit="target", disable=None if ctx.settings.progress else True, leave=False)):
+            with oracle.for_target(i):
+                scorer = VictimScorer(lambda x, i=i: oracle.query(x, split="zsinvert", cache=False, targets=i), t,
+                                      lambda i=i: oracle.remaining(i), batch=p.batch)
                 out.append(self.search(scorer, prior))
         return out
 
@@ -177,11 +180,11 @@ class ZSInvert(Attack):
         """Per round: the shared text metrics, the re-embedded cosine and the victim's cosine; per target: queries."""
         rows: list[dict[str, float | None]] = [{"queries": float(inv.extras["queries"])} for inv in inversions]
         n_rounds = max(len(inv.extras["rounds"]) for inv in inversions)
-        clean = ctx.victim.embed_split("target", target.inputs("text"))
+        clean = ctx.oracle.query(target.inputs("text"), split="target")  # scoring phase: outputs are fixed, not charged
         for r in range(n_rounds):
             texts = [inv.extras["rounds"][min(r, len(inv.extras["rounds"]) - 1)]["text"] for inv in inversions]
             scores = reconstruction_scores(texts, target.texts, "text")
-            recon = ctx.victim.embed_split("reconstructions", texts)  # evaluation, not an attacker query
+            recon = ctx.oracle.query(texts, split="reconstructions")  # scoring phase, not an attacker query
             cos = _cos(recon, clean[: len(texts)])
             for i, (row, sc, inv) in enumerate(zip(rows, scores, inversions)):
                 row.update({f"{m}@round{r}": float(sc[m]) for m in ROUND_METRICS})

@@ -167,8 +167,9 @@ class ToySecretShuffle(Defense):
     name = "toy-secret-shuffle"
     secret = True
 
-    def apply(self, emb, rng):
-        return (emb @ signed_permutation("toy-secret-key", emb.shape[1])).astype(np.float32)
+    def apply(self, emb, rng, state=None):
+        # ``state`` is what ``keyed(key)`` made of the cell's secret key (the harness's per-run secret).
+        return (emb @ signed_permutation(bytes(state["key"]).hex(), emb.shape[1])).astype(np.float32)
 
 
 @hookimpl

@@ -43,7 +43,7 @@ class Centroid(Attack):
         # The index lives in the space the targets will be compared in: a known defense is
         # simulated on the attacker's own embeddings (train_view), a secret one is undone on the
         # targets (ctx.target_view in invert); a naive attacker indexes clean embeddings.
-        self.index = ctx.train_view(ctx.victim.query(texts, split="attacker"))
+        self.index = ctx.train_view(ctx.oracle.query(texts, split="attacker"))
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         if len(emb) == 0:
