@@ -15,7 +15,7 @@ from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
 from bench.errors import BenchError, one_line
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DIGEST_SINCE = 3  # records of this schema on must carry a digest
 
 
@@ -68,6 +68,10 @@ class ResultRecord(BaseModel):
     dataset: ComponentConfig
     seed: int
     limit: int | None = Field(None, description="only the first N targets were evaluated (None: all)")
+    query_budget: int | None = Field(
+        None, description="the cell's configured query budget per target (part of its id; threat_model.query_budget is the one applied)"
+    )
+    command: str | None = Field(None, description="the `bench run` command that made the record, shell-quoted, secrets redacted (None: the API)")
     threat_model: ThreatModel
     metrics: dict[str, MetricValue] = {}
     headline: list[str] | None = Field(None, description="the attack's headline metrics, what tables show (None: all)")
@@ -192,7 +196,18 @@ def _v2_to_v3(data: dict, attacks: AttackInfo) -> dict:
     return data
 
 
-MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(data: dict, attacks: AttackInfo) -> dict:
+    """Schema 4 adds ``command`` (None: unknown) and the cell's own ``query_budget``: a schema 3
+    cell's budget is the applied one unless the attack set its own (then the cell's was most
+    likely none; ``bench reproduce`` says so when the rebuilt id differs)."""
+    data.setdefault("command", None)
+    if "query_budget" not in data:
+        own = ((data.get("attack") or {}).get("params") or {}).get("query_budget")
+        data["query_budget"] = None if own is not None else (data.get("threat_model") or {}).get("query_budget")
+    return data
+
+
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def migrate(data: dict, attacks: AttackInfo | None = None) -> dict:
