@@ -440,3 +440,37 @@ class Runner:
             victim_embed_s=round(victim.embed_seconds, 3) if victim else 0.0,
             gpu_seconds=round(wall, 3) if self.device.startswith("cuda") else 0.0,
         )
+
+
+def run_grid(host: Host, config, say=lambda msg: None) -> list[ResultRecord] | None:
+    """Run what a validated ``bench.config.RunConfig`` describes: build the grid, load and check
+    everything (``Runner.prepare``), then run the cells here or as jobs. Returns every cell's
+    record, or None when the jobs were submitted and not waited for."""
+    from bench.executors import submit_grid, write_manifest
+    from bench.jobs import cell_spec
+
+    cells = build_grid(host, config.attacks, config.defenses, config.embedders, config.datasets, config.seeds,
+                       limit=config.limit, baseline=config.baseline, query_budget=config.query_budget)
+    local = config.executor == "local"
+    # One settings object for the run: every cache (plugins' model, feature and caption caches too)
+    # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
+    # Jobs pick their device where they run; the submitter loads models on the CPU only to check the grid.
+    settings = Settings(device=resolve_device(config.device) if local else "cpu", progress=not config.quiet,
+                        query_budget=config.query_budget,
+                        **({"cache_dir": Path(config.cache_dir).expanduser().resolve()} if config.cache_dir else {}))
+    runner = Runner(host, config.out, settings=settings, command=config.command)
+    cells = runner.prepare(cells)
+    options = config.options()
+    say(f"{len(cells)} cells -> {config.out}/ ({f'device {runner.device}' if local else f'{config.executor} jobs, device {config.device}'})")
+
+    def on_done(i, n, cell, status):
+        say(f"[{i}/{n}] {cell.label()}: {status}")
+
+    def on_wait(cell, holder):
+        say(f"waiting: {cell.label()} is being computed by pid {holder.get('pid')} on {holder.get('host')}")
+
+    if not local:
+        return submit_grid(runner, cells, config.executor, options, config.device, wait=config.wait, say=say)
+    specs = [cell_spec(c, host, config.out, settings, config.device, config.command) for c in cells]
+    write_manifest(config.out, specs, "local", options)  # for `bench status`
+    return runner.run(cells, on_done=on_done, on_wait=on_wait)
