@@ -150,6 +150,7 @@ class Runner:
             self.splits(cell.dataset)
         for cell in cells:
             self.check_modality(cell)
+            cell.attack.check_data(self.splits(cell.dataset))
         seen = set()
         for cell in cells:
             embedder = self.embedder(cell.embedder)
