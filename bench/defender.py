@@ -70,15 +70,20 @@ class DefenseStates:
         return self._memo[key]
 
 
-def probe(defense: Defense, dim: int, n_fit: int) -> np.ndarray | None:
-    """The defense's output on two probe vectors, so a defense that changes the dimension or yields
-    NaN fails before any work. A fitted defense is checked by its ``check(dim, n_fit)`` instead
-    (fitting it is real work); the runner checks its output when it first applies it. None: not probed."""
+def probe(defense: Defense, dim: int, n_fit: int, victim: str = "the victim") -> None:
+    """Check the defense on two probe vectors, so one that changes the dimension or yields NaN
+    fails before any work. A fitted defense is checked by its ``check(dim, n_fit)`` instead
+    (fitting it is real work); ``defend`` checks its output when it is first applied."""
     if defense.fitted:
         defense.check(dim, n_fit)
-        return None
+        return
     vecs = np.ones((2, dim), np.float32) / np.sqrt(dim)
-    return np.asarray(defense.defend(vecs, np.random.default_rng(0)))
+    shape = np.asarray(out := defense.defend(vecs, np.random.default_rng(0))).shape
+    if shape != (2, dim):
+        raise BenchError(f"defense {defense.name!r} maps {victim!r} vectors of dimension {dim} "
+                         f"to shape {shape[1:]}: a defense must keep the victim's dimension")
+    if not np.isfinite(out).all():
+        raise BenchError(f"defense {defense.short()} produces non-finite values (NaN or inf): check its parameters")
 
 
 def defense_info(defense: Defense, dim: int, fitted_on: tuple[str, int] | None) -> dict[str, Any]:

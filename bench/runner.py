@@ -151,9 +151,8 @@ class Runner:
         for cell in cells:
             self.check_modality(cell)
             cell.attack.check_data(self.splits(cell.dataset))
-        seen = set()
         for cell in cells:
-            embedder = self.embedder(cell.embedder)
+            self.embedder(cell.embedder)
             if cell.via is not None:
                 own = self.embedder(cell.via)
                 if own.modality != cell.embedder.modality:
@@ -173,17 +172,7 @@ class Runner:
                     embedder.fingerprint()  # an API victim's identity probe: a misbehaving server stops the run here
             seen.add(key)
             n_fit = len(defender_data(self.splits(cell.dataset), cell.dataset.name, cell.defense.name)[1]) if cell.defense.fitted else 0
-            out = probe(cell.defense, embedder.dim, n_fit)
-            if out is None:
-                continue
-            shape = out.shape
-            if shape == (2, embedder.dim) and not np.isfinite(out).all():
-                raise BenchError(f"defense {cell.defense.short()} produces non-finite values (NaN or inf): check its parameters")
-            if shape != (2, embedder.dim):
-                raise BenchError(
-                    f"defense {cell.defense.name!r} maps {embedder.name!r} vectors of dimension {embedder.dim} "
-                    f"to shape {shape[1:]}: a defense must keep the victim's dimension"
-                )
+            probe(cell.defense, embedder.dim, n_fit, embedder.name)
         return resolved
 
     # -------------------------------------------------------------- cells
