@@ -95,3 +95,24 @@ def test_reproduce_reruns_exactly_the_recorded_cell(capsys, tmp_path, flags):
         assert new.alignment == rec.alignment
     else:
         assert new.threat_model.query_budget == 3 == new.query_budget and new.limit == 12
+
+
+def test_published_schema_3_records_rebuild_to_their_own_cell_ids(host):
+    board = Path(__file__).parents[1] / "leaderboards" / "wordnet-minilm-bow" / "records"
+    paths = sorted(board.glob("*.json"))
+    assert paths
+    for path in paths:
+        raw = json.loads(path.read_text())
+        rec = load_record(path)
+        assert raw["schema_version"] == 3 and rec.command is None and rec.query_budget == raw["threat_model"]["query_budget"]
+        assert Cell.from_config(host, rec).cell_id == rec.cell_id, path.name
+
+
+def test_schema_3_migration_takes_the_cells_budget_from_the_threat_model():
+    from bench.results import migrate
+
+    base = {"schema_version": 3, "attack": {"name": "zsinvert", "params": {"query_budget": None}}, "threat_model": {"query_budget": 40}}
+    assert migrate(json.loads(json.dumps(base)))["query_budget"] == 40  # the run's --query-budget
+    base["attack"]["params"]["query_budget"] = 200  # the attack's own parameter: the cell had none of its own
+    out = migrate(base)
+    assert out["query_budget"] is None and out["command"] is None and out["schema_version"] == 4
