@@ -440,6 +440,10 @@ class Attack(Component):
             del out["params"]["via"]
         return out
 
+    def check_data(self, data: DatasetSplits) -> None:
+        """Raise ``BenchError`` when a parameter given cannot be honoured on this data (called before
+        any work): a value silently capped would be recorded as given, not as used."""
+
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]] | None:
         """Train on the attacker's data (cache artifacts under ``ctx.artifact_dir``).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import sys
@@ -12,8 +13,10 @@ import click
 
 from bench import __version__
 from bench.errors import BenchError, one_line
+from bench.executors import NAMES as EXECUTORS
+from bench.grid import KINDS
 
-EMBEDDED_DEFAULT = {"embedders": ["minilm"], "datasets": ["wordnet"], "defenses": ["none"], "seeds": [0]}
+_ARGV: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("bench_argv", default=None)  # for records' `command`
 
 
 def _host(ctx: click.Context):
@@ -35,26 +38,6 @@ def cli(ctx: click.Context, plugins_dir: Path | None) -> None:
     # The host is built in main() (plugins may add commands); tests may pass one via obj.
 
 
-def _load_config(path: Path) -> dict:
-    import tomllib
-
-    from bench.preflight import check_config
-
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise BenchError(f"config file {path} does not exist: check the path") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BenchError(f"config file {path} cannot be read ({e}): check its permissions and encoding") from None
-    except tomllib.TOMLDecodeError as e:
-        raise BenchError(f"config file {path} is not valid TOML ({e}): fix the syntax") from None
-    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline", "executor", "query_budget", "fit_query_budget", "isolate"}
-    extra = set(data) - known
-    if extra:
-        raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
-    return check_config(data, path)
-
-
 @cli.command()
 @click.option("--attack", "-a", "attacks", multiple=True, help="Attack spec: NAME or NAME:key=value,key=a|b (repeatable).")
 @click.option("--defense", "-d", "defenses", multiple=True, help="Defense spec, e.g. noise or noise:scale=0.01|0.1 (repeatable).")
@@ -73,130 +56,41 @@ def _load_config(path: Path) -> dict:
 @click.option("--isolate/--no-isolate", default=None,
               help="Run each attack in a worker process holding neither the victim nor the defense's state; it queries only "
                    "through the counted oracle (for code from other labs; see docs/threat-model.md) [off].")
-@click.option("--leaderboard", "board", help="Also build leaderboards/NAME from this run's records.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local", "ray"]), default=None,
+@click.option("--leaderboard", "leaderboard", help="Also build leaderboards/NAME from this run's records.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress lines.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
               help="Where cells run: in this process [local], Slurm jobs (submitit), submitit's local subprocesses, Ray tasks.")
 @click.option("--executor-option", "-X", "executor_options", multiple=True, metavar="KEY=VALUE",
               help="Executor option (repeatable), e.g. -X partition=gpu -X gpus_per_task=1 -X time_min=120; see docs/clusters.md.")
-@click.option("--wait/--no-wait", default=True, help="Wait for the jobs and print the table [wait]; --no-wait submits and returns.")
+@click.option("--wait/--no-wait", default=None, help="Wait for the jobs and print the table [wait]; --no-wait submits and returns.")
 @click.pass_context
-def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, query_budget,
-        fit_query_budget, isolate, board, quiet, executor, executor_options, wait):
+def run(ctx, config_path, **flags):
     """Run a grid of attack x defense x embedder x dataset x seed cells.
 
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
     With --executor slurm / submitit-local / ray every cell is one job; `bench status OUT` follows them.
     """
     from bench import leaderboard
-    from bench.cache import default_cache_dir
-    from bench.executors import check_available, parse_options, submit_grid, write_manifest
-    from bench.jobs import cell_spec
-    from bench.preflight import check_seed, check_writable_dir
-    from bench.runner import Runner, build_grid, resolve_device
-    from bench.settings import Settings
+    from bench.config import RunConfig
+    from bench.runner import run_grid
 
-    host = _host(ctx)
-    config = _load_config(config_path) if config_path else {}
-    grid = {
-        "attacks": list(attacks) or config.get("attacks", []),
-        "defenses": list(defenses) or config.get("defenses") or EMBEDDED_DEFAULT["defenses"],
-        "embedders": list(embedders) or config.get("embedders") or EMBEDDED_DEFAULT["embedders"],
-        "datasets": list(datasets) or config.get("datasets") or EMBEDDED_DEFAULT["datasets"],
-        "seeds": list(seeds) or config.get("seeds") or EMBEDDED_DEFAULT["seeds"],
-    }
-    if not grid["attacks"]:
-        raise BenchError("no attack given: add --attack NAME (see `bench list attacks`)")
-    for s in seeds:
-        check_seed(s)
-    out_dir = Path(out or config.get("out", "results"))
-    check_writable_dir(out_dir, "--out")
-    check_writable_dir(Path(cache_dir) if cache_dir else default_cache_dir(), "--cache-dir")
-    if board:
-        check_writable_dir(Path("leaderboards") / board, "--leaderboard")
-    limit = limit if limit is not None else config.get("limit")
-    baseline = baseline if baseline is not None else config.get("baseline", True)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-        raise BenchError(f"limit must be an integer (0: every target), got {limit!r}")
-    executor, exec_opts = _executor_config(executor, executor_options, config.get("executor"))
-    options = parse_options(executor, exec_opts)
-    if not wait and executor == "local":
-        raise BenchError("--no-wait needs a job executor: add --executor slurm (or submitit-local)")
-    if not wait and executor == "ray":
-        raise BenchError("ray tasks end with the process that submitted them: run without --no-wait "
-                         "(or submit the whole command with `ray job submit -- bench run ...`)")
-    check_available(executor)
-    query_budget = query_budget if query_budget is not None else config.get("query_budget")
-    if query_budget is not None and (isinstance(query_budget, bool) or not isinstance(query_budget, int) or query_budget < 1):
-        raise BenchError(f"query budget must be a positive integer (victim queries per target), got {query_budget!r}")
-    fit_query_budget = fit_query_budget if fit_query_budget is not None else config.get("fit_query_budget")
-    if fit_query_budget is not None and (isinstance(fit_query_budget, bool) or not isinstance(fit_query_budget, int) or fit_query_budget < 1):
-        raise BenchError(f"fit query budget must be a positive integer (victim queries to fit, in total), got {fit_query_budget!r}")
-    isolate = bool(isolate if isolate is not None else config.get("isolate", False))
-    cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
-                       limit=limit, baseline=bool(baseline), query_budget=query_budget, fit_query_budget=fit_query_budget)
-    # One settings object for the run: every cache (plugins' model, feature and caption caches too)
-    # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
-    # Jobs pick their device where they run; the submitter loads models on the CPU only to check the grid.
-    device = device or config.get("device", "auto")
-    settings = Settings(device=resolve_device(device) if executor == "local" else "cpu", progress=not quiet, query_budget=query_budget,
-                        fit_query_budget=fit_query_budget, isolate=isolate,
-                        **({"cache_dir": Path(cache_dir).expanduser().resolve()} if cache_dir else {}))
-    runner = Runner(host, out_dir, settings=settings)
-    say = (lambda *a, **k: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    runner.prepare(cells)
-    where = f"device {runner.device}" if executor == "local" else f"{executor} jobs, device {device}"
-    say(f"{len(cells)} cells -> {out_dir}/ ({where})")
+    config = RunConfig.load(flags, config_path, argv=_ARGV.get())  # every value checked before any work
+    say = (lambda msg: None) if config.quiet else (lambda msg: click.echo(msg, err=True))
     started = time.perf_counter()
-
-    def on_done(i, n, cell, status):
-        say(f"[{i}/{n}] {cell.label()}: {status}")
-
-    def on_wait(cell, holder):
-        say(f"waiting: {cell.label()} is being computed by pid {holder.get('pid')} on {holder.get('host')}")
-
-    if executor == "local":
-        write_manifest(out_dir, [cell_spec(c, host, out_dir, settings, device) for c in cells], "local", options)  # for `bench status`
-        records = runner.run(cells, on_done=on_done, on_wait=on_wait)
-    else:
-        records = submit_grid(runner, cells, executor, options, device, wait=wait, say=say)
-        if records is None:
-            return
+    records = run_grid(_host(ctx), config, say)
+    if records is None:  # submitted, not waited for
+        return
     shown = leaderboard.headline(records)
     click.echo(leaderboard.to_markdown(leaderboard.frame(records), metrics=shown))
     if shown:
-        say(f"(headline metrics; every metric is in the records under {out_dir}/ and in a leaderboard's CSV and JSON)")
+        say(f"(headline metrics; every metric is in the records under {config.out}/ and in a leaderboard's CSV and JSON)")
     failed = [r for r in records if r.status == "error"]
     say(f"done in {time.perf_counter() - started:.1f}s; {len(records) - len(failed)} ok, {len(failed)} failed")
-    if board:
-        paths = leaderboard.write(records, Path("leaderboards"), board)
+    if config.leaderboard:
+        paths = leaderboard.write(records, Path("leaderboards"), config.leaderboard)
         say(f"leaderboard written: {', '.join(map(str, paths))}")
     if failed:
         sys.exit(1)
-
-
-def _executor_config(executor: str | None, flags: tuple[str, ...], from_config) -> tuple[str, dict]:
-    """The executor and its options: --executor/-X flags over the config's ``executor`` (a name, or
-    a table with ``name`` and options)."""
-    table: dict = {}
-    if isinstance(from_config, str):
-        name = from_config
-    elif isinstance(from_config, dict):
-        table = dict(from_config)
-        name = table.pop("name", None)
-    elif from_config is None:
-        name = None
-    else:
-        raise BenchError(f"config key executor must be a name or a table with name = ..., got {from_config!r}")
-    given = executor or name or "local"
-    if executor and name and executor != name:
-        table = {}  # the config's options belong to another executor
-    for flag in flags:
-        key, eq, value = flag.partition("=")
-        if not eq or not key.strip():
-            raise BenchError(f"bad executor option {flag!r}: write -X key=value (e.g. -X partition=gpu)")
-        table[key.strip()] = value.strip()
-    return given, table
 
 
 @cli.command()
@@ -227,7 +121,7 @@ def status(out, as_json, show_all):
 
 
 @cli.command(name="list")
-@click.argument("kind", type=click.Choice(["attacks", "defenses", "embedders", "datasets"]))
+@click.argument("kind", type=click.Choice(KINDS))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects).")
 @click.pass_context
 def list_(ctx, kind, as_json):
@@ -420,6 +314,7 @@ def _main(argv: list[str] | None) -> None:
 
         host = Host(plugins_dir=_argv_plugins_dir(argv))
         host.pm.hook.register_commands(cli=cli)
+        _ARGV.set(argv)
         cli.main(args=argv, obj=host, standalone_mode=False)
     except BenchError as e:
         click.echo(f"error: {e}", err=True)

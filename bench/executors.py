@@ -477,7 +477,7 @@ def submit_grid(runner, cells, executor: str, options: Options, device: str, wai
 
     out_dir = runner.out_dir
     todo = [c for c in cells if record_path(out_dir, c.cell_id) is None]
-    specs = [cell_spec(c, runner.host, out_dir, runner.settings, device) for c in cells]
+    specs = [cell_spec(c, runner.host, out_dir, runner.settings, device, runner.command) for c in cells]
     write_manifest(out_dir, specs, executor, options)
     by_id = {c.cell_id: c for c in cells}
     todo_ids = {c.cell_id for c in todo}

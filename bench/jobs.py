@@ -28,23 +28,16 @@ PASSED_ENV = ("BENCH_LOAD_PLUGINS", "BENCH_LOCK_STALE_S", "HF_HUB_OFFLINE", "TRA
               "TOKENIZERS_PARALLELISM", "HF_HOME", "WNHOME")
 
 
-def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any]:
+def cell_spec(cell, host, out_dir: Path, settings, device: str, command: str | None = None) -> dict[str, Any]:
     """The JSON-serialisable specification of one cell (``settings``: the run's ``bench.settings.Settings``;
-    ``device``: as the user gave it, "auto" resolved where the job runs)."""
+    ``device``: as the user gave it, "auto" resolved where the job runs; ``command``: the redacted
+    ``bench run`` command line, for the record)."""
     return {
         "spec_version": SPEC_VERSION,
         "cell_id": cell.cell_id,
         "label": cell.label(),
-        "cell": {
-            "attack": cell.attack.config(),
-            "defense": cell.defense.config(),
-            "embedder": cell.embedder.config(),
-            "dataset": cell.dataset.config(),
-            "seed": cell.seed,
-            "limit": cell.limit,
-            "query_budget": cell.query_budget,
-            "fit_query_budget": cell.fit_query_budget,
-        },
+        "cell": {**cell.configs(), "limit": cell.limit, "query_budget": cell.query_budget, "fit_query_budget": cell.fit_query_budget},  # read by Cell.from_config
+        "command": command,
         "out": str(Path(out_dir).resolve()),
         "cache_dir": str(Path(settings.cache_dir).resolve()),
         "device": device,
@@ -58,14 +51,10 @@ def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any
 
 
 def cell_from_spec(host, spec: dict[str, Any]):
-    """Rebuild the cell; its id must match the spec's (else the plugins differ from the submitter's)."""
-    from bench.runner import Cell, via_embedder
+    """Rebuild the cell (``Cell.from_config``); its id must match the spec's (else the plugins differ from the submitter's)."""
+    from bench.grid import Cell
 
-    c = spec["cell"]
-    parts = {kind[:-1]: host.make(kind, c[kind[:-1]]["name"], c[kind[:-1]]["params"])
-             for kind in ("attacks", "defenses", "embedders", "datasets")}
-    cell = Cell(parts["attack"], parts["defense"], parts["embedder"], parts["dataset"], int(c["seed"]), c.get("limit"),
-                via_embedder(host, parts["attack"]), c.get("query_budget"), c.get("fit_query_budget"))
+    cell = Cell.from_config(host, spec["cell"])
     if cell.cell_id != spec["cell_id"]:
         raise BenchError(
             f"cell {spec['cell_id']} rebuilt here has id {cell.cell_id}: this machine's plugins or their "
@@ -82,7 +71,8 @@ def _runner(spec: dict[str, Any]):
     from bench.runner import Runner, resolve_device
     from bench.settings import Settings
 
-    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "fit_query_budget", "isolate", "plugins_dir", "load_installed")] + [spec["env"]])
+    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "fit_query_budget", "isolate", "plugins_dir", "load_installed", "command")]
+                     + [spec["env"]])
     if key not in _RUNNERS:
         os.environ.update(spec["env"])
         os.environ["BENCH_CACHE_DIR"] = spec["cache_dir"]  # plugins' own caches under the same root
@@ -91,7 +81,7 @@ def _runner(spec: dict[str, Any]):
         settings = Settings(cache_dir=Path(spec["cache_dir"]), device=resolve_device(spec["device"]), progress=False,
                             query_budget=spec.get("query_budget"), fit_query_budget=spec.get("fit_query_budget"),
                             isolate=bool(spec.get("isolate")))
-        _RUNNERS[key] = Runner(host, Path(spec["out"]), settings=settings)
+        _RUNNERS[key] = Runner(host, Path(spec["out"]), settings=settings, command=spec.get("command"))
     return _RUNNERS[key]
 
 

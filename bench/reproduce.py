@@ -30,18 +30,6 @@ class Check:
         return lo - TOL <= self.reproduced <= hi + TOL
 
 
-def cell_of(host, rec: ResultRecord):
-    """The runner's cell for a record, built by the installed plugins from its stored configuration."""
-    from bench.runner import Cell
-
-    if rec.status != "ok":
-        raise BenchError(f"record {rec.cell_id} is an error record: there are no metrics to reproduce")
-    parts = {}
-    for kind, comp in (("attacks", rec.attack), ("defenses", rec.defense), ("embedders", rec.embedder), ("datasets", rec.dataset)):
-        parts[kind] = host.make(kind, comp.name, comp.params)
-    return Cell(parts["attacks"], parts["defenses"], parts["embedders"], parts["datasets"], rec.seed, rec.limit)
-
-
 def compare(old: ResultRecord, new: ResultRecord) -> list[Check]:
     checks = []
     for prefix, a, b in (("", old.metrics, new.metrics), ("utility:", old.utility, new.utility)):
@@ -54,6 +42,7 @@ def compare(old: ResultRecord, new: ResultRecord) -> list[Check]:
 def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = None, out: Path | None = None,
               progress: bool = False, say=lambda msg: None) -> tuple[list[Check], ResultRecord]:
     """Re-run the record's cell; returns the per-metric checks and the new record (kept in ``out`` if given)."""
+    from bench.grid import Cell
     from bench.results import record_path
     from bench.runner import Runner
     from bench.settings import Settings
@@ -61,7 +50,9 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
     rec = load_record(Path(path), attacks=lambda n: host.entry("attacks", n).cls)  # digest-checked
     if out and record_path(Path(out), rec.cell_id) is not None:
         raise BenchError(f"{out} already holds a record of cell {rec.cell_id}: pass another --out folder")
-    cell = cell_of(host, rec)
+    if rec.status != "ok":
+        raise BenchError(f"record {rec.cell_id} is an error record: there are no metrics to reproduce")
+    cell = Cell.from_config(host, rec)  # the same function the runner's grid and the job specs use
     if not cache_dir:
         say("recomputing everything in a fresh cache (embeddings, trained attack); --cache-dir reuses one")
     if cell.cell_id != rec.cell_id:
@@ -76,8 +67,7 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
                             fit_query_budget=rec.threat_model.fit_query_budget, isolate=rec.threat_model.isolated,
                             cache_dir=Path(cache_dir) if cache_dir else Path(tmp) / "cache")
         runner = Runner(host, Path(out) if out else Path(tmp) / "out", settings=settings)
-        runner.prepare([cell])
-        (new,) = runner.run([cell])
+        (new,) = runner.run(runner.prepare([cell]))
     if new.status != "ok":
         raise BenchError(f"the re-run of cell {rec.cell_id} failed: {new.error}")
     return compare(rec, new), new

@@ -68,6 +68,13 @@ class ResultRecord(BaseModel):
     dataset: ComponentConfig
     seed: int
     limit: int | None = Field(None, description="only the first N targets were evaluated (None: all)")
+    query_budget: int | None = Field(
+        None, description="the cell's configured query budget per target (part of its id; threat_model.query_budget is the one applied)"
+    )
+    fit_query_budget: int | None = Field(
+        None, description="the cell's configured fit query budget in total (part of its id; threat_model.fit_query_budget is the one applied)"
+    )
+    command: str | None = Field(None, description="the `bench run` command that made the record, shell-quoted, secrets redacted (None: the API)")
     threat_model: ThreatModel
     metrics: dict[str, MetricValue] = {}
     headline: list[str] | None = Field(None, description="the attack's headline metrics, what tables show (None: all)")
@@ -199,8 +206,16 @@ def _v2_to_v3(data: dict, attacks: AttackInfo) -> dict:
 
 
 def _v3_to_v4(data: dict, attacks: AttackInfo) -> dict:
-    """Schema 4 adds fields that default: ``queries`` (the ledger by phase; None before it existed),
-    the threat model's ``fit_query_budget`` and ``isolated``."""
+    """Schema 4 adds ``command`` (None: unknown), the cell's own ``query_budget`` and
+    ``fit_query_budget`` (a schema 3 cell's per-target budget is the applied one unless the attack
+    set its own: then the cell's was most likely none; ``bench reproduce`` says so when the rebuilt
+    id differs), ``queries`` (the ledger by phase; empty before it existed), and the threat model's
+    ``fit_query_budget`` and ``isolated``."""
+    data.setdefault("command", None)
+    data.setdefault("fit_query_budget", None)
+    if "query_budget" not in data:
+        own = ((data.get("attack") or {}).get("params") or {}).get("query_budget")
+        data["query_budget"] = None if own is not None else (data.get("threat_model") or {}).get("query_budget")
     return data
 
 

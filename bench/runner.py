@@ -1,25 +1,27 @@
-"""The grid runner: expands specs into cells and runs each, reusing every cache it can."""
+"""The runner: runs a grid's cells in-process, sharing loaded models, data and caches.
+
+It orchestrates and owns no science: the grid and the cell are ``bench.grid``, a cell's data
+(defense state, defended embeddings, utility, ``via`` alignment) is built once by
+``bench.defender.cell_data``, scores come from ``bench.metrics``.
+"""
 
 from __future__ import annotations
 
-import itertools
 import platform
 import subprocess
 import time
 import traceback
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench import __version__
-from bench.align import fit_alignment
-from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, DefenseView, Embedder, Inversion, ThreatModel
-from bench.cache import EmbeddingCache, key_hash, seed_for
-from bench.defender import DefenseStates, RunSecret, defender_data, defense_info, probe
+from bench.api import AttackContext, Dataset, DatasetSplits, DefenseView, Embedder, Inversion, ThreatModel
+from bench.cache import EmbeddingCache, key_hash
+from bench.defender import CellData, DefenseStates, RunSecret, cell_data, defender_data, defense_info, probe, split_inputs
 from bench.errors import BenchError
+from bench.grid import KINDS, Cell, build_grid, expand, parse_spec, query_budget, via_embedder  # noqa: F401 - re-exported
 from bench.isolate import attack_calls
 from bench.locks import file_lock
 from bench.metrics import directions, reconstruction_scores, summarize
@@ -29,143 +31,8 @@ from bench.plugins import Host
 from bench.redact import redact, redact_record
 from bench.results import ComponentConfig, ModelInfo, Provenance, ResultRecord, load_record, record_path, write_record
 from bench.settings import Settings, use
-from bench.utility import retrieval_scores
 from bench.vectors import cosine_rows
 from bench.victim import Victim
-
-KINDS = ("attacks", "defenses", "embedders", "datasets")
-
-
-def parse_spec(spec: str) -> tuple[str, list[dict[str, str]]]:
-    """``name`` or ``name:key=value,key=a|b`` -> (name, parameter sets); ``a|b`` sweeps."""
-    name, _, rest = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise BenchError(f"empty plugin name in {spec!r}: write NAME or NAME:key=value,...")
-    if not rest.strip():
-        return name, []
-    options: list[tuple[str, list[str]]] = []
-    for part in rest.split(","):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise BenchError(f"bad parameter {part!r} in {spec!r}: write key=value (sweep with key=a|b)")
-        options.append((key.strip(), [v.strip() for v in value.split("|")]))
-    keys = [k for k, _ in options]
-    return name, [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in options))]
-
-
-@dataclass
-class Cell:
-    attack: Attack
-    defense: Defense
-    embedder: Embedder
-    dataset: Dataset
-    seed: int
-    limit: int | None = None  # evaluate only the first `limit` targets
-    via: Embedder | None = None  # the attacker's own embedder (attack param via=): the victim is never queried
-    query_budget: int | None = None  # victim queries per target at inference (None: the settings', else unlimited)
-    fit_query_budget: int | None = None  # victim queries to fit and align, in total (None: the settings', else unlimited)
-
-    def configs(self) -> dict[str, Any]:
-        out = {
-            "attack": self.attack.config(),
-            "defense": self.defense.config(),
-            "embedder": self.embedder.config(),
-            "dataset": self.dataset.config(),
-            "seed": self.seed,
-        }
-        if self.limit is not None:  # absent when unset, so ids of unlimited cells never change
-            out["limit"] = self.limit
-        if self.query_budget is not None:
-            out["query_budget"] = self.query_budget
-        if self.fit_query_budget is not None:
-            out["fit_query_budget"] = self.fit_query_budget
-        return out
-
-    @property
-    def cell_id(self) -> str:
-        return key_hash(self.configs(), 12)
-
-    def label(self) -> str:
-        mode = "adaptive" if self.attack.adaptive else "naive"
-        limit = f" limit={self.limit}" if self.limit is not None else ""
-        return f"{self.attack.short()} [{mode}] vs {self.defense.short()} on {self.embedder.short()}/{self.dataset.short()} seed={self.seed}{limit}"
-
-
-def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
-    """Instances for one axis. A spec is a string (CLI) or a dict with ``name`` (TOML)."""
-    out = []
-    for spec in specs:
-        if isinstance(spec, dict):
-            spec = dict(spec)
-            name = spec.pop("name", None)
-            if not name:
-                raise BenchError(f"a [[{kind}]] table in the config has no `name`: add name = \"...\"")
-            lists = {k: v if isinstance(v, list) else [v] for k, v in spec.items()}
-            param_sets = [dict(zip(lists, c)) for c in itertools.product(*lists.values())] if lists else []
-        else:
-            name, param_sets = parse_spec(str(spec))
-        cls = host.entry(kind, name).cls
-        # Given parameters override the plugin's default sweep: `bow:hidden=64` still runs naive
-        # and adaptive, `noise:scale=0.1` replaces the noise sweep by one level.
-        seen = set()
-        for base in cls.default_grid or [{}]:
-            for given in param_sets or [{}]:
-                comp = host.make(kind, name, {**base, **given})
-                key = key_hash(comp.config())
-                if key not in seen:
-                    seen.add(key)
-                    out.append(comp)
-    return out
-
-
-def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit: int | None = None,
-               baseline: bool = True, query_budget: int | None = None, fit_query_budget: int | None = None) -> list[Cell]:
-    """The cells of a grid. ``limit``: targets per cell (None: each attack's ``default_limit``;
-    0: all). ``baseline``: add the undefended cell (defense ``none``) when no defense given is the
-    identity, so every defended number has its clean reference beside it."""
-    axes = [expand(host, k, s) for k, s in zip(KINDS, (attacks, defenses, embedders, datasets))]
-    if limit is not None and limit < 0:
-        raise BenchError(f"--limit must be >= 0 (0: every target), got {limit}")
-    if baseline and not any(d.identity for d in axes[1]) and "none" in host.registries["defenses"].names():
-        axes[1].insert(0, host.make("defenses", "none", {}))
-    cells = []
-    for attack, defense, embedder, dataset, seed in itertools.product(*axes, seeds):
-        if attack.adaptive and defense.identity:
-            continue  # knowing "no defense" changes nothing: the naive cell covers it
-        if attack.adaptive and attack.adapts_to == "secret" and not defense.secret:
-            continue  # this attack's adaptive mode only differs against secret defenses
-        n = attack.default_limit if limit is None else (limit or None)
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget,
-                          fit_query_budget))
-    if not cells:
-        raise BenchError(
-            "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
-            "add a defense or run the attack naive"
-        )
-    return cells
-
-
-def via_embedder(host: Host, attack: Attack) -> Embedder | None:
-    """The attacker's own embedder named by the attack's ``via`` (an embedder spec, one parameter set)."""
-    if not attack.via:
-        return None
-    if attack.query_access == "none":
-        raise BenchError(
-            f"attack {attack.name!r} never queries the victim and brings its own alignment: drop via={attack.via}"
-        )
-    name, param_sets = parse_spec(attack.via)
-    if len(param_sets) > 1:
-        raise BenchError(f"via={attack.via} names several embedders: sweep via with the attack spec (via=a|b), not inside it")
-    return host.make("embedders", name, param_sets[0] if param_sets else {})
-
-
-def query_budget(attack: Attack, run_budget: int | None) -> int | None:
-    """Victim queries allowed per target at inference: the attack's own ``query_budget`` parameter
-    (sweepable, e.g. ``zsinvert:query_budget=200|1000``) when it has one set, else ``--query-budget``.
-    Queries made while fitting (the attacker embedding its own corpus) are not part of it."""
-    own = getattr(attack.params, "query_budget", None)
-    return own if own is not None else run_budget
 
 
 def resolve_device(device: str) -> str:
@@ -204,10 +71,12 @@ class Runner:
     """Runs cells in-process, sharing loaded embedders, datasets, embeddings and utility scores."""
 
     def __init__(self, host: Host, out_dir: Path, device: str = "cpu", cache_dir: Path | None = None, progress: bool = True,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, command: str | None = None):
         """``settings`` (or, when absent, ``device``, ``cache_dir`` and ``progress``) configure the
-        run; every cache, the runner's and the plugins', lives under ``settings.cache_dir``."""
+        run; every cache, the runner's and the plugins', lives under ``settings.cache_dir``.
+        ``command``: the ``bench run`` command line that made the run, for its records (None: the API)."""
         self.host = host
+        self.command = command
         self.out_dir = Path(out_dir)
         if settings is None:
             settings = Settings(device=device, progress=progress, **({"cache_dir": Path(cache_dir)} if cache_dir else {}))
@@ -259,53 +128,22 @@ class Runner:
 
     def inputs(self, cell: Cell, split) -> list[str]:
         """What the victim embeds of a split: its image paths for an image embedder, else its texts."""
-        items = split.inputs(cell.embedder.modality)
-        if items is None:
-            raise BenchError(
-                f"embedder {cell.embedder.name!r} embeds images but dataset {cell.dataset.name!r} has none: "
-                f"use an image dataset (e.g. coco) or a text embedder"
-            )
-        return items
+        return split_inputs(cell, split, cell.embedder.modality)
 
-    def defense_state(self, victim: Victim, cell: Cell, data: DatasetSplits) -> dict | None:
-        """A fitted defense's state, learned from the defender's own data (never the targets); a secret
-        defense's key, derived from the run's secret for this cell."""
-        if cell.defense.secret:
-            return self.secret.state(cell.defense, cell.seed, victim.dataset_key)
-        if not cell.defense.fitted:
-            return None
-        split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
-        return self.states.get(cell.defense, victim.fingerprint, victim.dataset_key, cell.seed,
-                               lambda: victim.embed_split(split, texts))
+    def resolve(self, cell: Cell) -> Cell:
+        """The cell as it will run: a limit covering every target is no limit (the same cell, the same id)."""
+        if cell.limit is None:
+            return cell
+        return cell.for_targets(len(self.splits(cell.dataset).target))
 
-    def defended(self, victim: Victim, defense: Defense, split: str, texts: list[str], seed: int, state=None) -> np.ndarray:
-        rng = np.random.default_rng(seed_for(seed, "defender", split))
-        clean = victim.embed_split(split, texts)
-        out = np.asarray(defense.defend(clean, rng, state))
-        if out.shape != clean.shape:
-            raise BenchError(f"defense {defense.name!r} maps {split} vectors of shape {clean.shape} to {out.shape}: a defense must keep the victim's dimension")
-        if not np.isfinite(out).all():
-            raise BenchError(f"defense {defense.short()} produced non-finite values (NaN or inf) on the {split} split: check its parameters")
-        return out
+    def prepare(self, cells: list[Cell]) -> list[Cell]:
+        """Load every embedder and dataset and check dimensions before any cell runs; returns the
+        cells as they will run (``resolve``: their ids as recorded).
 
-    def utility(self, victim: Victim, defense: Defense, data: DatasetSplits, seed: int, state=None) -> dict:
-        task = data.retrieval
-        if task is None:
-            return {}
-        key = key_hash([victim.fingerprint, victim.dataset_key, defense.config(), seed])
-        if key not in self._utility:
-            queries = self.defended(victim, defense, "target", data.target.texts, seed, state)
-            corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed, state)
-            per_query = retrieval_scores(data.target.ids, queries, corpus, task, k=10, device=self.device)
-            self._utility[key] = summarize(per_query, directions(per_query), seed=seed)
-        return self._utility[key]
-
-    def prepare(self, cells: list[Cell]) -> None:
-        """Load every embedder and dataset and check dimensions before any cell runs.
-
-        User mistakes (missing data, a model that cannot load, a defense that changes the dimension)
-        stop the run here, with nothing written.
+        User mistakes (missing data, a model that cannot load, a defense that changes the dimension,
+        an attack parameter the data cannot honour) stop the run here, with nothing written.
         """
+        cells = resolved = [self.resolve(c) for c in cells]
         todo = []
         for c in cells:  # a finished cell loads nothing, but its record must be readable
             if self._finished(c) is None:
@@ -315,9 +153,9 @@ class Runner:
             self.splits(cell.dataset)
         for cell in cells:
             self.check_modality(cell)
-        seen = set()
+            cell.attack.check_data(self.splits(cell.dataset))
         for cell in cells:
-            embedder = self.embedder(cell.embedder)
+            self.embedder(cell.embedder)
             if cell.via is not None:
                 own = self.embedder(cell.via)
                 if own.modality != cell.embedder.modality:
@@ -337,17 +175,8 @@ class Runner:
                     embedder.fingerprint()  # an API victim's identity probe: a misbehaving server stops the run here
             seen.add(key)
             n_fit = len(defender_data(self.splits(cell.dataset), cell.dataset.name, cell.defense.name)[1]) if cell.defense.fitted else 0
-            out = probe(cell.defense, embedder.dim, n_fit)
-            if out is None:
-                continue
-            shape = out.shape
-            if shape == (2, embedder.dim) and not np.isfinite(out).all():
-                raise BenchError(f"defense {cell.defense.short()} produces non-finite values (NaN or inf): check its parameters")
-            if shape != (2, embedder.dim):
-                raise BenchError(
-                    f"defense {cell.defense.name!r} maps {embedder.name!r} vectors of dimension {embedder.dim} "
-                    f"to shape {shape[1:]}: a defense must keep the victim's dimension"
-                )
+            probe(cell.defense, embedder.dim, n_fit, embedder.name)
+        return resolved
 
     # -------------------------------------------------------------- cells
 
@@ -357,6 +186,7 @@ class Runner:
         a run that finds the cell locked waits (``on_wait(cell, holder)``) and reads the winner's record."""
         records = []
         for i, cell in enumerate(cells, 1):
+            cell = self.resolve(cell)
             rec, status = self._finished(cell), "cached"
             if rec is None:
                 lock = self.out_dir / ".locks" / f"{cell.cell_id}.lock"
@@ -401,9 +231,10 @@ class Runner:
     def run_cell(self, cell: Cell) -> tuple[ResultRecord, list[dict] | None]:
         """Run one cell; errors become an error record (the samples are None then).
 
-        The steps: the victim and the data (``_victim``), the defended targets and the attacker's
-        context (``_context``), the attack itself (``_attack``), the per-sample scores (``_score``),
-        the record and the samples (``_record``); a failure anywhere is an error record (``_failure``).
+        The steps: the victim and the data (``_victim``), the cell's data built once
+        (``bench.defender.cell_data``: defense state, defended embeddings, utility, alignment), the
+        attacker's context (``_context``), the attack itself (``_attack``), the per-sample scores
+        (``_score``), the record and the samples (``_record``); a failure anywhere is an error record.
         """
         t0 = time.perf_counter()
         budget, fit_budget = self._budget(cell), self._fit_budget(cell)
@@ -415,16 +246,30 @@ class Runner:
         try:
             victim, data = self._victim(cell)
             threat = threat.model_copy(update={"leaked_pairs": len(data.leaked)})
-            target, targets, ctx, alignment = self._context(cell, victim, data, ledger)
+            own = Victim(self.embedder(cell.via), self.cache, victim.dataset_key, progress=self.progress) if cell.via else None
+            cd = cell_data(cell, victim, data, self.states, own, self.device, self._shared_utility(victim, cell), self.secret)
+            ctx = self._context(cell, own or victim, data, cd, ledger)
             calls = attack_calls(cell.attack, ctx, isolated)
-            attack_models, inversions = self._attack(cell, calls, target, ledger)
-            rows = self._score(cell, victim, data, targets, inversions, calls, alignment, ledger)
-            return self._record(cell, victim, data, targets, inversions, rows, attack_models, threat, t0, ledger, ctx, alignment)
+            attack_models, inversions = self._attack(cell, calls, cd.target, ledger)
+            rows = self._score(cell, victim, cd, inversions, calls, ledger)
+            return self._record(cell, victim, data, cd, inversions, rows, attack_models, threat, t0, ledger)
         except Exception as e:  # a failing cell is recorded; the others go on
             return self._failure(cell, e, threat, t0, victim), None
         finally:
             if calls is not None:
                 calls.close()
+
+    def _shared_utility(self, victim: Victim, cell: Cell):
+        """Cells with the same victim, data, defense and seed have the same defended embeddings, so
+        the same utility: computed by the first of them, read by the others."""
+        key = key_hash([victim.fingerprint, victim.dataset_key, cell.defense.config(), cell.seed])
+
+        def get(compute) -> dict:
+            if key not in self._utility:
+                self._utility[key] = compute()
+            return self._utility[key]
+
+        return get
 
     @staticmethod
     def _threat(cell: Cell) -> ThreatModel:
@@ -433,7 +278,7 @@ class Runner:
                            knows_defense=cell.attack.adaptive, via=cell.via.short() if cell.via else None)
 
     def _identity(self, cell: Cell) -> dict[str, Any]:
-        """What every record of the cell says, whatever its outcome."""
+        """What every record of the cell says, whatever its outcome (enough for ``Cell.from_config``)."""
         return dict(
             cell_id=cell.cell_id,
             attack=self._component("attacks", cell.attack),
@@ -442,6 +287,9 @@ class Runner:
             dataset=self._component("datasets", cell.dataset),
             seed=cell.seed,
             limit=cell.limit,
+            query_budget=cell.query_budget,
+            fit_query_budget=cell.fit_query_budget,
+            command=self.command,
         )
 
     def _victim(self, cell: Cell) -> tuple[Victim, DatasetSplits]:
@@ -452,37 +300,22 @@ class Runner:
         self.check_modality(cell)
         return victim, data
 
-    def _context(self, cell: Cell, victim: Victim, data: DatasetSplits, ledger: QueryLedger | None = None):
-        """The defended target embeddings (the first ``limit``), their split, the attacker's context,
-        and with ``via`` the alignment into the attacker's own embedder (``align_via``; else None).
-
-        The context grants what the threat model names and nothing else: a query oracle over
-        ``ledger`` (no handle on the embedder, the cache or the budgets), the attacker and leaked
-        splits, and for an adaptive attack the defense's public description (never its state).
-
-        The whole split is embedded and defended (the same noise draw whatever the limit), then cut.
-        """
-        state = self.defense_state(victim, cell, data)
-        target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed, state)[: cell.limit]
-        targets = data.target.head(cell.limit)
-        leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed, state)
-        attacked, alignment = victim, None
-        if cell.via is not None:  # the attacker's own embedder stands in for the victim: no victim query
-            attacked = Victim(self.embedder(cell.via), self.cache, victim.dataset_key, progress=self.progress)
-            target, leaked, alignment = self.align_via(attacked, cell, data, target, leaked)
-        oracle = victim_oracle(attacked, ledger if ledger is not None else QueryLedger(), self.inputs(cell, data.leaked))
-        ctx = AttackContext(
-            oracle=oracle,
+    def _context(self, cell: Cell, attacked: Victim, data: DatasetSplits, cd: CellData, ledger: QueryLedger) -> AttackContext:
+        """The attacker's context: what the threat model grants and nothing else. A query oracle over
+        ``ledger`` (with ``via``, over its own embedder; no handle on the embedder, the cache or the
+        budgets), copies of its data and the leaked vectors as it sees them, and for an adaptive
+        attack the defense's public description (never its state or key)."""
+        return AttackContext(
+            oracle=victim_oracle(attacked, ledger, self.inputs(cell, data.leaked)),
             attacker=data.attacker.copy(),  # copies: an attack that edits its data never edits the run's
             leaked=data.leaked.copy(),
-            leaked_embeddings=leaked,
+            leaked_embeddings=cd.leaked,
             defense=DefenseView.of(cell.defense) if cell.attack.adaptive else None,
             seed=cell.seed,
             settings=self.settings.replace(),  # a copy: nothing an attack does to it reaches the run
             artifact_root=self.cache_root / "artifacts" / cell.attack.name,
             artifact_key=self._artifact_key(cell, attacked),
         )
-        return target, targets, ctx, alignment
 
     def _budget(self, cell: Cell) -> int | None:
         """The cell's query budget per target (the attack's parameter, the cell's, the run's)."""
@@ -512,53 +345,53 @@ class Runner:
             raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
         return attack_models, inversions
 
-    def _score(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], calls,
-               alignment: dict | None = None, ledger: QueryLedger | None = None) -> list[dict]:
+    @staticmethod
+    def _score(cell: Cell, victim: Victim, cd: CellData, inversions: list[Inversion], calls, ledger: QueryLedger) -> list[dict]:
         """Per-sample scores: the shared reconstruction metrics, the attack's own (its re-embeddings
-        are charged to the ledger's ``scoring`` phase: the outputs are fixed by then), the cosine,
-        and with ``via`` the alignment's held-out cosine per target."""
+        are charged to the ledger's ``scoring`` phase: the outputs are fixed by then), the cosine of
+        the re-embedded reconstruction against the clean target, and with ``via`` the alignment's
+        held-out cosine per target."""
+        targets = cd.targets
         outputs = [inv.output for inv in inversions]
         rows = reconstruction_scores(outputs, targets.texts, cell.attack.output, targets.meta)
-        if ledger is not None:
-            ledger.phase = "scoring"
+        ledger.phase = "scoring"
         extra = calls.run("extra_scores", (inversions, targets))
         if extra is not None and len(extra) != len(rows):
             raise BenchError(f"attack {cell.attack.name!r}: extra_scores returned {len(extra)} rows for {len(rows)} targets")
         for row, more in zip(rows, extra or [{}] * len(rows)):
             row.update(more)
-        for row, c in zip(rows, alignment["rows"] if alignment else []):
+        for row, c in zip(rows, cd.align_rows if cd.align_rows is not None else []):
             row["align_cosine"] = float(c)
         if cell.attack.output == "text":
-            for row, c in zip(rows, self._cosines(cell, victim, data, [str(o) for o in outputs])):
-                row["cosine"] = float(c)
+            recon = Runner._reembedded(victim, [str(o) for o in outputs])
+            if recon is not None:
+                for row, c in zip(rows, cosine_rows(recon, cd.clean_target[: len(recon)])):
+                    row["cosine"] = float(c)
         return rows
 
-    def _cosines(self, cell: Cell, victim: Victim, data: DatasetSplits, texts: list[str]) -> np.ndarray:
-        """Cosine of the re-embedded reconstruction against the clean target embedding; for an image
-        victim its text tower's embedding of the reconstruction (CLIPScore-like), if it has one."""
+    @staticmethod
+    def _reembedded(victim: Victim, texts: list[str]) -> np.ndarray | None:
+        """The victim's embedding of the reconstructions; for an image victim its text tower's
+        (CLIPScore-like), if it has one (None: it has none)."""
         if victim.modality == "text":
-            recon = victim.embed_split("reconstructions", texts)
-        elif hasattr(victim.embedder, "embed_text"):
-            recon = victim.embed_text_split("reconstructions", texts)
-        else:
-            return np.zeros(0, np.float32)
-        clean = victim.embed_split("target", self.inputs(cell, data.target))[: len(texts)]
-        return cosine_rows(recon, clean)
+            return victim.embed_split("reconstructions", texts)
+        if hasattr(victim.embedder, "embed_text"):
+            return victim.embed_text_split("reconstructions", texts)
+        return None
 
-    def _record(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], rows: list[dict],
-                attack_models: list[dict], threat: ThreatModel, t0: float, ledger: QueryLedger, ctx: AttackContext,
-                alignment: dict | None) -> tuple[ResultRecord, list[dict]]:
+    def _record(self, cell: Cell, victim: Victim, data: DatasetSplits, cd: CellData, inversions: list[Inversion], rows: list[dict],
+                attack_models: list[dict], threat: ThreatModel, t0: float, ledger: QueryLedger,
+                ) -> tuple[ResultRecord, list[dict]]:
         """The cell's record (means with CIs and their declared directions) and its samples."""
         per_metric: dict[str, list[float]] = {}
         for row in rows:
             for k, v in row.items():
                 per_metric.setdefault(k, []).append(v)
         metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
-        utility = self.utility(victim, cell.defense, data, cell.seed, self.defense_state(victim, cell, data))
         samples = [
             {"id": i, "target": t, "reconstruction": inv.output if isinstance(inv.output, str) else sorted(inv.output),
              "scores": r, "extras": inv.extras}
-            for i, t, inv, r in zip(targets.ids, targets.texts, inversions, rows)
+            for i, t, inv, r in zip(cd.targets.ids, cd.targets.texts, inversions, rows)
         ]
         embedder = victim.embedder
         models = [ModelInfo(role="victim", name=embedder.name, pretrained=bool(embedder.pretrained))]
@@ -571,13 +404,13 @@ class Runner:
             threat_model=threat,
             metrics=metrics,
             headline=list(head) if head is not None else None,
-            utility=utility,
+            utility=cd.utility,
             models=models,
             all_pretrained=all(m.pretrained for m in models),
             victim_fingerprint=victim.fingerprint,
             dataset_info=data.info,
-            defense_info=defense_info(cell.defense, victim.dim, self._fitted_on(cell, data)),
-            alignment=alignment["info"] if alignment else None,
+            defense_info=defense_info(cell.defense, victim.dim, cd.fitted_on),
+            alignment=cd.alignment,
             queries=self._queries(cell, ledger),
             provenance=self._provenance(t0, 0 if cell.via else ledger.attacker_total, victim),
         )
@@ -605,37 +438,6 @@ class Runner:
         return ResultRecord(**self._identity(cell), status="error", error=redact(message), threat_model=threat,
                             provenance=self._provenance(time.perf_counter(), 0, None))
 
-    @staticmethod
-    def _fitted_on(cell: Cell, data: DatasetSplits) -> tuple[str, int] | None:
-        if not cell.defense.fitted:
-            return None
-        split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
-        return split, len(texts)
-
-    def align_via(self, own: Victim, cell: Cell, data: DatasetSplits, target: np.ndarray, leaked: np.ndarray):
-        """Map the defended victim vectors into the attacker's own embedder's space (ALGEN's threat model).
-
-        The map is fitted on the leaked pairs: their defended victim vectors against the attacker's own
-        embeddings of their texts (its own model: no victim query). Rows are rescaled to the mean norm
-        of the attacker's own embeddings, so the attack sees vectors shaped like its own. The harness
-        (not the attacker) scores the map per target: the cosine of the mapped target against the
-        attacker's own embedding of the target text (``align_cosine``, held out: no target is a pair).
-        """
-        own_leaked = own.embed_split("leaked", self.inputs(cell, data.leaked))
-        w, info = fit_alignment(leaked, own_leaked)
-        norm = float(np.mean(np.linalg.norm(own_leaked, axis=1)))
-
-        def mapped(x: np.ndarray) -> np.ndarray:
-            y = x.astype(np.float32) @ w
-            return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12) * norm).astype(np.float32)
-
-        target_own, leaked_own = mapped(target), mapped(leaked)
-        truth = own.embed_split("target", self.inputs(cell, data.target))[: len(target)]
-        align = cosine_rows(target_own, truth)
-        info = {**info, "own_embedder": cell.via.short(), "own_fingerprint": own.fingerprint,
-                "heldout_cosine": round(float(np.mean(align)), 6), "heldout": "targets"}
-        return target_own, leaked_own, {"info": info, "rows": align}
-
     def _provenance(self, t0: float, queries: int, victim: Victim | None) -> Provenance:
         wall = time.perf_counter() - t0
         return Provenance(
@@ -649,3 +451,38 @@ class Runner:
             victim_embed_s=round(victim.embed_seconds, 3) if victim else 0.0,
             gpu_seconds=round(wall, 3) if self.device.startswith("cuda") else 0.0,
         )
+
+
+def run_grid(host: Host, config, say=lambda msg: None) -> list[ResultRecord] | None:
+    """Run what a validated ``bench.config.RunConfig`` describes: build the grid, load and check
+    everything (``Runner.prepare``), then run the cells here or as jobs. Returns every cell's
+    record, or None when the jobs were submitted and not waited for."""
+    from bench.executors import submit_grid, write_manifest
+    from bench.jobs import cell_spec
+
+    cells = build_grid(host, config.attacks, config.defenses, config.embedders, config.datasets, config.seeds,
+                       limit=config.limit, baseline=config.baseline, query_budget=config.query_budget,
+                       fit_query_budget=config.fit_query_budget)
+    local = config.executor == "local"
+    # One settings object for the run: every cache (plugins' model, feature and caption caches too)
+    # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
+    # Jobs pick their device where they run; the submitter loads models on the CPU only to check the grid.
+    settings = Settings(device=resolve_device(config.device) if local else "cpu", progress=not config.quiet,
+                        query_budget=config.query_budget, fit_query_budget=config.fit_query_budget, isolate=config.isolate,
+                        **({"cache_dir": Path(config.cache_dir).expanduser().resolve()} if config.cache_dir else {}))
+    runner = Runner(host, config.out, settings=settings, command=config.command)
+    cells = runner.prepare(cells)
+    options = config.options()
+    say(f"{len(cells)} cells -> {config.out}/ ({f'device {runner.device}' if local else f'{config.executor} jobs, device {config.device}'})")
+
+    def on_done(i, n, cell, status):
+        say(f"[{i}/{n}] {cell.label()}: {status}")
+
+    def on_wait(cell, holder):
+        say(f"waiting: {cell.label()} is being computed by pid {holder.get('pid')} on {holder.get('host')}")
+
+    if not local:
+        return submit_grid(runner, cells, config.executor, options, config.device, wait=config.wait, say=say)
+    specs = [cell_spec(c, host, config.out, settings, config.device, config.command) for c in cells]
+    write_manifest(config.out, specs, "local", options)  # for `bench status`
+    return runner.run(cells, on_done=on_done, on_wait=on_wait)

@@ -23,9 +23,16 @@ def test_artifacts_are_safetensors_and_reused(toy_host, tmp_path):
     assert again[0].metrics == first[0].metrics
 
 
-def test_holdout_is_capped_at_a_fifth_and_tiny_data_is_a_clear_error(toy_host, tmp_path):
-    _, recs = _run(toy_host, tmp_path, ["bow:adaptive=false,features=64,holdout=5000"], ["none"], "toy-hash", "toy")
-    assert recs[0].status == "ok", recs[0].error  # 600 attacker texts: 120 held out
+def test_a_holdout_beyond_a_fifth_is_refused_and_tiny_data_is_a_clear_error(toy_host, tmp_path):
+    from bench.errors import BenchError
+
+    # 600 attacker texts: at most 120 held out; a larger holdout given is refused before any work,
+    # never capped and recorded as given
+    with pytest.raises(BenchError, match="holdout=5000 is more than a fifth of the 600 attacker texts: set holdout <= 120"):
+        _run(toy_host, tmp_path, ["bow:adaptive=false,features=64,holdout=5000"], ["none"], "toy-hash", "toy")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.json"))
+    _, recs = _run(toy_host, tmp_path, ["bow:adaptive=false,features=64,holdout=120"], ["none"], "toy-hash", "toy")
+    assert recs[0].status == "ok", recs[0].error
     _, recs = _run(toy_host, tmp_path, ["bow:adaptive=false"], ["none"], "toy-hash", "toy:attacker=8", out="o2")
     assert recs[0].status == "error" and "needs at least 10 attacker texts" in recs[0].error
 

@@ -17,7 +17,7 @@ TOY = str(Path(__file__).parent / "toy_plugins")
         (["run", "--attack", "bow", "--defense", "noise:scale=-0.1"], "bad value for defense 'noise' parameter 'scale'"),
         (["run", "--attack", "bow", "--dataset", "wordnet:path=/nonexistent"], "apt-get install wordnet-base"),
         (["run"], "no attack given"),
-        (["run", "--attack", "bow", "--limit", "-3"], "--limit must be >= 0"),
+        (["run", "--attack", "bow", "--limit", "-3"], "--limit must be an integer >= 0"),
         (["run", "--attack", "bow", "--defense", "noise:scale"], "write key=value"),
         (["--plugins-dir", "/nonexistent", "plugins"], "is not a directory"),
         (["leaderboard", "build", "/nonexistent", "--name", "x"], "does not exist"),

@@ -95,9 +95,9 @@ def test_samples_without_a_record_are_debris_and_replaced(toy_host, tmp_path):
 @pytest.mark.parametrize(
     "body, needle",
     [
-        ('seeds = "zero"', "seeds must be an integer"),
-        ("seeds = [0, -1]", "seeds must be between 0 and"),
-        ("seeds = [true]", "seeds must be an integer"),
+        ('seeds = "zero"', "`seeds` must be an integer"),
+        ("seeds = [0, -1]", "`seeds` must be between 0 and"),
+        ("seeds = [true]", "`seeds` must be an integer"),
         ("out = 5", "`out` must be a folder path"),
         ('baseline = "no"', "`baseline` must be true or false"),
         ('limit = "10"', "`limit` must be an integer"),

@@ -282,7 +282,7 @@ def test_isolated_worker_holds_nothing_to_reach(cheat_host, tmp_path, monkeypatc
 
 
 def test_isolated_and_in_process_give_the_same_record(cheat_host, tmp_path):
-    spec = "bow:features=256,holdout=20,adaptive=true"
+    spec = "bow:features=256,holdout=12,adaptive=true"
     _, (iso,) = _run(cheat_host, tmp_path, [spec], defenses=["rotation"], isolate=True, out="iso")
     _, (inp,) = _run(cheat_host, tmp_path, [spec], defenses=["rotation"], out="inp")
     assert iso.status == inp.status == "ok", (iso.error, inp.error)

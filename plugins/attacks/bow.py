@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from bench.api import Attack, AttackContext, AttackParams, Inversion
+from bench.api import Attack, AttackContext, AttackParams, DatasetSplits, Inversion
 from bench.cache import artifact_lock, atomic_write_bytes, load_arrays, save_arrays, seal, sealed
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
@@ -47,6 +47,15 @@ class BagOfWords(Attack):
         super().__init__(params)
         self._fitted: dict[Path, dict] = {}  # in-process reuse across the cells of a grid
         self._calibrated: dict[tuple, tuple[float, float, float]] = {}
+
+    def check_data(self, data: DatasetSplits) -> None:
+        """A holdout set above a fifth of the attacker texts would be capped: refused (the default,
+        documented as "at most a fifth", is capped as it says)."""
+        n = len(data.attacker.texts[: self.params.max_train])
+        default = type(self.params).model_fields["holdout"].default
+        if self.params.holdout != default and self.params.holdout > n // 5:
+            raise BenchError(f"bow: holdout={self.params.holdout} is more than a fifth of the {n} attacker texts: "
+                             f"set holdout <= {n // 5} (or leave the default, capped at a fifth)")
 
     def fit(self, ctx: AttackContext) -> None:
         texts = ctx.attacker.texts[: self.params.max_train]
