@@ -48,7 +48,8 @@ def _load_config(path: Path) -> dict:
         raise BenchError(f"config file {path} cannot be read ({e}): check its permissions and encoding") from None
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"config file {path} is not valid TOML ({e}): fix the syntax") from None
-    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline", "executor", "query_budget"}
+    known = {"attacks", "defenses", "embedders", "datasets", "seeds", "out", "device", "limit", "baseline", "executor", "query_budget",
+             "floor", "split"}
     extra = set(data) - known
     if extra:
         raise BenchError(f"config file {path} has unknown keys {sorted(extra)}: allowed are {sorted(known)}")
@@ -68,6 +69,9 @@ def _load_config(path: Path) -> dict:
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N targets (0: all) [each attack's default, usually all].")
 @click.option("--baseline/--no-baseline", default=None, help="Add the undefended cell when no defense given is 'none' [on].")
 @click.option("--query-budget", type=int, default=None, help="Victim queries an attack may make per target at inference, enforced [unlimited].")
+@click.option("--floor/--no-floor", default=None, help="Add the chance-floor attack (chance) beside text attacks [on].")
+@click.option("--split", "split", type=click.Choice(["target", "dev"]), default=None,
+              help="Attack and score this split: the published targets, or dev (to choose defaults on) [target].")
 @click.option("--leaderboard", "board", help="Also build leaderboards/NAME from this run's records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local", "ray"]), default=None,
@@ -76,8 +80,8 @@ def _load_config(path: Path) -> dict:
               help="Executor option (repeatable), e.g. -X partition=gpu -X gpus_per_task=1 -X time_min=120; see README.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the jobs and print the table [wait]; --no-wait submits and returns.")
 @click.pass_context
-def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, query_budget, board, quiet,
-        executor, executor_options, wait):
+def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, device, cache_dir, limit, baseline, query_budget, floor, split,
+        board, quiet, executor, executor_options, wait):
     """Run a grid of attack x defense x embedder x dataset x seed cells.
 
     Finished cells are skipped when the same command runs again; caches make re-runs fast.
@@ -124,8 +128,10 @@ def run(ctx, attacks, defenses, embedders, datasets, seeds, config_path, out, de
     query_budget = query_budget if query_budget is not None else config.get("query_budget")
     if query_budget is not None and (isinstance(query_budget, bool) or not isinstance(query_budget, int) or query_budget < 1):
         raise BenchError(f"query budget must be a positive integer (victim queries per target), got {query_budget!r}")
+    floor = floor if floor is not None else config.get("floor", True)
+    split = split or config.get("split", "target")
     cells = build_grid(host, grid["attacks"], grid["defenses"], grid["embedders"], grid["datasets"], grid["seeds"],
-                       limit=limit, baseline=bool(baseline), query_budget=query_budget)
+                       limit=limit, baseline=bool(baseline), query_budget=query_budget, floor=bool(floor), split=split)
     # One settings object for the run: every cache (plugins' model, feature and caption caches too)
     # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.
     # Jobs pick their device where they run; the submitter loads models on the CPU only to check the grid.

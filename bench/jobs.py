@@ -43,6 +43,7 @@ def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any
             "seed": cell.seed,
             "limit": cell.limit,
             "query_budget": cell.query_budget,
+            "split": cell.split,
         },
         "out": str(Path(out_dir).resolve()),
         "cache_dir": str(Path(settings.cache_dir).resolve()),
@@ -62,7 +63,7 @@ def cell_from_spec(host, spec: dict[str, Any]):
     parts = {kind[:-1]: host.make(kind, c[kind[:-1]]["name"], c[kind[:-1]]["params"])
              for kind in ("attacks", "defenses", "embedders", "datasets")}
     cell = Cell(parts["attack"], parts["defense"], parts["embedder"], parts["dataset"], int(c["seed"]), c.get("limit"),
-                via_embedder(host, parts["attack"]), c.get("query_budget"))
+                via_embedder(host, parts["attack"]), c.get("query_budget"), c.get("split", "target"))
     if cell.cell_id != spec["cell_id"]:
         raise BenchError(
             f"cell {spec['cell_id']} rebuilt here has id {cell.cell_id}: this machine's plugins or their "

@@ -69,6 +69,10 @@ def check_config(data: dict, path: Path) -> dict:
         raise BenchError(f"config file {path}: `query_budget` must be a positive integer (victim queries per target), got {qb!r}")
     if "baseline" in data and not isinstance(data["baseline"], bool):
         raise BenchError(f"config file {path}: `baseline` must be true or false (no quotes), got {data['baseline']!r}")
+    if "floor" in data and not isinstance(data["floor"], bool):
+        raise BenchError(f"config file {path}: `floor` must be true or false (no quotes), got {data['floor']!r}")
+    if "split" in data and data["split"] not in ("target", "dev"):
+        raise BenchError(f"config file {path}: `split` must be \"target\" or \"dev\", got {data['split']!r}")
     return out
 
 

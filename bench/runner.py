@@ -20,8 +20,9 @@ from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Em
 from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.defender import DefenseStates, defender_data, defense_info, probe
 from bench.errors import BenchError
+from bench.floor import chance_text
 from bench.locks import file_lock
-from bench.metrics import directions, reconstruction_scores, summarize
+from bench.metrics import at_chance, ci_method, corpus_bleu, directions, reconstruction_scores, summarize
 from bench.models import describe
 from bench.plugins import Host
 from bench.redact import redact, redact_record
@@ -62,6 +63,7 @@ class Cell:
     limit: int | None = None  # evaluate only the first `limit` targets
     via: Embedder | None = None  # the attacker's own embedder (attack param via=): the victim is never queried
     query_budget: int | None = None  # victim queries per target at inference (None: the settings', else unlimited)
+    split: str = "target"  # the split attacked and scored: "target", or "dev" (where defaults are tuned)
 
     def configs(self) -> dict[str, Any]:
         out = {
@@ -75,6 +77,8 @@ class Cell:
             out["limit"] = self.limit
         if self.query_budget is not None:
             out["query_budget"] = self.query_budget
+        if self.split != "target":  # absent for the target split, so published ids never change
+            out["split"] = self.split
         return out
 
     @property
@@ -84,6 +88,7 @@ class Cell:
     def label(self) -> str:
         mode = "adaptive" if self.attack.adaptive else "naive"
         limit = f" limit={self.limit}" if self.limit is not None else ""
+        limit += f" split={self.split}" if self.split != "target" else ""
         return f"{self.attack.short()} [{mode}] vs {self.defense.short()} on {self.embedder.short()}/{self.dataset.short()} seed={self.seed}{limit}"
 
 
@@ -114,11 +119,18 @@ def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
     return out
 
 
+SPLITS = ("target", "dev")  # the splits a cell may attack and score
+
+
 def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit: int | None = None,
-               baseline: bool = True, query_budget: int | None = None) -> list[Cell]:
+               baseline: bool = True, query_budget: int | None = None, floor: bool = False, split: str = "target") -> list[Cell]:
     """The cells of a grid. ``limit``: targets per cell (None: each attack's ``default_limit``;
     0: all). ``baseline``: add the undefended cell (defense ``none``) when no defense given is the
-    identity, so every defended number has its clean reference beside it."""
+    identity, so every defended number has its clean reference beside it. ``floor``: add the
+    ``chance`` attack's cell (undefended: it never reads an embedding) beside text attacks, once per
+    embedder, dataset, seed and target limit. ``split``: "target", or "dev" to tune on."""
+    if split not in SPLITS:
+        raise BenchError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     axes = [expand(host, k, s) for k, s in zip(KINDS, (attacks, defenses, embedders, datasets))]
     if limit is not None and limit < 0:
         raise BenchError(f"--limit must be >= 0 (0: every target), got {limit}")
@@ -131,13 +143,29 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
         if attack.adaptive and attack.adapts_to == "secret" and not defense.secret:
             continue  # this attack's adaptive mode only differs against secret defenses
         n = attack.default_limit if limit is None else (limit or None)
-        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget))
+        cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget, split))
+    if floor and "chance" in host.registries["attacks"].names():
+        cells += floor_cells(host, cells)
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
             "add a defense or run the attack naive"
         )
     return cells
+
+
+def floor_cells(host: Host, cells: list[Cell]) -> list[Cell]:
+    """The chance-floor cells the text attacks among ``cells`` need (none when one is already there)."""
+    have = {key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split]) for c in cells if c.attack.name == "chance"}
+    out = []
+    for c in cells:
+        key = key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split])
+        if c.attack.output != "text" or c.attack.name == "chance" or key in have or c.embedder.modality != "text":
+            continue
+        have.add(key)
+        out.append(Cell(host.make("attacks", "chance", {}), host.make("defenses", "none", {}), c.embedder, c.dataset, c.seed,
+                        c.limit, None, None, c.split))
+    return out
 
 
 def via_embedder(host: Host, attack: Attack) -> Embedder | None:
@@ -239,6 +267,15 @@ class Runner:
         info = {k: v for k, v in self.splits(ds).info.items() if k != "source"}  # where it lies is not what it is
         return key_hash([ds.config(), info])
 
+    @staticmethod
+    def evaluated(cell: Cell, data: DatasetSplits):
+        """The split the cell attacks and scores: the targets, or the dev split (tuning)."""
+        if cell.split == "target":
+            return data.target
+        if cell.split == "dev" and data.dev is not None:
+            return data.dev
+        raise BenchError(f"dataset {cell.dataset.name!r} has no {cell.split} split: run on --split target, or use a dataset with one (e.g. wordnet)")
+
     def check_modality(self, cell: Cell) -> None:
         """The attack must work on the victim's modality, and an image victim needs an image dataset."""
         modality = cell.embedder.modality
@@ -302,7 +339,7 @@ class Runner:
                 todo.append(c)
         cells = todo
         for cell in cells:  # datasets first: cheap, and the likeliest to be missing
-            self.splits(cell.dataset)
+            self.evaluated(cell, self.splits(cell.dataset))
         for cell in cells:
             self.check_modality(cell)
         seen = set()
@@ -443,8 +480,9 @@ class Runner:
         The whole split is embedded and defended (the same noise draw whatever the limit), then cut.
         """
         state = self.defense_state(victim, cell, data)
-        target = self.defended(victim, cell.defense, "target", self.inputs(cell, data.target), cell.seed, state)[: cell.limit]
-        targets = data.target.head(cell.limit)
+        split = self.evaluated(cell, data)
+        target = self.defended(victim, cell.defense, cell.split, self.inputs(cell, split), cell.seed, state)[: cell.limit]
+        targets = split.head(cell.limit)
         leaked = self.defended(victim, cell.defense, "leaked", self.inputs(cell, data.leaked), cell.seed, state)
         attacked, alignment = victim, None
         if cell.via is not None:  # the attacker's own embedder stands in for the victim: no victim query
@@ -517,7 +555,7 @@ class Runner:
             recon = victim.embed_text_split("reconstructions", texts)
         else:
             return np.zeros(0, np.float32)
-        clean = victim.embed_split("target", self.inputs(cell, data.target))[: len(texts)]
+        clean = victim.embed_split(cell.split, self.inputs(cell, self.evaluated(cell, data)))[: len(texts)]
         return cosine_rows(recon, clean)
 
     def _record(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, inversions: list[Inversion], rows: list[dict],
@@ -528,7 +566,13 @@ class Runner:
         for row in rows:
             for k, v in row.items():
                 per_metric.setdefault(k, []).append(v)
-        metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
+        higher = directions(per_metric, cell.attack.metrics)
+        groups = targets.groups
+        metrics = summarize(per_metric, higher, seed=cell.seed, groups=groups)
+        if cell.attack.output == "text":
+            outputs = [str(inv.output) for inv in inversions]
+            metrics["corpus_bleu"] = corpus_bleu(outputs, targets.texts, seed=cell.seed, groups=groups)
+        floor, chance = self._floor(cell, victim, data, targets, per_metric, higher, groups)
         utility = self.utility(victim, cell.defense, data, cell.seed, self.defense_state(victim, cell, data))
         samples = [
             {"id": i, "target": t, "reconstruction": inv.output if isinstance(inv.output, str) else sorted(inv.output),
@@ -547,6 +591,10 @@ class Runner:
             metrics=metrics,
             headline=list(head) if head is not None else None,
             utility=utility,
+            split=cell.split,
+            **ci_method(groups),
+            floor=floor,
+            at_chance=chance,
             models=models,
             all_pretrained=all(m.pretrained for m in models),
             victim_fingerprint=victim.fingerprint,
@@ -556,6 +604,27 @@ class Runner:
             provenance=self._provenance(t0, attacker_queries, victim),
         )
         return rec, samples
+
+    def _floor(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, per_metric: dict[str, list], higher: dict,
+               groups: list[str] | None) -> tuple[dict, list[str]]:
+        """A text attack's chance floor on exactly its targets (``bench.floor``'s constant text, scored
+        like the attack, intervals drawn the same way) and the metrics at chance (see
+        ``bench.metrics.at_chance``). Other attacks, and the floor itself: none."""
+        if cell.attack.output != "text" or cell.attack.name == "chance" or not len(targets):
+            return {}, []
+        text = chance_text(data.attacker.texts, seed=cell.seed)
+        rows = reconstruction_scores([text] * len(targets), targets.texts, "text", targets.meta)
+        if "cosine" in per_metric:
+            cos = self._cosines(cell, victim, data, [text] * len(targets))
+            for row, c in zip(rows, cos):
+                row["cosine"] = float(c)
+        floor_metric: dict[str, list] = {}
+        for row in rows:
+            for k, v in row.items():
+                floor_metric.setdefault(k, []).append(v)
+        floor = summarize(floor_metric, directions(floor_metric), seed=cell.seed, groups=groups)
+        floor["corpus_bleu"] = corpus_bleu([text] * len(targets), targets.texts, seed=cell.seed, groups=groups)
+        return floor, at_chance(per_metric, floor_metric, higher, seed=cell.seed, groups=groups)
 
     def _failure(self, cell: Cell, e: Exception, threat: ThreatModel, t0: float, victim: Victim | None) -> ResultRecord:
         """The error record: a BenchError's own message, else the exception and where it was raised."""
@@ -599,7 +668,7 @@ class Runner:
             return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12) * norm).astype(np.float32)
 
         target_own, leaked_own = mapped(target), mapped(leaked)
-        truth = own.embed_split("target", self.inputs(cell, data.target))[: len(target)]
+        truth = own.embed_split(cell.split, self.inputs(cell, self.evaluated(cell, data)))[: len(target)]
         align = cosine_rows(target_own, truth)
         info = {**info, "own_embedder": cell.via.short(), "own_fingerprint": own.fingerprint,
                 "heldout_cosine": round(float(np.mean(align)), 6), "heldout": "targets"}
