@@ -22,7 +22,7 @@ from bench.defender import DefenseStates, defender_data, defense_info, probe
 from bench.errors import BenchError
 from bench.floor import chance_text
 from bench.locks import file_lock
-from bench.metrics import at_chance, ci_method, corpus_bleu, directions, reconstruction_scores, summarize
+from bench.metrics import at_chance, ci_method, corpus_bleu, directions, reconstruction_scores, summarize, words
 from bench.models import describe
 from bench.plugins import Host
 from bench.redact import redact, redact_record
@@ -154,13 +154,20 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
     return cells
 
 
+def needs_floor(cell: Cell) -> bool:
+    """Whether a cell's record carries the chance floor: every attack that outputs text or words on a
+    text victim, except the floor itself."""
+    return cell.attack.output in ("text", "words") and cell.attack.name != "chance" and cell.embedder.modality == "text"
+
+
 def floor_cells(host: Host, cells: list[Cell]) -> list[Cell]:
-    """The chance-floor cells the text attacks among ``cells`` need (none when one is already there)."""
+    """The chance-floor cells the text and bag-of-words attacks among ``cells`` need (none when one is
+    already there)."""
     have = {key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split]) for c in cells if c.attack.name == "chance"}
     out = []
     for c in cells:
         key = key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split])
-        if c.attack.output != "text" or c.attack.name == "chance" or key in have or c.embedder.modality != "text":
+        if not needs_floor(c) or key in have:
             continue
         have.add(key)
         out.append(Cell(host.make("attacks", "chance", {}), host.make("defenses", "none", {}), c.embedder, c.dataset, c.seed,
@@ -324,7 +331,7 @@ class Runner:
             queries = self.defended(victim, defense, "target", data.target.texts, seed, state)
             corpus = self.defended(victim, defense, "corpus", task.corpus_texts, seed, state)
             per_query = retrieval_scores(data.target.ids, queries, corpus, task, k=10, device=self.device)
-            self._utility[key] = summarize(per_query, directions(per_query), seed=seed)
+            self._utility[key] = summarize(per_query, directions(per_query), seed=seed, groups=data.target.groups)
         return self._utility[key]
 
     def prepare(self, cells: list[Cell]) -> None:
@@ -607,13 +614,15 @@ class Runner:
 
     def _floor(self, cell: Cell, victim: Victim, data: DatasetSplits, targets, per_metric: dict[str, list], higher: dict,
                groups: list[str] | None) -> tuple[dict, list[str]]:
-        """A text attack's chance floor on exactly its targets (``bench.floor``'s constant text, scored
-        like the attack, intervals drawn the same way) and the metrics at chance (see
-        ``bench.metrics.at_chance``). Other attacks, and the floor itself: none."""
-        if cell.attack.output != "text" or cell.attack.name == "chance" or not len(targets):
+        """The chance floor on exactly the cell's targets (``bench.floor``'s constant text, scored like
+        the attack: as a text, or as its word set for a bag-of-words attack; intervals drawn the same
+        way) and the metrics at chance (see ``bench.metrics.at_chance``). The floor itself, and attacks
+        on images: none."""
+        if not needs_floor(cell) or not len(targets):
             return {}, []
         text = chance_text(data.attacker.texts, seed=cell.seed)
-        rows = reconstruction_scores([text] * len(targets), targets.texts, "text", targets.meta)
+        output = text if cell.attack.output == "text" else sorted(set(words(text)))
+        rows = reconstruction_scores([output] * len(targets), targets.texts, cell.attack.output, targets.meta)
         if "cosine" in per_metric:
             cos = self._cosines(cell, victim, data, [text] * len(targets))
             for row, c in zip(rows, cos):
@@ -623,7 +632,8 @@ class Runner:
             for k, v in row.items():
                 floor_metric.setdefault(k, []).append(v)
         floor = summarize(floor_metric, directions(floor_metric), seed=cell.seed, groups=groups)
-        floor["corpus_bleu"] = corpus_bleu([text] * len(targets), targets.texts, seed=cell.seed, groups=groups)
+        if cell.attack.output == "text":
+            floor["corpus_bleu"] = corpus_bleu([text] * len(targets), targets.texts, seed=cell.seed, groups=groups)
         return floor, at_chance(per_metric, floor_metric, higher, seed=cell.seed, groups=groups)
 
     def _failure(self, cell: Cell, e: Exception, threat: ThreatModel, t0: float, victim: Victim | None) -> ResultRecord:

@@ -58,7 +58,8 @@ def test_floor_cell_and_floor_on_every_text_record(toy_host, tmp_path):
             rec = by[(name, defense)]
             for m in ("word_f1", "token_f1", "bleu", "cosine", "corpus_bleu"):  # the floor is the chance cell, same targets
                 assert rec.floor[m].value == pytest.approx(chance.metrics[m].value), (defense, m)
-    assert by[("bow", "none")].floor == {}  # a bag of words has no text floor
+    bow = by[("bow", "none")].floor  # a bag of words gets the floor's word set: the same word scores, no text metrics
+    assert bow["word_f1"].value == pytest.approx(chance.metrics["word_f1"].value) and "bleu" not in bow
     clean, noisy = by[("nearest", "none")], by[("nearest", "noise")]
     assert "word_f1" not in clean.at_chance  # the toy victim leaks: nearest beats the floor clean
     assert "word_f1" in noisy.at_chance  # noise 2.0 leaves it at chance
