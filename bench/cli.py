@@ -366,6 +366,31 @@ def add(ctx, submission, board, boards_root, note, description, verify_cells, ve
     click.echo(f"this version is {v['status']}{why}; the board is {meta['verification']}", err=True)
 
 
+@leaderboard_group.command()
+@click.argument("boards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--note", help="Changelog text for the new version [what changed in the scoring].")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache root for the victim's embeddings [the default cache].")
+@click.pass_context
+def rescore(ctx, boards, note, cache_dir):
+    """Re-score published boards (leaderboards/NAME) from their samples files under today's metrics.
+
+    No attack is re-run; each board gets a new version whose changelog names every re-scored cell.
+    """
+    from bench.rescore import rescore_board
+
+    for b in boards:  # every folder checked before any is touched
+        if not (b / "records").is_dir():
+            raise BenchError(f"{b} is not a board folder (no records/): pass leaderboards/NAME folders")
+    for b in boards:
+        entry = rescore_board(_host(ctx), b, note, Path(cache_dir).expanduser() if cache_dir else None,
+                              say=lambda msg: click.echo(msg, err=True))
+        if entry:
+            click.echo(f"{b.name}: version {entry['version']}, {len(entry['rescored'])} cell(s) re-scored"
+                       + (f", {len(entry['not_rescored'])} without samples left as they were" if entry["not_rescored"] else ""))
+        else:
+            click.echo(f"{b.name}: nothing to re-score (no record has its samples file)")
+
+
 @cli.command()
 @click.argument("record", type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where models run [auto].")

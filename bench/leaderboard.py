@@ -195,7 +195,7 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         f"# Leaderboard: {name}\n\n"
         f"Built {built} by inversion-bench {__version__} from {len(records)} result records "
         f"(schema {SCHEMA_VERSION}). Values are means with bootstrap 95% CI half-widths (clusters resampled "
-        f"where the data declares them: see ci_method); the chance row is a constant text chosen on the attacker's own data; "
+        f"where the data declares them: see ci_method); a `chance` row is the chance floor, one constant text chosen on the attacker's own data; "
         f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
         f"randomly initialised models and are not findings.\n\n"
     )
