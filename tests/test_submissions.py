@@ -284,3 +284,28 @@ def test_published_boards_are_sealed():
         assert all(c.record.schema_version >= DIGEST_SINCE and c.record.digest for c in board.cells), folder
         meta = json.loads((folder / "board.json").read_text())
         assert meta["version"] >= 1 and meta["changelog"], folder
+
+
+def test_rescore_a_board_from_its_samples(capsys, submission, tmp_path):
+    """Re-scoring rewrites what the samples support under today's metrics: a record with an old-style
+    bleu (per-sample scores and mean) gets Vec2Text's back, a new version and a changelog entry."""
+    boards = tmp_path / "boards"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards),
+                           "--verify", "0")
+    assert code == 0, err
+    rec = next(p for p in (boards / "toy" / "records").glob("*__none__*.json"))
+    before = json.loads(rec.read_text())
+    reseal_samples(rec, "bleu", 5.0)  # as if scored with another BLEU
+    digest = json.loads(rec.read_text())["digest"]
+    code, out, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "rescore", str(boards / "toy"),
+                             "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "toy: version 2, 3 cell(s) re-scored" in out
+    after = json.loads(rec.read_text())
+    assert after["metrics"]["bleu"]["value"] == pytest.approx(before["metrics"]["bleu"]["value"])
+    assert after["metrics"]["word_f1"] == before["metrics"]["word_f1"]
+    assert after["floor"] == before["floor"] and after["at_chance"] == before["at_chance"]
+    entry = json.loads((boards / "toy" / "board.json").read_text())["changelog"][-1]
+    assert entry["version"] == 2 and entry["rescored"][after["cell_id"]]["previous_digest"] == digest
+    code, out, err = validate(capsys, boards / "toy" / "records", tmp_path / "none")
+    assert code == 0, out
