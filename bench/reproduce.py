@@ -85,6 +85,7 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
     if out and record_path(Path(out), rec.cell_id) is not None:
         raise BenchError(f"{out} already holds a record of cell {rec.cell_id}: pass another --out folder")
     cell = cell_of(host, rec)
+    cell.split = rec.split  # the split the record evaluated (until Cell.from_config carries it)
     if not cache_dir:
         say("recomputing everything in a fresh cache (embeddings, trained attack); --cache-dir reuses one")
     if cell.cell_id != rec.cell_id:
