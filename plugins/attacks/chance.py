@@ -19,6 +19,7 @@ class Chance(Attack):
     name = "chance"
     output = "text"
     query_access = "none"
+    default_grid = [{"adaptive": False}]  # it reads no embedding: knowing the defense changes nothing
 
     def fit(self, ctx: AttackContext) -> None:
         return None  # nothing to learn beyond the choice invert makes from the attacker split
