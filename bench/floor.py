@@ -16,6 +16,7 @@ import numpy as np
 
 from bench.metrics import tokens, words
 
+ATTACK = "chance"  # the attack plugin that outputs the floor (plugins/attacks/chance.py)
 POOL = 500  # attacker texts tried as the constant answer
 HELDOUT = 500  # attacker texts the candidates are scored against
 MAX_WORDS = 20  # longest most-frequent-words list tried

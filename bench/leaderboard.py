@@ -79,7 +79,10 @@ natural_key = _natural
 
 def headline(records: list[ResultRecord]) -> list[str] | None:
     """The metrics a table shows: every record's headline in order (None when one shows all)."""
-    heads = [r.headline for r in records]
+    from bench.floor import ATTACK
+
+    ranked = [r for r in records if r.attack.name != ATTACK] or records  # the floor's row follows the attacks' headline
+    heads = [r.headline for r in ranked]
     if not heads or any(h is None for h in heads):
         return None
     return list(dict.fromkeys(m for h in heads for m in h))

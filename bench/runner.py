@@ -20,6 +20,7 @@ from bench.api import Attack, AttackContext, Dataset, DatasetSplits, Defense, Em
 from bench.cache import EmbeddingCache, key_hash, seed_for
 from bench.defender import DefenseStates, defender_data, defense_info, probe
 from bench.errors import BenchError
+from bench.floor import ATTACK as FLOOR_ATTACK
 from bench.floor import chance_text
 from bench.locks import file_lock
 from bench.metrics import at_chance, ci_method, corpus_bleu, directions, reconstruction_scores, summarize, words
@@ -144,7 +145,7 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
             continue  # this attack's adaptive mode only differs against secret defenses
         n = attack.default_limit if limit is None else (limit or None)
         cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget, split))
-    if floor and "chance" in host.registries["attacks"].names():
+    if floor and FLOOR_ATTACK in host.registries["attacks"].names():
         cells += floor_cells(host, cells)
     if not cells:
         raise BenchError(
@@ -157,20 +158,20 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
 def needs_floor(cell: Cell) -> bool:
     """Whether a cell's record carries the chance floor: every attack that outputs text or words on a
     text victim, except the floor itself."""
-    return cell.attack.output in ("text", "words") and cell.attack.name != "chance" and cell.embedder.modality == "text"
+    return cell.attack.output in ("text", "words") and cell.attack.name != FLOOR_ATTACK and cell.embedder.modality == "text"
 
 
 def floor_cells(host: Host, cells: list[Cell]) -> list[Cell]:
     """The chance-floor cells the text and bag-of-words attacks among ``cells`` need (none when one is
     already there)."""
-    have = {key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split]) for c in cells if c.attack.name == "chance"}
+    have = {key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split]) for c in cells if c.attack.name == FLOOR_ATTACK}
     out = []
     for c in cells:
         key = key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split])
         if not needs_floor(c) or key in have:
             continue
         have.add(key)
-        out.append(Cell(host.make("attacks", "chance", {}), host.make("defenses", "none", {}), c.embedder, c.dataset, c.seed,
+        out.append(Cell(host.make("attacks", FLOOR_ATTACK, {}), host.make("defenses", "none", {}), c.embedder, c.dataset, c.seed,
                         c.limit, None, None, c.split))
     return out
 
