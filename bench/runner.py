@@ -624,9 +624,10 @@ class Runner:
         text = chance_text(data.attacker.texts, seed=cell.seed)
         output = text if cell.attack.output == "text" else sorted(set(words(text)))
         rows = reconstruction_scores([output] * len(targets), targets.texts, cell.attack.output, targets.meta)
-        if "cosine" in per_metric:
-            cos = self._cosines(cell, victim, data, [text] * len(targets))
-            for row, c in zip(rows, cos):
+        if "cosine" in per_metric:  # the one text embedded once (by the harness), against every clean target
+            one = victim.embed_split("reconstructions", [text])
+            clean = victim.embed_split(cell.split, self.inputs(cell, self.evaluated(cell, data)))[: len(targets)]
+            for row, c in zip(rows, cosine_rows(np.repeat(one, len(clean), axis=0), clean)):
                 row["cosine"] = float(c)
         floor_metric: dict[str, list] = {}
         for row in rows:
