@@ -51,6 +51,9 @@ def cli(ctx: click.Context, plugins_dir: Path | None) -> None:
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N targets (0: all) [each attack's default, usually all].")
 @click.option("--baseline/--no-baseline", default=None, help="Add the undefended cell when no defense given is 'none' [on].")
 @click.option("--query-budget", type=int, default=None, help="Victim queries an attack may make per target at inference, enforced [unlimited].")
+@click.option("--floor/--no-floor", default=None, help="Add the chance-floor attack (chance) beside text attacks [on].")
+@click.option("--split", "split", type=click.Choice(["target", "dev"]), default=None,
+              help="Attack and score this split: the published targets, or dev (to choose defaults on) [target].")
 @click.option("--fit-query-budget", type=int, default=None,
               help="Victim queries an attack may make to fit and align (adaptive re-embedding of leaked pairs), in total, enforced [unlimited].")
 @click.option("--isolate/--no-isolate", default=None,
@@ -234,18 +237,61 @@ def validate(folder, boards_root):
 @click.option("--boards", "boards_root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
 @click.option("--note", help="Changelog text for this version [added N cells from SUBMISSION].")
 @click.option("--description", help="One line saying what the board measures (shown on the site).")
-def add(submission, board, boards_root, note, description):
-    """Merge a valid submission into a board: copy its records, bump the version, log the change."""
+@click.option("--verify", "verify_cells", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Re-run the submitted cells when at most this many, else a seeded sample of this many (0: none; the board is then self-reported).")
+@click.option("--verify-seed", type=int, default=0, show_default=True, help="Seed of the sample of cells re-run.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True, help="Where re-runs run.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for the re-runs [a fresh temporary one each].")
+@click.option("--allow-ci", is_flag=True, help="A re-run inside the submitted CI counts as a match (nondeterministic cells).")
+@click.pass_context
+def add(ctx, submission, board, boards_root, note, description, verify_cells, verify_seed, device, cache_dir, allow_ci):
+    """Merge a valid submission into a board: re-run its cells, copy its records, bump the version, log the change.
+
+    The board is marked verified when the re-run cells give the submitted values, self-reported otherwise (board.json).
+    """
+    from bench.runner import resolve_device
     from bench.submissions import add as merge
 
-    problems, meta = merge(submission, board, boards_root, note, description)
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    problems, meta = merge(submission, board, boards_root, note, description, host=_host(ctx), verify_cells=verify_cells,
+                           verify_seed=verify_seed, device=resolve_device(device), cache_dir=cache_dir, allow_ci=allow_ci, say=say)
     for line in problems:
         click.echo(line)
     if problems:
         click.echo(f"{len(problems)} problem(s): nothing was added", err=True)
         sys.exit(1)
     entry = meta["changelog"][-1]
+    v = entry["verification"]
+    why = "" if v["status"] == "verified" else (
+        f" (re-run: {v['sample']}; mismatched: {', '.join(v.get('mismatches', {})) or '-'}; failed: "
+        f"{'; '.join(f'{k}: {e}' for k, e in v.get('failed', {}).items()) or '-'})")
     click.echo(f"board {board} is now version {meta['version']} ({len(entry['added'])} cell(s) added): {entry['note']}", err=True)
+    click.echo(f"this version is {v['status']}{why}; the board is {meta['verification']}", err=True)
+
+
+@leaderboard_group.command()
+@click.argument("boards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--note", help="Changelog text for the new version [what changed in the scoring].")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache root for the victim's embeddings [the default cache].")
+@click.pass_context
+def rescore(ctx, boards, note, cache_dir):
+    """Re-score published boards (leaderboards/NAME) from their samples files under today's metrics.
+
+    No attack is re-run; each board gets a new version whose changelog names every re-scored cell.
+    """
+    from bench.rescore import rescore_board
+
+    for b in boards:  # every folder checked before any is touched
+        if not (b / "records").is_dir():
+            raise BenchError(f"{b} is not a board folder (no records/): pass leaderboards/NAME folders")
+    for b in boards:
+        entry = rescore_board(_host(ctx), b, note, Path(cache_dir).expanduser() if cache_dir else None,
+                              say=lambda msg: click.echo(msg, err=True))
+        if entry:
+            click.echo(f"{b.name}: version {entry['version']}, {len(entry['rescored'])} cell(s) re-scored"
+                       + (f", {len(entry['not_rescored'])} without samples left as they were" if entry["not_rescored"] else ""))
+        else:
+            click.echo(f"{b.name}: nothing to re-score (no record has its samples file)")
 
 
 @cli.command()
@@ -255,11 +301,15 @@ def add(submission, board, boards_root, note, description):
               help="Reuse this cache (embeddings, trained attacks) [none: a fresh temporary cache, so everything is recomputed].")
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the new record and samples here.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.option("--allow-ci", is_flag=True,
+              help="Accept a re-run inside the record's 95% CI (a nondeterministic cell, e.g. on a GPU) [off: values must be equal].")
 @click.pass_context
-def reproduce(ctx, record, device, cache_dir, out, quiet):
-    """Re-run the cell RECORD describes and check each metric against the record's 95% CI.
+def reproduce(ctx, record, device, cache_dir, out, quiet, allow_ci):
+    """Re-run the cell RECORD describes and compare each metric with the published value.
 
-    Exits 0 when every metric lands inside its CI, 1 otherwise.
+    First checks the record against its samples file (each value the mean of its scores, inside its
+    own CI). Exits 0 when every re-run value equals the published one (relative tolerance 1e-6), or,
+    with --allow-ci, lies inside the record's 95% CI; 1 otherwise.
     """
     from bench.reproduce import reproduce as rerun
     from bench.runner import resolve_device
@@ -274,10 +324,13 @@ def reproduce(ctx, record, device, cache_dir, out, quiet):
     for c in checks:
         ci = f"[{c.ci_low:.4f}, {c.ci_high:.4f}]" if c.ci_low is not None else "(none)"
         got = f"{c.reproduced:.4f}" if c.reproduced is not None else "missing"
-        click.echo(f"{c.metric:<{width}}  {c.published:>9.4f}  {ci:<17}  {got:>9}  {'within CI' if c.within else 'OUTSIDE CI'}")
-    bad = [c.metric for c in checks if not c.within]
-    click.echo(f"reproduced {len(checks) - len(bad)}/{len(checks)} metrics within the record's CI"
-               + (f"; outside: {', '.join(bad)}" if bad else ""), err=True)
+        click.echo(f"{c.metric:<{width}}  {c.published:>9.4f}  {ci:<17}  {got:>9}  {c.verdict}")
+    equal = [c for c in checks if c.equal]
+    bad = [c.metric for c in checks if not (c.equal or (allow_ci and c.within))]
+    click.echo(f"reproduced {len(equal)}/{len(checks)} metrics exactly"
+               + (f", {sum(c.within and not c.equal for c in checks)} more within the record's CI" if len(equal) < len(checks) else "")
+               + (f"; not reproduced: {', '.join(bad)}" + ("" if allow_ci else " (--allow-ci accepts values inside the CI)") if bad else ""),
+               err=True)
     if bad:
         sys.exit(1)
 

@@ -23,10 +23,10 @@ SEED_MAX = 2**32 - 1
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DEFAULTS: dict[str, Any] = {"embedders": ["minilm"], "datasets": ["wordnet"], "defenses": ["none"], "seeds": [0]}
 # TOML keys; the others are flags only (cache_dir, wait, leaderboard, quiet, command).
-TOML_KEYS = (*KINDS, "seeds", "out", "device", "limit", "baseline", "executor", "query_budget", "fit_query_budget", "isolate")
+TOML_KEYS = (*KINDS, "seeds", "out", "device", "limit", "baseline", "executor", "query_budget", "fit_query_budget", "isolate", "floor", "split")
 FLAGS = {"attacks": "--attack", "defenses": "--defense", "embedders": "--embedder", "datasets": "--dataset", "seeds": "--seed",
          "out": "--out", "device": "--device", "limit": "--limit", "baseline": "--baseline", "query_budget": "--query-budget",
-         "fit_query_budget": "--fit-query-budget", "isolate": "--isolate",
+         "fit_query_budget": "--fit-query-budget", "isolate": "--isolate", "floor": "--floor", "split": "--split",
          "cache_dir": "--cache-dir", "leaderboard": "--leaderboard", "executor": "--executor"}
 
 
@@ -55,6 +55,8 @@ class RunConfig(BaseModel):
     baseline: bool = True
     query_budget: int | None = None  # victim queries per target at inference (None: unlimited)
     fit_query_budget: int | None = None  # victim queries for fit and alignment, in total (None: unlimited)
+    floor: bool = True  # add the chance-floor attack's cell beside text attacks
+    split: str = "target"  # the split attacked and scored: "target", or "dev" (where defaults are chosen)
     isolate: bool = False  # run each attack in a worker process holding neither the victim nor the defense state
     executor: str = "local"
     executor_options: dict[str, Any] = {}
@@ -130,7 +132,16 @@ class RunConfig(BaseModel):
             raise _Invalid(f"{{name}} must be a positive integer (victim queries to fit, in total), got {value!r}")
         return value
 
-    @field_validator("baseline", "wait", "quiet", "isolate", mode="before")
+    @field_validator("split", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> str:
+        from bench.grid import SPLITS
+
+        if value not in SPLITS:
+            raise _Invalid(f"{{name}} must be one of {', '.join(repr(s) for s in SPLITS)}, got {value!r}")
+        return value
+
+    @field_validator("baseline", "wait", "quiet", "isolate", "floor", mode="before")
     @classmethod
     def _bool(cls, value: Any) -> bool:
         if not isinstance(value, bool):
@@ -156,7 +167,7 @@ class RunConfig(BaseModel):
         toml = read_toml(config_path) if config_path else {}
         origin: dict[str, tuple[str, str]] = {}  # key -> (where, name): ("", "--limit") or ("config file P: ", "`limit`")
         values: dict[str, Any] = {}
-        for key in (*KINDS, "seeds", "out", "device", "limit", "baseline", "query_budget", "fit_query_budget", "isolate"):
+        for key in (*KINDS, "seeds", "out", "device", "limit", "baseline", "query_budget", "fit_query_budget", "isolate", "floor", "split"):
             given = flags.get(key)
             if given not in (None, (), []):
                 values[key], origin[key] = list(given) if isinstance(given, tuple) else given, ("", FLAGS[key])

@@ -155,11 +155,11 @@ def defend(defense: Defense, clean: np.ndarray, seed: int, split: str, state: di
 
 
 def utility(query_ids: list[str], queries: np.ndarray, corpus: np.ndarray, task: RetrievalTask, seed: int,
-            device: str = "cpu") -> dict:
-    """Retrieval quality (nDCG@10, recall@10, mean with bootstrap CI) of the defended target
-    embeddings as queries against the defended corpus."""
+            device: str = "cpu", groups: list[str] | None = None) -> dict:
+    """Retrieval quality (nDCG@10, recall@10, mean with bootstrap CI, resampling whole ``groups``
+    when the targets have them) of the defended target embeddings as queries against the defended corpus."""
     per_query = retrieval_scores(query_ids, queries, corpus, task, k=10, device=device)
-    return summarize(per_query, directions(per_query), seed=seed)
+    return summarize(per_query, directions(per_query), seed=seed, groups=groups)
 
 
 def align_via(target: np.ndarray, leaked: np.ndarray, own_leaked: np.ndarray, own_target: np.ndarray
@@ -192,7 +192,7 @@ def align_via(target: np.ndarray, leaked: np.ndarray, own_leaked: np.ndarray, ow
 class CellData:
     """Everything a cell computes before the attack runs, computed once and only read afterwards."""
 
-    targets: Split  # the evaluated targets (the first ``limit``)
+    targets: Split  # the evaluated targets (the first ``limit`` of the cell's split: target, or dev)
     clean_target: np.ndarray  # the victim's clean embeddings of those targets (the cosine's reference)
     target: np.ndarray  # what the attacker sees of them: defended (and with via, mapped into its own space)
     leaked: np.ndarray  # the leaked pairs' vectors as the attacker sees them (defended; mapped with via)
@@ -213,7 +213,8 @@ def cell_data(cell: Cell, victim: Victim, data: DatasetSplits, states: DefenseSt
     share the utility between cells that have the same defended data (default: compute it).
     ``secret``: the run's secret, from which a secret defense's key is derived (never the attacker's)."""
     modality = victim.modality
-    inputs = {name: split_inputs(cell, split, modality) for name, split in (("target", data.target), ("leaked", data.leaked))}
+    evaluated = evaluated_split(cell, data)
+    inputs = {name: split_inputs(cell, split, modality) for name, split in (("target", evaluated), ("leaked", data.leaked))}
     state, fitted_on = None, None
     if cell.defense.fitted:
         split, texts = defender_data(data, cell.dataset.name, cell.defense.name)
@@ -223,8 +224,8 @@ def cell_data(cell: Cell, victim: Victim, data: DatasetSplits, states: DefenseSt
         if secret is None:
             raise BenchError(f"defense {cell.defense.name!r} is secret: its key comes from the run's secret (bench.defender.RunSecret)")
         state = secret.state(cell.defense, cell.seed, victim.dataset_key)
-    clean_target = victim.embed_split("target", inputs["target"])
-    target_all = defend(cell.defense, clean_target, cell.seed, "target", state)
+    clean_target = victim.embed_split(cell.split, inputs["target"])
+    target_all = defend(cell.defense, clean_target, cell.seed, cell.split, state)
     leaked = defend(cell.defense, victim.embed_split("leaked", inputs["leaked"]), cell.seed, "leaked", state)
 
     def compute_utility() -> dict:
@@ -232,18 +233,29 @@ def cell_data(cell: Cell, victim: Victim, data: DatasetSplits, states: DefenseSt
         if task is None:
             return {}
         corpus = defend(cell.defense, victim.embed_split("corpus", task.corpus_texts), cell.seed, "corpus", state)
-        return utility(data.target.ids, target_all, corpus, task, cell.seed, device)
+        queries = target_all if cell.split == "target" else defend(
+            cell.defense, victim.embed_split("target", split_inputs(cell, data.target, modality)), cell.seed, "target", state)
+        return utility(data.target.ids, queries, corpus, task, cell.seed, device, data.target.groups)
 
     util = utility_of(compute_utility) if utility_of else compute_utility()
     target = target_all[: cell.limit]
     alignment = rows = None
     if own is not None:
         own_leaked = own.embed_split("leaked", inputs["leaked"])
-        own_target = own.embed_split("target", inputs["target"])
+        own_target = own.embed_split(cell.split, inputs["target"])
         target, leaked, info, rows = align_via(target, leaked, own_leaked, own_target)
         alignment = {**info, "own_embedder": cell.via.short() if cell.via else own.embedder.name, "own_fingerprint": own.fingerprint}
-    return CellData(targets=data.target.head(cell.limit), clean_target=clean_target[: cell.limit], target=target, leaked=leaked,
+    return CellData(targets=evaluated.head(cell.limit), clean_target=clean_target[: cell.limit], target=target, leaked=leaked,
                     state=state, fitted_on=fitted_on, utility=util, alignment=alignment, align_rows=rows)
+
+
+def evaluated_split(cell: Cell, data: DatasetSplits) -> Split:
+    """The split the cell attacks and scores: the targets, or the dev split (where defaults are chosen)."""
+    if cell.split == "target":
+        return data.target
+    if cell.split == "dev" and data.dev is not None:
+        return data.dev
+    raise BenchError(f"dataset {cell.dataset.name!r} has no {cell.split} split: run on --split target, or use a dataset with one (e.g. wordnet)")
 
 
 def split_inputs(cell: Cell, split: Split, modality: str) -> list[str]:

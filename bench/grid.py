@@ -16,6 +16,7 @@ from typing import Any
 from bench.api import Attack, Dataset, Defense, Embedder
 from bench.cache import key_hash
 from bench.errors import BenchError
+from bench.floor import ATTACK as FLOOR_ATTACK
 from bench.plugins import KINDS as _KIND_BASES
 from bench.plugins import Host
 
@@ -52,6 +53,7 @@ class Cell:
     via: Embedder | None = None  # the attacker's own embedder (attack param via=): the victim is never queried
     query_budget: int | None = None  # victim queries per target at inference (None: the settings', else unlimited)
     fit_query_budget: int | None = None  # victim queries to fit and align, in total (None: the settings', else unlimited)
+    split: str = "target"  # the split attacked and scored: "target", or "dev" (where defaults are chosen)
 
     def configs(self) -> dict[str, Any]:
         """What identifies the cell (its id is the hash of this); ``from_config`` reads it back."""
@@ -68,6 +70,8 @@ class Cell:
             out["query_budget"] = self.query_budget
         if self.fit_query_budget is not None:
             out["fit_query_budget"] = self.fit_query_budget
+        if self.split != "target":  # absent for the target split, so published ids never change
+            out["split"] = self.split
         return out
 
     @property
@@ -77,6 +81,7 @@ class Cell:
     def label(self) -> str:
         mode = "adaptive" if self.attack.adaptive else "naive"
         limit = f" limit={self.limit}" if self.limit is not None else ""
+        limit += f" split={self.split}" if self.split != "target" else ""
         return f"{self.attack.short()} [{mode}] vs {self.defense.short()} on {self.embedder.short()}/{self.dataset.short()} seed={self.seed}{limit}"
 
     def for_targets(self, n_targets: int) -> Cell:
@@ -90,7 +95,7 @@ class Cell:
     @classmethod
     def from_config(cls, host: Host, config: Any) -> Cell:
         """The cell a recorded configuration describes: a ``ResultRecord``, a job spec's ``cell``
-        or ``Cell.configs()`` (components as ``{"name", "params"}``, seed, limit, query_budget, fit_query_budget).
+        or ``Cell.configs()`` (components as ``{"name", "params"}``, seed, limit, query_budget, fit_query_budget, split).
         ``via`` comes back from the attack's parameters, through the same function as the grid's."""
         data = config.model_dump() if hasattr(config, "model_dump") else dict(config)
         parts = {}
@@ -102,7 +107,7 @@ class Cell:
         limit, budget, fit_budget = data.get("limit"), data.get("query_budget"), data.get("fit_query_budget")
         return cls(**parts, seed=int(data["seed"]), limit=None if limit is None else int(limit),
                    via=via_embedder(host, parts["attack"]), query_budget=None if budget is None else int(budget),
-                   fit_query_budget=None if fit_budget is None else int(fit_budget))
+                   fit_query_budget=None if fit_budget is None else int(fit_budget), split=data.get("split") or "target")
 
 
 def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
@@ -132,11 +137,19 @@ def expand(host: Host, kind: str, specs: Iterable[Any]) -> list[Any]:
     return out
 
 
+SPLITS = ("target", "dev")  # the splits a cell may attack and score
+
+
 def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit: int | None = None,
-               baseline: bool = True, query_budget: int | None = None, fit_query_budget: int | None = None) -> list[Cell]:
+               baseline: bool = True, query_budget: int | None = None, fit_query_budget: int | None = None,
+               floor: bool = False, split: str = "target") -> list[Cell]:
     """The cells of a grid. ``limit``: targets per cell (None: each attack's ``default_limit``;
     0: all). ``baseline``: add the undefended cell (defense ``none``) when no defense given is the
-    identity, so every defended number has its clean reference beside it."""
+    identity, so every defended number has its clean reference beside it. ``floor``: add the
+    ``chance`` attack's cell (undefended: it never reads an embedding) beside text attacks, once per
+    embedder, dataset, seed and target limit. ``split``: "target", or "dev" to choose defaults on."""
+    if split not in SPLITS:
+        raise BenchError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if limit is not None and limit < 0:
         raise BenchError(f"--limit must be >= 0 (0: every target), got {limit}")
     axes = [expand(host, k, s) for k, s in zip(KINDS, (attacks, defenses, embedders, datasets))]
@@ -150,13 +163,36 @@ def build_grid(host: Host, attacks, defenses, embedders, datasets, seeds, limit:
             continue  # this attack's adaptive mode only differs against secret defenses
         n = attack.default_limit if limit is None else (limit or None)
         cells.append(Cell(attack, defense, embedder, dataset, int(seed), n, via_embedder(host, attack), query_budget,
-                          fit_query_budget))
+                          fit_query_budget, split))
+    if floor and FLOOR_ATTACK in host.registries["attacks"].names():
+        cells += floor_cells(host, cells)
     if not cells:
         raise BenchError(
             "the grid is empty: adaptive attacks are skipped against defense 'none' (the naive cell covers it); "
             "add a defense or run the attack naive"
         )
     return cells
+
+
+def needs_floor(cell: Cell) -> bool:
+    """Whether a cell's record carries the chance floor: every attack that outputs text or words on a
+    text victim, except the floor itself."""
+    return cell.attack.output in ("text", "words") and cell.attack.name != FLOOR_ATTACK and cell.embedder.modality == "text"
+
+
+def floor_cells(host: Host, cells: list[Cell]) -> list[Cell]:
+    """The chance-floor cells the text and bag-of-words attacks among ``cells`` need (none when one is
+    already there)."""
+    have = {key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split]) for c in cells if c.attack.name == FLOOR_ATTACK}
+    out = []
+    for c in cells:
+        key = key_hash([c.embedder.config(), c.dataset.config(), c.seed, c.limit, c.split])
+        if not needs_floor(c) or key in have:
+            continue
+        have.add(key)
+        out.append(Cell(host.make("attacks", FLOOR_ATTACK, {}), host.make("defenses", "none", {}), c.embedder, c.dataset, c.seed,
+                        c.limit, None, None, None, c.split))
+    return out
 
 
 def via_embedder(host: Host, attack: Attack) -> Embedder | None:

@@ -16,7 +16,8 @@ from bench.results import SCHEMA_VERSION, ResultRecord
 # Column order for the metrics a table shows first; others follow alphabetically.
 HEADLINE = ["word_f1", "word_precision", "word_recall", "bleu", "token_f1", "rouge_l", "exact_match", "cosine"]
 UTILITY = ["ndcg@10", "recall@10"]
-CONSTANT_OK = ("embedder", "dataset", "seed")
+CONSTANT_OK = ("embedder", "dataset", "seed", "split")
+AT_CHANCE = "≈"  # marks a value not shown to beat the chance floor on the same targets
 
 
 def _params(params: dict, skip: tuple[str, ...] = ("adaptive",)) -> str:
@@ -42,6 +43,7 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
             "embedder": r.embedder.name,
             "dataset": label(r.dataset.name, r.dataset.params),
             "seed": r.seed,
+            "split": r.split,
             "pretrained": r.all_pretrained,
             "status": r.status,
         }
@@ -50,6 +52,8 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
                 row[prefix + name] = m.value
                 row[prefix + name + "_lo"] = m.ci_low
                 row[prefix + name + "_hi"] = m.ci_high
+        row["at_chance"] = ";".join(r.at_chance)
+        row["ci_method"] = r.ci_method if r.ci_groups is None else f"{r.ci_method} ({r.ci_groups} groups)"
         row["victim_queries"] = r.provenance.victim_queries
         row["wall_time_s"] = r.provenance.wall_time_s
         row["cell_id"] = r.cell_id
@@ -75,7 +79,10 @@ natural_key = _natural
 
 def headline(records: list[ResultRecord]) -> list[str] | None:
     """The metrics a table shows: every record's headline in order (None when one shows all)."""
-    heads = [r.headline for r in records]
+    from bench.floor import ATTACK
+
+    ranked = [r for r in records if r.attack.name != ATTACK] or records  # the floor's row follows the attacks' headline
+    heads = [r.headline for r in ranked]
     if not heads or any(h is None for h in heads):
         return None
     return list(dict.fromkeys(m for h in heads for m in h))
@@ -128,7 +135,8 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: l
     cols = metric_columns(df)
     if metrics is not None:
         cols = [m for m in metrics if m in cols] + [c for c in cols if c.startswith("utility_")]
-    ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed") if not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
+    ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed", "split")
+             if c in df.columns and not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
     out = df[ident].copy()
     # e.g. a sweep over the attacker's data size: show just the keys swept within each attack
     params = list(df["_attack_params"]) if "_attack_params" in df.columns else [_parse(p) for p in df["attack_params"]]
@@ -138,16 +146,18 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: l
         out.insert(1, "attack_params", shown)
     if (~df["pretrained"]).any():
         out["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(df["attack"], df["pretrained"])]
+    chance = [set(str(a).split(";")) if isinstance(a, str) and a else set() for a in df.get("at_chance", [""] * len(df))]
     for c in cols:
         if c not in df.columns:
             continue
         vals = []
-        for v, lo, hi in zip(df[c], df[f"{c}_lo"], df[f"{c}_hi"]):
+        for v, lo, hi, low in zip(df[c], df[f"{c}_lo"], df[f"{c}_hi"], chance):
             if pd.isna(v):
                 vals.append("")
             else:
-                d = 1 if c in ("bleu",) else digits
-                vals.append(f"{v:.{d}f} ±{(hi - lo) / 2:.{d}f}" if not pd.isna(lo) else f"{v:.{d}f}")
+                d = 1 if c in ("bleu", "corpus_bleu") else digits
+                mark = f" {AT_CHANCE}" if c in low else ""
+                vals.append((f"{v:.{d}f} ±{(hi - lo) / 2:.{d}f}" if not pd.isna(lo) else f"{v:.{d}f}") + mark)
         out[c.replace("utility_", "")] = vals
     return out
 
@@ -163,7 +173,7 @@ def _varying_params(parsed: list[dict]) -> list[str]:
 
 def caption(df: pd.DataFrame) -> str:
     """The identity values a compact table leaves out."""
-    parts = [f"{c}: {df[c].iloc[0]}" for c in CONSTANT_OK if not df.empty and df[c].nunique() == 1]
+    parts = [f"{c}: {df[c].iloc[0]}" for c in CONSTANT_OK if not df.empty and c in df.columns and df[c].nunique() == 1]
     return "; ".join(parts)
 
 
@@ -171,7 +181,11 @@ def to_markdown(df: pd.DataFrame, metrics: list[str] | None = None) -> str:
     if df.empty:
         return "(no results)"
     cap = caption(df)
-    return (f"{cap}\n\n" if cap else "") + display(df, compact=True, metrics=metrics).to_markdown(index=False)
+    table = display(df, compact=True, metrics=metrics).to_markdown(index=False)
+    if "at_chance" in df.columns and df["at_chance"].astype(str).str.len().gt(0).any():
+        table += (f"\n\n{AT_CHANCE}: at chance, not shown above the chance floor (the `chance` row's constant text) on the "
+                  "same targets: the paired-difference 95% CI reaches 0 (docs/metrics.md)")
+    return (f"{cap}\n\n" if cap else "") + table
 
 
 def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
@@ -183,7 +197,8 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
     header = (
         f"# Leaderboard: {name}\n\n"
         f"Built {built} by inversion-bench {__version__} from {len(records)} result records "
-        f"(schema {SCHEMA_VERSION}). Values are means with bootstrap 95% CI half-widths; "
+        f"(schema {SCHEMA_VERSION}). Values are means with bootstrap 95% CI half-widths (clusters resampled "
+        f"where the data declares them: see ci_method); a `chance` row is the chance floor, one constant text chosen on the attacker's own data; "
         f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
         f"randomly initialised models and are not findings.\n\n"
     )

@@ -1,5 +1,7 @@
 """Re-run the cell a record describes (same configuration, seed, data and target limit) and say,
-metric by metric, whether the new value lies within the record's 95% CI."""
+metric by metric, whether the new value equals the published one (within ``REL_TOL``: a
+deterministic cell), else whether it lies within the record's 95% CI. Before re-running, the record
+itself is checked against its samples file (``bench.verify``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from bench.errors import BenchError
 from bench.results import ResultRecord, load_record
 
 TOL = 1e-9  # float noise at the CI's edges
+REL_TOL = 1e-6  # a re-run of a deterministic cell gives the published value up to this (relative)
 
 
 @dataclass
@@ -20,6 +23,17 @@ class Check:
     ci_low: float | None
     ci_high: float | None
     reproduced: float | None
+
+    @property
+    def equal(self) -> bool:
+        """The re-run gives the published value (deterministic cells must)."""
+        if self.reproduced is None:
+            return False
+        return abs(self.reproduced - self.published) <= REL_TOL * max(1.0, abs(self.published))
+
+    @property
+    def verdict(self) -> str:
+        return "equal" if self.equal else "within CI" if self.within else "OUTSIDE CI"
 
     @property
     def within(self) -> bool:
@@ -32,7 +46,7 @@ class Check:
 
 def compare(old: ResultRecord, new: ResultRecord) -> list[Check]:
     checks = []
-    for prefix, a, b in (("", old.metrics, new.metrics), ("utility:", old.utility, new.utility)):
+    for prefix, a, b in (("", old.metrics, new.metrics), ("utility:", old.utility, new.utility), ("floor:", old.floor, new.floor)):
         for name, m in a.items():
             got = b.get(name)
             checks.append(Check(prefix + name, m.value, m.ci_low, m.ci_high, got.value if got else None))
@@ -46,8 +60,17 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
     from bench.results import record_path
     from bench.runner import Runner
     from bench.settings import Settings
+    from bench.verify import read_samples, sample_problems
 
     rec = load_record(Path(path), attacks=lambda n: host.entry("attacks", n).cls)  # digest-checked
+    samples_path = Path(path).parent / rec.samples_file if rec.samples_file else None
+    samples = read_samples(samples_path) if samples_path is not None and samples_path.exists() else None
+    problems = sample_problems(rec, samples) if rec.status == "ok" else []
+    if problems:
+        raise BenchError(f"{path}: the record's numbers are not what its samples file says ({problems[0]}"
+                         f"{f'; +{len(problems) - 1} more' if len(problems) > 1 else ''}): it cannot be reproduced as published")
+    if samples is None:
+        say("note: no samples file beside the record: its means could not be checked against per-sample scores")
     if out and record_path(Path(out), rec.cell_id) is not None:
         raise BenchError(f"{out} already holds a record of cell {rec.cell_id}: pass another --out folder")
     if rec.status != "ok":

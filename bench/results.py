@@ -21,8 +21,8 @@ DIGEST_SINCE = 3  # records of this schema on must carry a digest
 
 class MetricValue(BaseModel):
     value: float = Field(description="mean over samples (or the corpus-level value)")
-    ci_low: float | None = Field(None, description="bootstrap 95% CI, lower bound")
-    ci_high: float | None = Field(None, description="bootstrap 95% CI, upper bound")
+    ci_low: float | None = Field(None, description="bootstrap 95% CI, lower bound (the record's ci_method)")
+    ci_high: float | None = Field(None, description="bootstrap 95% CI, upper bound (the record's ci_method)")
     higher_is_better: bool | None = Field(
         True, description="the metric's declared direction: None for a reference level that ranks nothing (a chance level)"
     )
@@ -79,6 +79,15 @@ class ResultRecord(BaseModel):
     metrics: dict[str, MetricValue] = {}
     headline: list[str] | None = Field(None, description="the attack's headline metrics, what tables show (None: all)")
     utility: dict[str, MetricValue] = {}
+    split: str = Field("target", description="the split whose texts were attacked and scored (target, or dev for tuning)")
+    ci_method: str = Field("bootstrap", description="how CIs were drawn: bootstrap (targets resampled) or cluster-bootstrap (their groups)")
+    ci_groups: int | None = Field(None, description="cluster-bootstrap: the number of groups (clusters) among the targets")
+    floor: dict[str, MetricValue] = Field(
+        {}, description="text attacks: the chance floor (bench.floor's constant text) scored on exactly these targets"
+    )
+    at_chance: list[str] = Field(
+        [], description="leakage metrics whose paired difference with the floor (attack minus floor, same targets) has a 95% CI reaching 0 or below"
+    )
     models: list[ModelInfo] = []
     all_pretrained: bool = True
     victim_fingerprint: dict[str, Any] = {}
@@ -210,7 +219,9 @@ def _v3_to_v4(data: dict, attacks: AttackInfo) -> dict:
     ``fit_query_budget`` (a schema 3 cell's per-target budget is the applied one unless the attack
     set its own: then the cell's was most likely none; ``bench reproduce`` says so when the rebuilt
     id differs), ``queries`` (the ledger by phase; empty before it existed), and the threat model's
-    ``fit_query_budget`` and ``isolated``."""
+    ``fit_query_budget`` and ``isolated``; ``split``, ``ci_method``/``ci_groups``, ``floor`` and
+    ``at_chance`` (a schema-3 record evaluated the target split with a plain bootstrap and measured
+    no floor: the defaults)."""
     data.setdefault("command", None)
     data.setdefault("fit_query_budget", None)
     if "query_budget" not in data:

@@ -19,12 +19,13 @@ import numpy as np
 from bench import __version__
 from bench.api import AttackContext, Dataset, DatasetSplits, DefenseView, Embedder, Inversion, ThreatModel
 from bench.cache import EmbeddingCache, key_hash
-from bench.defender import CellData, DefenseStates, RunSecret, cell_data, defender_data, defense_info, probe, split_inputs
+from bench.defender import CellData, DefenseStates, RunSecret, cell_data, defender_data, defense_info, evaluated_split, probe, split_inputs
 from bench.errors import BenchError
-from bench.grid import KINDS, Cell, build_grid, expand, parse_spec, query_budget, via_embedder  # noqa: F401 - re-exported
+from bench.floor import chance_text
+from bench.grid import KINDS, Cell, build_grid, expand, needs_floor, parse_spec, query_budget, via_embedder  # noqa: F401 - re-exported
 from bench.isolate import attack_calls
 from bench.locks import file_lock
-from bench.metrics import directions, reconstruction_scores, summarize
+from bench.metrics import at_chance, ci_method, corpus_bleu, directions, reconstruction_scores, summarize, words
 from bench.models import describe
 from bench.oracle import QueryLedger, victim_oracle
 from bench.plugins import Host
@@ -150,7 +151,7 @@ class Runner:
                 todo.append(c)
         cells = todo
         for cell in cells:  # datasets first: cheap, and the likeliest to be missing
-            self.splits(cell.dataset)
+            evaluated_split(cell, self.splits(cell.dataset))
         for cell in cells:
             self.check_modality(cell)
             cell.attack.check_data(self.splits(cell.dataset))
@@ -387,7 +388,12 @@ class Runner:
         for row in rows:
             for k, v in row.items():
                 per_metric.setdefault(k, []).append(v)
-        metrics = summarize(per_metric, directions(per_metric, cell.attack.metrics), seed=cell.seed)
+        higher = directions(per_metric, cell.attack.metrics)
+        groups = cd.targets.groups
+        metrics = summarize(per_metric, higher, seed=cell.seed, groups=groups)
+        if cell.attack.output == "text":
+            metrics["corpus_bleu"] = corpus_bleu([str(inv.output) for inv in inversions], cd.targets.texts, seed=cell.seed, groups=groups)
+        floor, chance = self._floor(cell, victim, data, cd, per_metric, higher)
         samples = [
             {"id": i, "target": t, "reconstruction": inv.output if isinstance(inv.output, str) else sorted(inv.output),
              "scores": r, "extras": inv.extras}
@@ -405,6 +411,10 @@ class Runner:
             metrics=metrics,
             headline=list(head) if head is not None else None,
             utility=cd.utility,
+            split=cell.split,
+            **ci_method(groups),
+            floor=floor,
+            at_chance=chance,
             models=models,
             all_pretrained=all(m.pretrained for m in models),
             victim_fingerprint=victim.fingerprint,
@@ -415,6 +425,32 @@ class Runner:
             provenance=self._provenance(t0, 0 if cell.via else ledger.attacker_total, victim),
         )
         return rec, samples
+
+    @staticmethod
+    def _floor(cell: Cell, victim: Victim, data: DatasetSplits, cd: CellData, per_metric: dict[str, list],
+               higher: dict) -> tuple[dict, list[str]]:
+        """The chance floor on exactly the cell's targets (``bench.floor``'s constant text, scored like
+        the attack: as a text, or as its word set for a bag-of-words attack; intervals drawn the same
+        way) and the metrics at chance (``bench.metrics.at_chance``). The floor itself, and attacks on
+        images: none."""
+        targets, groups = cd.targets, cd.targets.groups
+        if not needs_floor(cell) or not len(targets):
+            return {}, []
+        text = chance_text(data.attacker.texts, seed=cell.seed)
+        output = text if cell.attack.output == "text" else sorted(set(words(text)))
+        rows = reconstruction_scores([output] * len(targets), targets.texts, cell.attack.output, targets.meta)
+        if "cosine" in per_metric:  # the one text embedded once (by the harness), against every clean target
+            one = victim.embed_split("reconstructions", [text])
+            for row, c in zip(rows, cosine_rows(np.repeat(one, len(targets), axis=0), cd.clean_target)):
+                row["cosine"] = float(c)
+        floor_metric: dict[str, list] = {}
+        for row in rows:
+            for k, v in row.items():
+                floor_metric.setdefault(k, []).append(v)
+        floor = summarize(floor_metric, directions(floor_metric), seed=cell.seed, groups=groups)
+        if cell.attack.output == "text":
+            floor["corpus_bleu"] = corpus_bleu([text] * len(targets), targets.texts, seed=cell.seed, groups=groups)
+        return floor, at_chance(per_metric, floor_metric, higher, seed=cell.seed, groups=groups)
 
     @staticmethod
     def _queries(cell: Cell, ledger: QueryLedger) -> dict:
@@ -462,7 +498,7 @@ def run_grid(host: Host, config, say=lambda msg: None) -> list[ResultRecord] | N
 
     cells = build_grid(host, config.attacks, config.defenses, config.embedders, config.datasets, config.seeds,
                        limit=config.limit, baseline=config.baseline, query_budget=config.query_budget,
-                       fit_query_budget=config.fit_query_budget)
+                       fit_query_budget=config.fit_query_budget, floor=config.floor, split=config.split)
     local = config.executor == "local"
     # One settings object for the run: every cache (plugins' model, feature and caption caches too)
     # under one root, --cache-dir or else $BENCH_CACHE_DIR or ~/.cache/inversion-bench.

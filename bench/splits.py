@@ -30,7 +30,10 @@ def deal(
     ids: Sequence[str], texts: Sequence[str], groups: Sequence[str] | None, sizes: dict[str, int], seed: int, what: str
 ) -> dict[str, Split]:
     """Split ``texts`` into ``sizes`` (keys from :data:`ORDER`), whole groups at a time in a seeded
-    order; a group cut at a split's end loses its remaining texts. ``what`` names the data in errors."""
+    order; a group cut at a split's end loses its remaining texts. ``what`` names the data in errors.
+    Given ``groups`` become each split's ``groups`` (intervals then resample groups); without them
+    every text is its own group and the splits have none."""
+    given = groups is not None
     groups = list(groups) if groups is not None else list(ids)
     members: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
@@ -59,6 +62,7 @@ def deal(
                 seen.add(texts[i])
                 out[split].append(i)
     return {
-        k: Split(ids=[ids[i] for i in v], texts=[texts[i] for i in v], meta=[{"group": groups[i]} for i in v])
+        k: Split(ids=[ids[i] for i in v], texts=[texts[i] for i in v], meta=[{"group": groups[i]} for i in v],
+                 groups=[groups[i] for i in v] if given else None)
         for k, v in out.items()
     }

@@ -1,7 +1,8 @@
 """Submissions a maintainer can trust: validate a folder of records, merge it into a board.
 
 ``validate`` reports one line per problem (``FILE: what is wrong: what to do``): unreadable or
-future-schema records, schema violations, content or samples digests that do not match, error
+future-schema records, schema violations, content or samples digests that do not match, values
+that are not the mean of their samples file's scores or lie outside their own CI (``bench.verify``), error
 records, components without their plugin and version, models whose pretrained state is not
 stated consistently, duplicate cells, and cells that are already published (identical) or that
 would change a published cell (published cells are immutable). ``add`` merges a valid submission
@@ -31,6 +32,7 @@ from bench.results import (
     read_json,
     record_files,
 )
+from bench.verify import read_samples, sample_problems
 
 BOARD_FILES = {"leaderboard.json", "board.json"}
 COMPONENTS = ("attack", "defense", "embedder", "dataset")
@@ -66,6 +68,7 @@ def _record_problems(data: dict, path: Path) -> tuple[list[str], ResultRecord | 
             check_digest(data, path)
         except BenchError as e:
             problems.append(str(e).removeprefix(f"{path}: "))
+    sealed = not problems  # an edited file is refused already: its numbers are not checked against the samples
     try:
         rec = ResultRecord.model_validate(migrate(json.loads(json.dumps(data))))
     except (ValidationError, ValueError) as e:
@@ -90,6 +93,10 @@ def _record_problems(data: dict, path: Path) -> tuple[list[str], ResultRecord | 
         problems.append(f"all_pretrained is {rec.all_pretrained} but the models say otherwise ({', '.join(odd) or 'all pretrained'}): non-pretrained models must be marked")
     if rec.samples_file and not (path.parent / rec.samples_file).exists():
         problems.append(f"its samples file {rec.samples_file} is missing: send each record with its .samples.jsonl")
+        return problems, rec
+    if rec.status == "ok" and sealed:  # the numbers must be what the samples say (a re-sealed edit passes the digest)
+        samples = read_samples(path.parent / rec.samples_file) if rec.samples_file else None
+        problems += sample_problems(rec, samples)
     return problems, rec
 
 
@@ -138,10 +145,52 @@ def load_board_meta(board_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"name": Path(board_dir).name, "version": 0, "changelog": []}
 
 
+VERIFY_CELLS = 5  # re-run every submitted cell when there are at most this many, else a seeded sample of this many
+
+
+def verify(host, valid: list[tuple[Path, ResultRecord]], n: int = VERIFY_CELLS, seed: int = 0, device: str = "cpu",
+           cache_dir: Path | None = None, allow_ci: bool = False, say=lambda msg: None) -> dict[str, Any]:
+    """Re-run submitted cells (all when at most ``n``, else ``n`` drawn with ``seed``) and compare each
+    metric with the submitted value (``bench.reproduce``). ``status`` is "verified" when every re-run
+    matched (equal values; or inside the CI with ``allow_ci``), else "self-reported"; ``n`` = 0
+    re-runs nothing (self-reported)."""
+    import random
+
+    from bench.reproduce import reproduce
+
+    cells = sorted(valid, key=lambda fr: fr[1].cell_id)
+    picked = cells if len(cells) <= n else sorted(random.Random(seed).sample(cells, n), key=lambda fr: fr[1].cell_id)
+    picked = picked if n > 0 else []
+    out: dict[str, Any] = {
+        "status": "self-reported",
+        "rule": "equal values (relative 1e-6)" + (" or inside the submitted 95% CI" if allow_ci else ""),
+        "sample": "none re-run" if not picked else "all" if len(picked) == len(cells) else f"{len(picked)} of {len(cells)}, drawn with seed {seed}",
+        "rerun": [rec.cell_id for _, rec in picked],
+        "mismatches": {},
+        "failed": {},
+    }
+    for f, rec in picked:
+        say(f"re-running cell {rec.cell_id} ({rec.attack.name} vs {rec.defense.name})")
+        try:
+            checks, _ = reproduce(host, f, device=device, cache_dir=cache_dir)
+        except BenchError as e:
+            out["failed"][rec.cell_id] = one_line(e, 200)
+            continue
+        bad = [c.metric for c in checks if not (c.equal or (allow_ci and c.within))]
+        if bad:
+            out["mismatches"][rec.cell_id] = bad
+    if picked and not out["mismatches"] and not out["failed"]:
+        out["status"] = "verified"
+    return out
+
+
 def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), note: str | None = None,
-        description: str | None = None) -> tuple[list[str], dict]:
+        description: str | None = None, host=None, verify_cells: int = VERIFY_CELLS, verify_seed: int = 0,
+        device: str = "cpu", cache_dir: Path | None = None, allow_ci: bool = False, say=lambda msg: None) -> tuple[list[str], dict]:
     """Merge a valid submission into ``boards_root/board``. Returns (problems, board meta); on any
-    problem nothing is written."""
+    problem nothing is written. With a ``host`` the submitted cells are re-run first (``verify``):
+    the changelog entry says what was re-run and whether it matched, and the board is "verified"
+    only while every version's re-runs matched ("self-reported" otherwise)."""
     from bench import leaderboard
     from bench.results import load_records
 
@@ -157,6 +206,8 @@ def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), 
         for name in filter(None, (f.name, rec.samples_file)):
             if (records_dir / name).exists():
                 raise BenchError(f"{records_dir / name} already exists: the board holds a file of that name")
+    checked = (verify(host, valid, verify_cells, verify_seed, device, cache_dir, allow_ci, say) if host is not None
+               else {"status": "self-reported", "sample": "none re-run", "rerun": []})
     for f, rec in valid:
         records_dir.mkdir(parents=True, exist_ok=True)
         if rec.samples_file:
@@ -169,8 +220,11 @@ def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), 
         "added": sorted(rec.cell_id for _, rec in valid),
         "source": Path(submission).name,
         "note": note or f"added {len(valid)} cell(s) from {Path(submission).name}",
+        "verification": checked,
     }
-    meta = {**meta, "name": board, "version": version, "changelog": [*meta.get("changelog", []), entry]}
+    changelog = [*meta.get("changelog", []), entry]
+    status = "verified" if all((e.get("verification") or {}).get("status") == "verified" for e in changelog if e.get("added")) else "self-reported"
+    meta = {**meta, "name": board, "version": version, "verification": status, "changelog": changelog}
     if description:
         meta["description"] = description
     atomic_write_bytes(target / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)

@@ -16,6 +16,7 @@ PLUGINS = (
     "bench_plugins.compression",
     "bench_plugins.attacks.bow",
     "bench_plugins.attacks.nearest",
+    "bench_plugins.attacks.chance",
     "bench_plugins.attacks.slime",
     "bench_plugins.attacks.slime_adaptive",
     "bench_plugins.attacks.vec2text",

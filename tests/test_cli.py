@@ -88,18 +88,18 @@ def test_run_prints_table_then_leaderboard_build(capsys, tmp_path, monkeypatch):
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "| attack" in out and "word_f1" in out and "ndcg@10" in out and "not pretrained" in out
-    assert "3 ok, 0 failed" in err
+    assert "| chance" in out and "4 ok, 0 failed" in err  # the chance floor's cell runs beside the text attack
     printed = out
     code, _, err = run_cli(capsys, *args)
     assert "cached" in err  # resumed, nothing recomputed
-    assert len(list((tmp_path / "results").glob("*.json"))) == 3
+    assert len(list((tmp_path / "results").glob("*.json"))) == 4
 
     code, out, _ = run_cli(capsys, "leaderboard", "build", "results", "--name", "toy", "--out", "boards")
     assert code == 0 and out == printed  # the same table as `bench run`
     md = (tmp_path / "boards" / "toy" / "leaderboard.md").read_text()
     assert "nearest (not pretrained)" in md and "rotation" in md
     board = json.loads((tmp_path / "boards" / "toy" / "leaderboard.json").read_text())
-    assert board["schema_version"] == SCHEMA_VERSION and len(board["rows"]) == 3
+    assert board["schema_version"] == SCHEMA_VERSION and len(board["rows"]) == 4
     assert "word_f1_lo" in (tmp_path / "boards" / "toy" / "leaderboard.csv").read_text().splitlines()[0]
 
 
@@ -108,7 +108,7 @@ def test_toml_config_runs_a_sweep(capsys, tmp_path, monkeypatch):
     cfg = tmp_path / "grid.toml"
     cfg.write_text(
         'attacks = ["nearest:adaptive=false"]\nembedders = ["toy-hash"]\ndatasets = ["toy"]\nseeds = [0, 1]\n'
-        f'out = "{tmp_path / "res"}"\ndevice = "cpu"\nlimit = 20\nbaseline = false\n'
+        f'out = "{tmp_path / "res"}"\ndevice = "cpu"\nlimit = 20\nbaseline = false\nfloor = false\n'
         '[[defenses]]\nname = "noise"\nscale = [0.0, 0.5]\nrenormalize = false\n'
     )
     code, out, err = run_cli(capsys, "--plugins-dir", TOY, "run", "--config", str(cfg), "--cache-dir", str(tmp_path / "c"))

@@ -164,7 +164,10 @@ def test_wordnet_splits(host):
     assert s.info["n_total"] == MINI_EXAMPLES and s.info["n_distinct"] == MINI_DISTINCT
     assert s.info["version"] == "WordNet 3.0" and s.info["split_by"] == "synset"
     assert s.info["source"] == str(MINI.resolve()) and len(s.info["sha256"]) == 64
-    assert s.info["synsets"] == {k: len(v) for k, v in zip(SPLITS, synsets)}
+    dev = {synset_of(i) for i in s.dev.ids}  # the dev split: what remains of the fixture, whole synsets
+    assert len(s.dev) and s.dev.groups == [synset_of(i) for i in s.dev.ids]
+    assert not dev & set().union(*synsets) and not set(s.dev.texts) & {t for n in SPLITS for t in getattr(s, n).texts}
+    assert s.info["synsets"] == {**{k: len(v) for k, v in zip(SPLITS, synsets)}, "dev": len(dev)}
 
 
 def test_wordnet_synsets_taken_in_order(host):

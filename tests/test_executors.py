@@ -99,7 +99,7 @@ def metrics_by_cell(out: Path) -> dict:
 @pytest.mark.slow
 def test_real_grid_same_records_in_process_submitit_and_ray(tmp_path, ray_cluster):
     """MiniLM on WordNet, bow against two defenses: identical metrics from all three executors."""
-    grid = ["run", "-a", "bow:features=256,holdout=50,adaptive=false", "-d", "noise:scale=0.1", "-q",
+    grid = ["run", "--no-floor", "-a", "bow:features=256,holdout=50,adaptive=false", "-d", "noise:scale=0.1", "-q",
             "-D", "wordnet:attacker=400,leaked=20,target=40", "--cache-dir", str(tmp_path / "cache")]
     assert bench(*grid, "--out", str(tmp_path / "local")) == 0
     local = metrics_by_cell(tmp_path / "local")
@@ -117,7 +117,7 @@ def test_real_grid_same_records_in_process_submitit_and_ray(tmp_path, ray_cluste
 def test_job_entry_point_runs_a_spec_file(tmp_path, plugdir):
     """`python -m bench.jobs SPEC.json` (how a user reruns one cell by hand) gives the runner's record."""
     out = tmp_path / "out"
-    args = ["run", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash", "-D", "toy", "-q",
+    args = ["run", "--no-floor", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash", "-D", "toy", "-q",
             "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     assert bench(*args, "--executor", "submitit-local", "-X", "poll_s=0.2", plugins=plugdir) == 0
     (spec,) = (out / ".grid" / "specs").glob("*.json")
@@ -135,7 +135,7 @@ def test_job_entry_point_runs_a_spec_file(tmp_path, plugdir):
 
 def _killer_grid(tmp_path, plugdir, out):
     flag = tmp_path / "flag"
-    return flag, ["run", "-a", f"killer:flag={flag}", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash",
+    return flag, ["run", "--no-floor", "-a", f"killer:flag={flag}", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash",
                   "-D", "toy", "-q", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
 
 
@@ -171,7 +171,7 @@ def test_killed_job_is_an_error_record_and_the_rerun_submits_only_it(tmp_path, p
 
 def test_no_wait_submits_and_status_follows_the_jobs(tmp_path, plugdir, capsys):
     out = tmp_path / "out"
-    args = ["run", "-a", "nearest:adaptive=false", "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", "toy",
+    args = ["run", "--no-floor", "-a", "nearest:adaptive=false", "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", "toy",
             "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--executor", "submitit-local", "--no-wait"]
     assert bench(*args, plugins=plugdir) == 0
     assert "submitted 2 jobs" in capsys.readouterr().err
@@ -206,7 +206,7 @@ def test_sigkilled_local_run_resumes_without_loss(tmp_path, plugdir):
 
 def test_two_identical_runs_at_once_each_cell_once(tmp_path, plugdir):
     out = tmp_path / "out"
-    grid = ["run", "-a", "nearest", "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", "toy", "-q",
+    grid = ["run", "--no-floor", "-a", "nearest", "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", "toy", "-q",
             "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     cmd = [sys.executable, "-m", "bench", "--plugins-dir", str(plugdir)] + grid
     procs = [subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
@@ -221,7 +221,7 @@ def test_concurrent_jobs_embed_a_shared_split_once(tmp_path, plugdir):
     split, the other waits for it and reads the cache."""
     log = tmp_path / "embed.log"
     out = tmp_path / "out"
-    grid = ["run", "-a", "nearest:adaptive=false", "-a", "killer", "-d", "none", "-e", f"counting-hash:log={log}",
+    grid = ["run", "--no-floor", "-a", "nearest:adaptive=false", "-a", "killer", "-d", "none", "-e", f"counting-hash:log={log}",
             "-D", "toy", "-q", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
     assert bench(*grid, "--executor", "submitit-local", "-X", "poll_s=0.2", plugins=plugdir) == 0
     calls = [line.split() for line in log.read_text().splitlines()]
@@ -292,7 +292,7 @@ def test_slurm_options_become_sbatch_flags(tmp_path):
 def test_bad_executor_input_is_one_line_before_any_work(tmp_path, plugdir, capsys, monkeypatch, args, message):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here, even where the test cluster runs
     out = tmp_path / "out"
-    code = bench("run", "-a", "nearest", "-e", "toy-hash", "-D", "toy", "--out", str(out), *args, plugins=plugdir)
+    code = bench("run", "--no-floor", "-a", "nearest", "-e", "toy-hash", "-D", "toy", "--out", str(out), *args, plugins=plugdir)
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()

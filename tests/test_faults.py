@@ -86,7 +86,7 @@ main(sys.argv[1:])
 
 
 def bench(args, out, cache, patch="", wait=True, env=None):
-    cmd = [sys.executable, "-c", WRAPPER.format(patch=textwrap.dedent(patch)), "--plugins-dir", TOY, "run", *args,
+    cmd = [sys.executable, "-c", WRAPPER.format(patch=textwrap.dedent(patch)), "--plugins-dir", TOY, "run", "--no-floor", *args,
            "--device", "cpu", "-q", "--out", str(out), "--cache-dir", str(cache)]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "BENCH_LOAD_PLUGINS": "", **(env or {})}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=full_env)
@@ -193,7 +193,7 @@ def run_in_process(capsys, args, out, cache):
     from bench.cli import main
 
     with pytest.raises(SystemExit) as e:
-        main(["--plugins-dir", TOY, "run", *args, "--device", "cpu", "-q", "--out", str(out), "--cache-dir", str(cache)])
+        main(["--plugins-dir", TOY, "run", "--no-floor", *args, "--device", "cpu", "-q", "--out", str(out), "--cache-dir", str(cache)])
         raise SystemExit(0)
     captured = capsys.readouterr()
     return e.value.code or 0, captured.out, captured.err

@@ -17,7 +17,7 @@ from stub_server import chat_server, embeddings_server
 from bench.errors import BenchError
 
 TOY = str(Path(__file__).parent / "toy_plugins")
-TOY_RUN = ["--plugins-dir", TOY, "run", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]
+TOY_RUN = ["--plugins-dir", TOY, "run", "--no-floor", "-a", "nearest:adaptive=false", "-d", "none", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]
 
 
 
@@ -123,7 +123,7 @@ def test_a_config_spec_string_is_one_spec_not_its_characters(capsys, tmp_path, m
     cfg.write_text('attacks = "bwo"\n')
     code, _, err = run_cli(capsys, "run", "--config", str(cfg))
     assert_one_line_exit_2(code, err, "unknown attack 'bwo'")
-    cfg.write_text('attacks = "nearest:adaptive=false"\nembedders = "toy-hash"\ndatasets = "toy"\nseeds = 3\nbaseline = false\n')
+    cfg.write_text('attacks = "nearest:adaptive=false"\nembedders = "toy-hash"\ndatasets = "toy"\nseeds = 3\nbaseline = false\nfloor = false\n')
     code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", "--config", str(cfg), "--cache-dir", str(tmp_path / "c"), "--device", "cpu")
     assert code == 0, err
     (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
@@ -334,7 +334,7 @@ def test_victim_outputs_are_validated_and_never_cached(capsys, tmp_path, mode, n
     plugs.mkdir()
     (plugs / "toy.py").write_text(Path(TOY, "toy.py").read_text())
     (plugs / "bad.py").write_text(BAD_EMBEDDER)
-    code, _, _ = run_cli(capsys, "--plugins-dir", str(plugs), "run", "-a", "nearest:adaptive=false", "-d", "none",
+    code, _, _ = run_cli(capsys, "--plugins-dir", str(plugs), "run", "--no-floor", "-a", "nearest:adaptive=false", "-d", "none",
                            "-e", f"bad:mode={mode}", "-D", "toy", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
                            "--device", "cpu", "-q")
     assert code == 1

@@ -11,7 +11,7 @@ from cli_helpers import run_cli
 from bench.results import content_digest
 
 TOY = str(Path(__file__).parent / "toy_plugins")
-GRID = ["-a", "nearest", "-d", "none", "-d", "rotation", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q"]
+GRID = ["-a", "nearest", "-d", "none", "-d", "rotation", "-e", "toy-hash", "-D", "toy", "--device", "cpu", "-q", "--no-floor"]
 
 
 
@@ -121,7 +121,8 @@ def test_duplicate_cells_and_published_cells(capsys, submission, tmp_path):
     reseal(first, lambda d: d["metrics"]["word_f1"].update(value=0.5))
     code, out, _ = validate(capsys, submission, boards)
     lines = out.splitlines()
-    assert code == 1 and len(lines) == 3
+    assert code == 1 and len(lines) == 5  # the edit is also not what its samples say, nor inside its CI
+    assert sum("word_f1 = 0.5 is not the mean of its samples file's scores" in line for line in lines) == 1
     assert sum("is already published in board toy" in line for line in lines) == 2
     assert sum("would change a cell already published in board toy" in line for line in lines) == 1
     code, out, err = run_cli(capsys, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards))
@@ -148,12 +149,92 @@ def test_reproduce_a_toy_record(capsys, submission, tmp_path):
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "word_f1" in out and "utility:ndcg@10" in out and "OUTSIDE" not in out
-    # a record whose number lies outside what its cell produces (re-sealed, so it loads)
+    assert table_verdicts(out) == {"equal"}  # a deterministic cell re-runs to the published values
+    assert "metrics exactly" in err
+    # a record whose number is not what its samples say (re-sealed, so it loads): refused before any re-run
     reseal(rec, lambda d: d["metrics"]["word_f1"].update(value=0.99, ci_low=0.98, ci_high=0.995))
     code, out, err = run_cli(capsys, *args)
+    assert code == 2 and "word_f1 = 0.99 is not the mean of its samples file's scores" in err
+
+
+def table_verdicts(out):
+    return {line.rsplit("  ", 1)[-1].strip() for line in out.splitlines()[1:] if line.strip()}
+
+
+def reseal_samples(rec_path, metric, delta):
+    """Shift one metric's per-sample scores by ``delta`` and the record's value with them (samples
+    digest and record digest recomputed): a record consistent with its samples but not with its cell."""
+    import hashlib
+
+    data = json.loads(rec_path.read_text())
+    samples = rec_path.parent / data["samples_file"]
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    for r in rows:
+        r["scores"][metric] += delta
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    samples.write_bytes(body)
+
+    def edit(d):
+        d["samples_sha256"] = hashlib.sha256(body).hexdigest()
+        d["metrics"][metric]["value"] += delta
+
+    reseal(rec_path, edit)
+
+
+def test_reproduce_compares_with_the_published_value_not_only_its_ci(capsys, submission):
+    rec = next(p for p in records(submission) if "__none__" in p.name)
+    lo, hi, v = (json.loads(rec.read_text())["metrics"]["word_f1"][k] for k in ("ci_low", "ci_high", "value"))
+    reseal_samples(rec, "word_f1", (hi - v) / 2)  # still inside its CI, but not what the cell gives
+    args = ["--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu", "-q"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 1, err
+    assert [line.split()[0] for line in out.splitlines() if line.rstrip().endswith("within CI")] == ["word_f1"]
+    assert "not reproduced: word_f1" in err
+    code, out, err = run_cli(capsys, *args, "--allow-ci")  # a nondeterministic cell may ask only for its CI
+    assert code == 0, err
+
+
+def test_validate_refuses_a_resealed_edit_of_word_f1(capsys, submission, tmp_path):
+    """The issue's forgery: word_f1 edited to 0.999 and the digest recomputed passes the digest check,
+    but not the check against the samples file (nor its own CI)."""
+    rec = records(submission)[0]
+    reseal(rec, lambda d: d["metrics"]["word_f1"].update(value=0.999))
+    code, out, err = validate(capsys, submission, tmp_path / "boards")
     assert code == 1
-    assert [line.split()[0] for line in out.splitlines() if "OUTSIDE CI" in line] == ["word_f1"]
-    assert "outside: word_f1" in err
+    assert f"{rec}: word_f1 = 0.999 is not the mean of its samples file's scores" in out
+    assert f"{rec}: word_f1 = 0.999 lies outside its own 95% CI" in out
+    assert "2 problem(s); 2 record(s) valid" in err
+
+
+def test_add_reruns_cells_and_marks_the_board(capsys, submission, tmp_path):
+    boards = tmp_path / "boards"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards))
+    assert code == 0, err
+    meta = json.loads((boards / "toy" / "board.json").read_text())
+    v = meta["changelog"][-1]["verification"]
+    assert meta["verification"] == "verified" and v["status"] == "verified" and v["sample"] == "all" and len(v["rerun"]) == 3
+    # more cells than --verify: a stated, seeded sample of them is re-run
+    out = tmp_path / "s1"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--seed", "1", "--out", str(out), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(out), "--board", "toy", "--boards", str(boards),
+                           "--verify", "2", "--verify-seed", "3")
+    assert code == 0, err
+    v = json.loads((boards / "toy" / "board.json").read_text())["changelog"][-1]["verification"]
+    assert v["sample"] == "2 of 3, drawn with seed 3" and len(v["rerun"]) == 2 and v["status"] == "verified"
+    # a submission whose values its cells do not give: added, but the board is self-reported from then on
+    out = tmp_path / "s2"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--seed", "2", "--out", str(out), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    rec = next(p for p in records(out) if "__none__" in p.name)
+    reseal_samples(rec, "word_f1", 0.001)
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(out), "--board", "toy", "--boards", str(boards))
+    assert code == 0, err
+    meta = json.loads((boards / "toy" / "board.json").read_text())
+    v = meta["changelog"][-1]["verification"]
+    cid = json.loads(rec.read_text())["cell_id"]
+    assert v["status"] == "self-reported" and v["mismatches"] == {cid: ["word_f1"]}
+    assert meta["verification"] == "self-reported" and "the board is self-reported" in err
 
 
 def test_reproduce_refuses_an_edited_record(capsys, submission, tmp_path):
@@ -166,17 +247,18 @@ def test_reproduce_refuses_an_edited_record(capsys, submission, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/share/wordnet/data.noun"), reason="needs Debian wordnet-base")
 def test_reproduce_a_real_bow_record(capsys, tmp_path):
-    """Real all-MiniLM-L6-v2 on WordNet, a small attacker split: the re-run lands in every CI."""
+    """Real all-MiniLM-L6-v2 on WordNet, a small attacker split: the re-run gives the published values."""
     out = tmp_path / "res"
     code, _, err = run_cli(capsys, "run", "-a", "bow:adaptive=false,holdout=200", "-d", "noise:scale=0.03",
                            "-D", "wordnet:attacker=1500,leaked=100,target=300,distractors=300", "--no-baseline",
                            "--device", "cpu", "--out", str(out), "--cache-dir", str(tmp_path / "c"), "-q")
     assert code == 0, err
-    (rec,) = records(out)
+    (rec,) = [p for p in records(out) if p.name.startswith("bow__")]  # beside it, the chance floor's cell
     code, table, err = run_cli(capsys, "reproduce", str(rec), "--device", "cpu", "-q")  # a fresh cache: all recomputed
     assert code == 0, table + err
-    assert table.count("within CI") == 5  # word P/R/F1, ndcg@10, recall@10
-    assert "reproduced 5/5 metrics" in err
+    # word P/R/F1, ndcg@10, recall@10 and the floor's word P/R/F1: the same values, not only inside the CIs
+    assert table_verdicts(table) == {"equal"} and table.count("equal") == 8
+    assert "reproduced 8/8 metrics exactly" in err
 
 
 def test_run_and_build_refuse_an_edited_record(capsys, submission, tmp_path):
@@ -203,3 +285,28 @@ def test_published_boards_are_sealed():
         assert all(c.record.schema_version >= DIGEST_SINCE and c.record.digest for c in board.cells), folder
         meta = json.loads((folder / "board.json").read_text())
         assert meta["version"] >= 1 and meta["changelog"], folder
+
+
+def test_rescore_a_board_from_its_samples(capsys, submission, tmp_path):
+    """Re-scoring rewrites what the samples support under today's metrics: a record with an old-style
+    bleu (per-sample scores and mean) gets Vec2Text's back, a new version and a changelog entry."""
+    boards = tmp_path / "boards"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards),
+                           "--verify", "0")
+    assert code == 0, err
+    rec = next(p for p in (boards / "toy" / "records").glob("*__none__*.json"))
+    before = json.loads(rec.read_text())
+    reseal_samples(rec, "bleu", 5.0)  # as if scored with another BLEU
+    digest = json.loads(rec.read_text())["digest"]
+    code, out, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "rescore", str(boards / "toy"),
+                             "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "toy: version 2, 3 cell(s) re-scored" in out
+    after = json.loads(rec.read_text())
+    assert after["metrics"]["bleu"]["value"] == pytest.approx(before["metrics"]["bleu"]["value"])
+    assert after["metrics"]["word_f1"] == before["metrics"]["word_f1"]
+    assert after["floor"] == before["floor"] and after["at_chance"] == before["at_chance"]
+    entry = json.loads((boards / "toy" / "board.json").read_text())["changelog"][-1]
+    assert entry["version"] == 2 and entry["rescored"][after["cell_id"]]["previous_digest"] == digest
+    code, out, err = validate(capsys, boards / "toy" / "records", tmp_path / "none")
+    assert code == 0, out

@@ -36,8 +36,10 @@ def test_hand_made_jsonl_runs_through_bow_from_the_cli(capsys, tmp_path, monkeyp
     code, out, err = run_cli(capsys, "--plugins-dir", TOY, "run", "-a", "bow:adaptive=false,features=32", "-e", "toy-hash",
                              "-D", f"file:path={path}", "--cache-dir", str(tmp_path / "cache"))
     assert code == 0, err
-    (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
-    assert rec["status"] == "ok" and rec["dataset"]["name"] == "file"
+    recs = {r["attack"]["name"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json"))}
+    assert sorted(recs) == ["bow", "chance"]  # the chance floor's cell runs beside it
+    rec = recs["bow"]
+    assert rec["status"] == "ok" and rec["dataset"]["name"] == "file" and "word_f1" in rec["floor"]
     info = rec["dataset_info"]
     assert info["counts"] == {"target": 6, "defender": 0, "leaked": 3, "attacker": 21} and len(info["sha256"]) == 64
     assert rec["metrics"]["word_f1"]["n"] == 6 and "| bow" in out

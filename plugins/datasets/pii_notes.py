@@ -293,7 +293,9 @@ class PIINotes(Dataset):
     date, mrn, doctor and hospital spans with ``text[start:end] == entity text``. Retrieval task:
     each target note must find its one-line visit summary (condition, medication, last name)
     among the target notes' summaries and ``distractors`` made-up ones. Names come from Faker's
-    en_US lists, so the texts can change with the Faker version (recorded in ``info``).
+    en_US lists, so the texts can change with the Faker version (recorded in ``info``). The splits
+    declare no ``groups``: each patient is drawn independently, and the 8 shared templates are too
+    few clusters for a cluster bootstrap, so intervals resample notes.
     """
 
     name = "pii-notes"

@@ -22,6 +22,7 @@ _MARKER = re.compile(r"\((?:a|p|ip)\)$")  # adjective position markers: galore(i
 _QUOTED = re.compile(r'"([^"]*)"')
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _VERSION = re.compile(r"WordNet (\d+(?:\.\d+)*) Copyright")
+DEV_SIZE = 1000  # sentences in the dev split (a constant, not a parameter: cell ids stay as they were)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,11 @@ class WordNet(Dataset):
     recur in two synsets in WordNet 3.0) is skipped, so the splits share no text. Retrieval task: each
     target sentence must find its synset's definition among the target synsets' definitions and
     ``distractors`` definitions of other synsets.
+
+    Every split's ``groups`` is its synsets (intervals resample synsets, not sentences). After the
+    attacker split, the next ``DEV_SIZE`` sentences (whole synsets, as far as they remain) form the
+    ``dev`` split on which defaults and ablations are chosen: filled last, so the other splits are
+    exactly as without it.
     """
 
     name = "wordnet"
@@ -157,10 +163,14 @@ class WordNet(Dataset):
         seen: set[str] = set()
         rows: dict[str, list[tuple[str, str, Synset]]] = {k: [] for k in SPLIT_ORDER}
         used: dict[str, list[Synset]] = {k: [] for k in SPLIT_ORDER}
-        for split in SPLIT_ORDER:
+        rows["dev"], used["dev"] = [], []
+        sizes["dev"] = DEV_SIZE
+        for split in (*SPLIT_ORDER, "dev"):
             out = rows[split]
             while len(out) < sizes[split]:
                 i = next(queue, None)
+                if i is None and split == "dev":
+                    break  # dev takes what remains
                 if i is None:
                     raise self._too_small(data, n_distinct, split, sizes, rows)
                 syn = with_examples[i]
@@ -182,6 +192,7 @@ class WordNet(Dataset):
                 ids=[i for i, _, _ in r],
                 texts=[t for _, t, _ in r],
                 meta=[{"synset": s.key, "pos": s.pos, "lemmas": list(s.lemmas)} for _, _, s in r],
+                groups=[s.key for _, _, s in r],
             )
 
         retrieval, n_distractors = self._retrieval(data, rows["target"], used["target"])
@@ -203,10 +214,11 @@ class WordNet(Dataset):
             target=split_of("target"),
             retrieval=retrieval,
             info=info,
+            dev=split_of("dev") if rows["dev"] else None,
         )
 
     def _too_small(self, data: WordNetData, n_distinct: int, split: str, sizes: dict, rows: dict) -> BenchError:
-        total = sum(sizes.values())
+        total = sum(v for k, v in sizes.items() if k != "dev")
         has = f"wordnet has {data.n_examples:,} example sentences in {data.directory}"
         if n_distinct != data.n_examples:
             has += f" ({n_distinct:,} distinct)"

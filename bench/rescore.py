@@ -1,0 +1,132 @@
+"""Re-score a published board from its samples files, under today's metric definitions.
+
+No attack is re-run: each sample's reconstruction is scored again against its target with the shared
+metrics (``bench.metrics.reconstruction_scores``), means and CIs are recomputed (cluster bootstrap
+where the dataset declares groups), and each record gains its chance floor and ``at_chance``
+(the dataset's attacker split and, for the floor's cosine, the victim embedder are loaded). Records and
+samples files are rewritten sealed at the current schema; ``board.json`` gets a new version whose
+changelog entry names every re-scored cell with its previous digest (the previous files stay in git).
+
+What it cannot re-score says so in the changelog: attack-specific scores (per-round or per-step
+diagnostics, tag metrics) keep the values they were written with, utility keeps its CIs (its
+per-query scores are not in the samples), and a record without its samples file is left as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.cache import atomic_write_bytes
+from bench.errors import BenchError
+from bench.results import SCHEMA_VERSION, ResultRecord, load_record, record_files, sealed_json
+from bench.verify import read_samples
+
+SHARED_KEYS = ("word_precision", "word_recall", "word_f1", "bleu", "rouge_l", "token_f1", "exact_match")
+
+
+def rescore_record(host, runner, path: Path) -> tuple[ResultRecord, list[dict]] | None:
+    """(the re-scored record, its re-scored samples) of one record file; None when it has no samples."""
+    from bench.metrics import ci_method, corpus_bleu, directions, reconstruction_scores, summarize
+    from bench.reproduce import cell_of
+
+    rec = load_record(path, attacks=lambda n: host.entry("attacks", n).cls)
+    if rec.status != "ok" or not rec.samples_file or not (path.parent / rec.samples_file).exists():
+        return None
+    samples = read_samples(path.parent / rec.samples_file)
+    cell = cell_of(host, rec)
+    cell.split = rec.split
+    victim, data = runner._victim(cell)
+    targets = runner.evaluated(cell, data).head(len(samples))
+    if [s["id"] for s in samples] != targets.ids or [s["target"] for s in samples] != targets.texts:
+        raise BenchError(f"{path}: its targets are not the dataset's today (ids or texts differ): re-run the cell instead")
+    kind = cell.attack.output
+    outputs = [s["reconstruction"] for s in samples]
+    fresh = reconstruction_scores(outputs, targets.texts, kind, targets.meta)
+    for s, row in zip(samples, fresh):
+        s["scores"] = {**s["scores"], **row}
+    names = dict.fromkeys(k for s in samples for k in s["scores"])
+    per_metric = {k: [s["scores"].get(k) for s in samples] for k in names}  # one slot per sample: aligned with groups
+    higher = directions(per_metric, cell.attack.metrics)
+    groups = targets.groups
+    metrics = summarize(per_metric, higher, seed=rec.seed, groups=groups)
+    if kind == "text":
+        metrics["corpus_bleu"] = corpus_bleu([str(o) for o in outputs], targets.texts, seed=rec.seed, groups=groups)
+    floor, chance = runner._floor(cell, victim, data, targets, per_metric, higher, groups)
+    new = ResultRecord.model_validate({
+        **json.loads(rec.model_dump_json()),
+        "schema_version": SCHEMA_VERSION,
+        "metrics": metrics,
+        "floor": floor,
+        "at_chance": chance,
+        "split": rec.split,
+        **ci_method(groups),
+        "digest": None,
+    })
+    return new, samples
+
+
+def rescore_board(host, board_dir: Path, note: str | None = None, cache_dir: Path | None = None,
+                  say=lambda msg: None) -> dict[str, Any]:
+    """Re-score every record of ``board_dir/records`` with samples; write them, a new board version and
+    the rebuilt tables. Returns the changelog entry (None-like empty dict when nothing was re-scored)."""
+    from bench import leaderboard
+    from bench.results import load_records
+    from bench.runner import Runner
+    from bench.settings import Settings
+    from bench.submissions import load_board_meta
+
+    board_dir = Path(board_dir)
+    records_dir = board_dir / "records"
+    if not records_dir.is_dir():
+        raise BenchError(f"{board_dir} is not a board folder (no records/): pass leaderboards/NAME")
+    files = [f for f in record_files([records_dir]) if not f.name.endswith(".samples.jsonl")]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(progress=False, **({"cache_dir": Path(cache_dir)} if cache_dir else {}))
+        runner = Runner(host, Path(tmp) / "out", settings=settings)
+        done: list[tuple[Path, ResultRecord, list[dict], str]] = []
+        skipped = []
+        for f in files:
+            old = json.loads(f.read_text())
+            if not (isinstance(old, dict) and "cell_id" in old):
+                continue
+            got = rescore_record(host, runner, f)
+            if got is None:
+                skipped.append(old["cell_id"])
+                continue
+            say(f"re-scored {f.name}")
+            done.append((f, *got, old.get("digest") or ""))
+    if not done:
+        return {}
+    changes = {}
+    for f, rec, samples, old_digest in done:  # every record re-scored before any is written
+        body = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples).encode()
+        atomic_write_bytes(f.parent / rec.samples_file, body, overwrite=True)
+        rec = rec.model_copy(update={"samples_sha256": hashlib.sha256(body).hexdigest()})
+        atomic_write_bytes(f, sealed_json(rec), overwrite=True)
+        old = json.loads(f.read_text())
+        changes[rec.cell_id] = {"previous_digest": old_digest, "digest": old["digest"]}
+    meta = load_board_meta(board_dir)
+    version = int(meta.get("version", 0)) + 1
+    entry = {
+        "version": version,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rescored": changes,
+        "not_rescored": sorted(skipped),
+        "command": f"bench leaderboard rescore {board_dir}",
+        "note": note or (
+            f"re-scored {len(changes)} cell(s) from their samples files under schema {SCHEMA_VERSION}: bleu as Vec2Text "
+            "computes it (per-pair sacrebleu, averaged), corpus_bleu added, token_f1 as Vec2Text's set F1, Unicode words, "
+            "texts without words score 0, cluster-bootstrap CIs where the dataset declares groups, the chance floor and "
+            "at_chance; attack-specific diagnostics and utility keep their values; no attack was re-run"
+            + (f"; {len(skipped)} cell(s) without samples files left as they were" if skipped else "")
+        ),
+    }
+    meta = {**meta, "version": version, "changelog": [*meta.get("changelog", []), entry]}
+    atomic_write_bytes(board_dir / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    leaderboard.write(load_records([records_dir]), board_dir.parent, board_dir.name)
+    return entry
