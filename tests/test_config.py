@@ -74,7 +74,7 @@ def test_records_keep_the_command_that_made_them(capsys, tmp_path):
     from bench.runner import Runner
     from bench.settings import Settings
 
-    args = ["--plugins-dir", TOY, "run", "-a", "nearest:adaptive=false", "-e", "toy-hash", "-D", "toy", "--no-baseline",
+    args = ["--plugins-dir", TOY, "run", "-a", "nearest:adaptive=false", "-e", "toy-hash", "-D", "toy", "--no-baseline", "--no-floor",
             "--device", "cpu", "-q", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--limit", "999999999"]
     code, _, err = run_cli(capsys, *args)
     assert code == 0, err

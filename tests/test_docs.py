@@ -93,7 +93,10 @@ def test_plugin_guide_snippets_run_end_to_end_on_the_toy_victim(tmp_path, capsys
     assert code == 2 and "sparsify:k=128 exceeds the victim's dimension 64" in err and not (tmp_path / "res").exists()
     code, out, err = run_cli(capsys, *common, "-d", "sparsify:k=16")
     assert code == 0, err
-    records = [json.loads(p.read_text()) for p in (tmp_path / "res").glob("*.json")]
+    every = [json.loads(p.read_text()) for p in (tmp_path / "res").glob("*.json")]
+    records = [r for r in every if r["attack"]["name"] == "linear-words"]  # beside them: the chance floor's cell
+    assert {r["attack"]["name"] for r in every} == {"linear-words", "chance"}
+    assert all(r["floor"] and "word_f1" in r["floor"] for r in records)
     by = {(r["defense"]["name"], r["attack"]["params"]["adaptive"]): r for r in records}
     assert set(by) == {("none", False), ("sparsify", False), ("sparsify", True)}
     for r in records:
@@ -119,7 +122,7 @@ def test_plugin_guide_snippets_run_on_a_real_victim(tmp_path, capsys):
                              "-e", f"local-encoder:path={minilm.get_model_path()}", "-D", "noun-glosses:attacker=400,leaked=20,target=40",
                              "--out", str(tmp_path / "res"), "-q", "--device", "cpu")
     assert code == 0, err
-    records = [json.loads(p.read_text()) for p in (tmp_path / "res").glob("*.json")]
+    records = [r for p in (tmp_path / "res").glob("*.json") if (r := json.loads(p.read_text()))["attack"]["name"] != "chance"]
     assert len(records) == 2 and all(r["status"] == "ok" and r["all_pretrained"] for r in records)
     fp = records[0]["victim_fingerprint"]
     assert fp["weights_sha256"] and fp["pooling"] == "mean"
