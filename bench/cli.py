@@ -352,11 +352,17 @@ def main(argv: list[str] | None = None) -> None:
     from bench.redact import RedactingStream
 
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    wrapped = tuple(s if isinstance(s, RedactingStream) else RedactingStream(s) for s in streams)
+    sys.stdout, sys.stderr = wrapped
     try:
         _main(argv)
     finally:
-        sys.stdout, sys.stderr = streams
+        # Restore only what this call replaced: a concurrent call (threads) must not be left holding
+        # a wrapper around a stream that is gone.
+        if sys.stdout is wrapped[0]:
+            sys.stdout = streams[0]
+        if sys.stderr is wrapped[1]:
+            sys.stderr = streams[1]
 
 
 def _main(argv: list[str] | None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -111,8 +112,18 @@ class RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(redact(text))
+        try:
+            self._stream.write(redact(text))
+        except ValueError:  # the wrapped stream was closed (a caller's capture ended): the process's own stderr
+            if sys.__stderr__ is not None and sys.__stderr__ is not self._stream:
+                sys.__stderr__.write(redact(text))
         return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except ValueError:  # closed: nothing left to flush
+            pass
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
