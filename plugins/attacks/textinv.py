@@ -25,10 +25,12 @@ dimension or normalisation (noise defenses change the norm; the direction is wha
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +45,10 @@ from bench.errors import BenchError
 from bench.models import describe
 
 Finetune = Literal["none", "lora", "full"]
+
+# Progress lines of training (step, loss, texts/s, ETA, dev loss): tqdm bars are silent when stderr
+# is not a terminal, so a background run is followed through this logger's handlers (a log file).
+log = logging.getLogger("bench.train")
 
 
 def unit_scaled(e: np.ndarray) -> np.ndarray:
@@ -222,12 +228,21 @@ def train_prefix_lm(
     hyp_ids: list[list[int]] | None = None,
     info: dict | None = None,
     stop_after: int | None = None,
+    log_every: int = 20,
+    ckpt_seconds: float | None = None,
+    evaluate: Callable[[Any], dict] | None = None,
+    eval_every: int | None = None,
 ) -> dict:
     """Train ``model`` (its trainable parameters) and save ``<role>.safetensors``; resumable.
 
     The batch order is a function of (seed, step) only, so a resumed run sees the same batches as an
-    uninterrupted one. ``stop_after`` (tests) stops after that many steps of this call, leaving
-    the checkpoint behind as an interruption would. Returns the metadata written to ``<role>.json``.
+    uninterrupted one. A checkpoint (trainable weights, AdamW moments, step, loss and dev curves,
+    wall time so far; atomic, sealed) is written every ``ckpt_every`` steps and, with
+    ``ckpt_seconds``, whenever that much time passed since the last one. Every ``log_every`` steps a
+    progress line goes to the ``bench.train`` logger. ``evaluate(model)`` (e.g. the dev-split loss)
+    runs every ``eval_every`` steps and at the end; its results form the ``dev`` curve.
+    ``stop_after`` (tests) stops after that many steps of this call, leaving the checkpoint behind
+    as an interruption would. Returns the metadata written to ``<role>.json``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -236,13 +251,17 @@ def train_prefix_lm(
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     ckpt_w, ckpt_o, ckpt_j = (folder / f"{role}.ckpt.safetensors", folder / f"{role}.ckpt.opt.safetensors", folder / f"{role}.ckpt.json")
-    start, losses, resumed_from = 0, [], None
+    start, losses, dev, wall_before, resumed_from = 0, [], [], 0.0, None
     if sealed(folder, _ckpt_files(role), f"{role}.ckpt"):  # a damaged checkpoint is deleted: training restarts
         meta = json.loads(ckpt_j.read_text())
         if meta.get("steps") == steps and meta.get("n") == len(e):
             load_trainable(model, load_tensors(ckpt_w))
             load_opt_state(opt, names, load_tensors(ckpt_o))
             start, losses, resumed_from = int(meta["step"]), list(meta["losses"]), int(meta["step"])
+            dev, wall_before = list(meta.get("dev", [])), float(meta.get("wall_s", 0.0))
+            log.info("%s: resumed from step %d/%d (checkpoint in %s)", role, start, steps, folder)
+        else:
+            log.info("%s: checkpoint in %s is for another run (steps/n differ): starting over", role, folder)
     n = len(e)
     per_epoch = max(1, n // batch_size)
     e_t = torch.from_numpy(unit_scaled(e))
@@ -250,9 +269,31 @@ def train_prefix_lm(
     warmup = max(1, min(100, steps // 10))
     sched = lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * s / max(1, steps))))  # noqa: E731
     model.train()
-    t0 = time.perf_counter()
+    t0 = last_ckpt = time.perf_counter()
     bar = tqdm(total=steps, initial=start, desc=f"train {role}", disable=None, file=sys.stderr, leave=False)
     done_here = 0
+
+    def dev_point(step: int) -> None:
+        if evaluate is None:
+            return
+        model.eval()
+        with torch.no_grad(), autocast(device):
+            point = {"step": step, **evaluate(model)}
+        model.train()
+        dev.append(point)
+        log.info("%s: dev at step %d: %s", role, step, ", ".join(f"{k}={v:.4f}" for k, v in point.items() if k != "step"))
+
+    def checkpoint(step: int) -> None:
+        save_tensors(ckpt_w, trainable_state(model))
+        save_tensors(ckpt_o, opt_state(opt, names))
+        _save_json(ckpt_j, {"step": step, "steps": steps, "n": n, "losses": losses, "dev": dev,
+                            "wall_s": wall_before + time.perf_counter() - t0})
+        seal(folder, _ckpt_files(role), f"{role}.ckpt")
+        log.info("%s: checkpoint at step %d/%d", role, step, steps)
+
+    log.info("%s: training %d steps (batch %d, %d texts, lr %g) from step %d", role, steps, batch_size, n, lr, start)
+    if start == 0 and not dev:
+        dev_point(0)
     for step in range(start, steps):
         epoch, k = divmod(step, per_epoch)
         perm = np.random.default_rng([seed, epoch]).permutation(n)
@@ -274,28 +315,45 @@ def train_prefix_lm(
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         done_here += 1
         last = step + 1 == steps
-        if not last and (((step + 1) % ckpt_every == 0) or (stop_after is not None and done_here >= stop_after)):
-            save_tensors(ckpt_w, trainable_state(model))
-            save_tensors(ckpt_o, opt_state(opt, names))
-            _save_json(ckpt_j, {"step": step + 1, "steps": steps, "n": n, "losses": losses})
-            seal(folder, _ckpt_files(role), f"{role}.ckpt")
-            if stop_after is not None and done_here >= stop_after:
+        if log_every and ((step + 1) % log_every == 0 or last):
+            rate = done_here * batch_size / max(1e-9, time.perf_counter() - t0)
+            eta = (steps - step - 1) * batch_size / max(1e-9, rate)
+            log.info("%s: step %d/%d epoch %.2f loss %.4f (mean of last 20 %.4f) lr %.2e %.2f texts/s ETA %s",
+                     role, step + 1, steps, (step + 1) / per_epoch, losses[-1], float(np.mean(losses[-20:])),
+                     lr * sched(step), rate, _hms(eta))
+        if eval_every and not last and (step + 1) % eval_every == 0:
+            dev_point(step + 1)
+        stopping = stop_after is not None and done_here >= stop_after
+        timed = ckpt_seconds is not None and time.perf_counter() - last_ckpt >= ckpt_seconds
+        if not last and (((step + 1) % ckpt_every == 0) or stopping or timed):
+            checkpoint(step + 1)
+            last_ckpt = time.perf_counter()
+            if stopping:
                 bar.close()
                 model.eval()
                 return {"step": step + 1, "steps": steps, "interrupted": True, "losses": losses}
     bar.close()
+    if evaluate is not None and (not dev or dev[-1]["step"] != steps):
+        dev_point(steps)
     model.eval()
     meta = {
         **(info or {}), "role": role, "steps": steps, "batch_size": batch_size, "lr": lr, "n_train": n,
-        "losses": [round(x, 5) for x in losses], "train_s_last_session": round(time.perf_counter() - t0, 2),
-        "resumed_from": resumed_from, "device": device,
+        "epochs": round(steps / per_epoch, 4), "losses": [round(x, 5) for x in losses], "dev": dev,
+        "train_s_last_session": round(time.perf_counter() - t0, 2),
+        "wall_s": round(wall_before + time.perf_counter() - t0, 2), "resumed_from": resumed_from, "device": device,
     }
+    log.info("%s: done, %d steps in %s (this session %s)", role, steps, _hms(meta["wall_s"]), _hms(meta["train_s_last_session"]))
     _save_json(folder / f"{role}.json", meta)
     save_tensors(folder / f"{role}.safetensors", trainable_state(model))
     seal(folder, _files(role), role)  # written last: marks it done and intact
     for p in (ckpt_w, ckpt_o, ckpt_j, folder / f"{role}.ckpt.sha256.json"):
         p.unlink(missing_ok=True)
     return meta
+
+
+def _hms(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def tokenize_targets(tok, texts: list[str], max_length: int) -> list[list[int]]:
@@ -408,3 +466,20 @@ class PrefixInversion:
             memo["hypothesizer"] = (folder, model)
         return model, folder
 
+
+
+def mean_loss(model, e: np.ndarray, target_ids: list[list[int]], batch_size: int, device: str) -> float:
+    """Token cross-entropy of ``target_ids`` given embeddings ``e`` (raw victim vectors), averaged
+    over texts in batches: the dev-split loss training curves are chosen on."""
+    import torch
+
+    es = torch.from_numpy(unit_scaled(e))
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad(), autocast(device):
+        for s in range(0, len(e), batch_size):
+            ids = target_ids[s : s + batch_size]
+            total += float(model.loss(es[s : s + batch_size].to(model.device), ids)) * len(ids)
+    model.train(was_training)
+    return total / max(1, len(e))
