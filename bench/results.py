@@ -15,7 +15,7 @@ from bench.api import ThreatModel
 from bench.cache import atomic_write_bytes
 from bench.errors import BenchError, one_line
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DIGEST_SINCE = 3  # records of this schema on must carry a digest
 
 
@@ -40,6 +40,9 @@ class ModelInfo(BaseModel):
     role: str = Field(description="victim, attack, ...")
     name: str
     pretrained: bool = Field(description="False for randomly initialised models: numbers are not findings")
+    weights: str | None = Field(None, description="'shipped': trained weights shipped with the package, not trained in this cell")
+    weights_sha256: str | None = Field(None, description="sha256 of the shipped weights file")
+    training: dict[str, Any] | None = Field(None, description="the shipped weights' training scale (data, steps, epochs, time)")
 
 
 class Provenance(BaseModel):
@@ -192,7 +195,12 @@ def _v2_to_v3(data: dict, attacks: AttackInfo) -> dict:
     return data
 
 
-MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(data: dict, attacks: AttackInfo) -> dict:
+    """Schema 4 adds fields that default (e.g. a model's ``weights``/``weights_sha256``/``training``)."""
+    return data
+
+
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def migrate(data: dict, attacks: AttackInfo | None = None) -> dict:

@@ -406,6 +406,10 @@ class TextInvParams(AttackParams):
     max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
     gen_batch: int = Field(64, ge=1, description="generation batch size")
     ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
+    pretrained: Literal["shipped", "none"] = Field(
+        "shipped", description="shipped: the hypothesizer shipped for this victim (minilm) when its architecture matches, "
+        "no training (the naive attacker only); none: train on the cell's attacker split",
+    )
 
 
 # The training parameters: the artifact key (inference parameters such as num_steps are left out,
@@ -426,9 +430,10 @@ class PrefixInversion:
     def _steps(self, n: int, epochs: float) -> int:
         return max(1, math.ceil(epochs * n / self.params.batch_size))
 
-    def _folder(self, ctx, role: str, keys) -> Path:
+    def _folder(self, ctx, role: str, keys, hypothesizer: str | None = None) -> Path:
         cfg = {k: v for k, v in self.params.model_dump(mode="json").items() if k in keys}
-        return ctx.artifact_dir(attack={"name": f"{self.name}/{role}", "params": cfg}, view=ctx.view_key())
+        extra = {"hypothesizer": hypothesizer} if hypothesizer else {}  # unchanged keys for trained ones
+        return ctx.artifact_dir(attack={"name": f"{self.name}/{role}", "params": cfg}, view=ctx.view_key(), **extra)
 
     def _data(self, ctx):
         texts = list(ctx.attacker.texts[: self.params.max_train])
@@ -437,8 +442,58 @@ class PrefixInversion:
         clean = ctx.victim.query(texts, split="attacker")  # counted, even when cached
         return texts, ctx.train_view(clean)
 
-    def _model_record(self, role: str, identity: dict) -> dict:
-        return {"role": role, "name": str(identity["name"]), "pretrained": bool(identity["pretrained"])}
+    def _model_record(self, role: str, identity: dict, shipped: dict | None = None) -> dict:
+        rec = {"role": role, "name": str(identity["name"]), "pretrained": bool(identity["pretrained"])}
+        if shipped is not None:
+            rec.update(weights="shipped", weights_sha256=shipped["weights_sha256"], training=shipped["scale"])
+        return rec
+
+    def _shipped(self, ctx) -> tuple[str, dict] | None:
+        """(name, manifest) of the shipped hypothesizer this cell uses, or None (then it trains).
+
+        Used when ``pretrained=shipped``, the victim has shipped weights, the attacker is not
+        simulating a defense (the shipped inverter saw clean embeddings) and the architecture
+        parameters the user set match the manifest's. Refused (BenchError) when the cell's leaked
+        texts are among the shipped training texts: its targets may be too (another split).
+        """
+        from bench_plugins.attacks import textinv_ship
+
+        p = self.params
+        found = textinv_ship.shipped(ctx.victim.embedder.name) if p.pretrained == "shipped" else None
+        if found is None or ctx.simulates_defense:
+            return None
+        name, entry = found
+        manifest = textinv_ship.manifest(name)
+        arch = {**manifest["params"], "lm": manifest["lm"]["ref"]}
+        if any(k in p.model_fields_set and getattr(p, k) != v for k, v in arch.items()) or any(
+            getattr(p, k) != v for k, v in arch.items() if k in ("lm", "finetune", "lora_r", "lora_alpha")
+        ):
+            return None
+        overlap = textinv_ship.seen_in_training(name, list(ctx.leaked.texts))
+        if overlap:
+            raise BenchError(
+                f"the shipped {self.name} hypothesizer {name} was trained on {overlap} of this cell's leaked texts, so this "
+                f"dataset split may put its training texts among the targets: pass {self.name}:pretrained=none to train on this cell"
+            )
+        return name, manifest
+
+    def _shipped_hypothesizer(self, ctx, name: str, manifest: dict):
+        """The shipped hypothesizer (hash-checked weights, no training, no victim queries)."""
+        from bench_plugins.attacks import textinv_ship
+
+        memo = self.__dict__.setdefault("_memo", {})
+        if memo.get("hypothesizer", (None,))[0] == ("shipped", name, ctx.device):
+            return memo["hypothesizer"][1]
+        a = manifest["params"]
+        lm, tok, ident = load_lm(manifest["lm"]["ref"], ctx.device)
+        dim = int(manifest["victim"]["fingerprint"]["dim"])
+        model = build(lm, tok, dim, a["prefix_len"], False, a["finetune"], a["lora_r"], a["lora_alpha"], ctx.seed)
+        textinv_ship.load_shipped(model, name)
+        model.identity, model.meta = ident, {"shipped": name}
+        model.shipped = textinv_ship.record_entry(name, manifest)
+        model.eval()
+        memo["hypothesizer"] = (("shipped", name, ctx.device), model)
+        return model
 
     def _hypothesizer(self, ctx, texts, train_e):
         """Build (and train or load) the hypothesizer; memoised in-process per artifact folder."""

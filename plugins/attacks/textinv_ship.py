@@ -31,28 +31,51 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED: dict[str, dict[str, str]] = {}
 
 
-def holdout_dev(ids: list[str], texts: list[str], meta: list[dict], n_dev: int) -> tuple[list[int], list[int]]:
+def split_groups(split) -> list:
+    """The group of each text of a split: ``split.groups``, else its meta's WordNet synset, else its id."""
+    if split.groups is not None:
+        return list(split.groups)
+    if split.meta and all("synset" in m for m in split.meta):
+        return [m["synset"] for m in split.meta]
+    return list(split.ids)
+
+
+def holdout_dev(groups: list, n_dev: int) -> tuple[list[int], list[int]]:
     """(train, dev) row indices: dev = whole groups (WordNet synsets) taken from the end of the split
     until ``n_dev`` texts; no train text shares a group with a dev text."""
-    groups = [m.get("synset", i) for i, m in zip(ids, meta)] if meta else list(ids)
     dev_groups: set = set()
     dev: list[int] = []
-    for i in range(len(texts) - 1, -1, -1):
+    for i in range(len(groups) - 1, -1, -1):
         if len(dev) >= n_dev and groups[i] not in dev_groups:
             break
         dev_groups.add(groups[i])
         dev.append(i)
     dev_set = set(dev)
-    train = [i for i in range(len(texts)) if i not in dev_set and groups[i] not in dev_groups]
+    train = [i for i in range(len(groups)) if i not in dev_set and groups[i] not in dev_groups]
     return train, sorted(dev)
 
 
-def export(model, out: Path, manifest: dict) -> dict:
-    """Write ``weights.safetensors`` (trainable state, fp16) and ``manifest.json`` (with its sha256) atomically."""
+def training_texts(splits, n_dev: int, max_train: int | None) -> tuple[list[str], list[str], str]:
+    """(train texts, dev texts, where the dev texts come from) of a dataset's splits: the dataset's
+    ``dev`` split when it has one, else whole groups held out of the end of the attacker split."""
+    att = splits.attacker
+    if splits.dev is not None and len(splits.dev.texts):
+        tr_texts, dv_texts, source = list(att.texts), list(splits.dev.texts), "the dataset's dev split"
+    else:
+        tr, dv = holdout_dev(split_groups(att), n_dev)
+        tr_texts, dv_texts = [att.texts[i] for i in tr], [att.texts[i] for i in dv]
+        source = f"held out of the attacker split: its last {len(dv)} texts (whole groups/synsets), no group shared with training"
+    return (tr_texts[:max_train] if max_train else tr_texts), dv_texts, source
+
+
+def export(model, out: Path, manifest: dict, train_texts: list[str]) -> dict:
+    """Write ``weights.safetensors`` (trainable state, fp16), ``train_text_ids.npy`` (8-byte ids of
+    the training texts, for the leak check) and ``manifest.json`` (with the weights' sha256), atomically."""
     import torch
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
+    write_text_ids(out, train_texts)
     state = {k: v.to(torch.float16).contiguous() for k, v in textinv.trainable_state(model).items()}
     tmp = out / f".weights.{os.getpid()}.tmp"
     save_file(state, str(tmp), metadata={"format": "pt"})
@@ -102,30 +125,19 @@ def train_inverter(
     finetune: str = "lora", lora_r: int = 16, lora_alpha: int = 32, prefix_len: int = 1, max_length: int = 32,
     max_train: int | None = None, n_dev: int = 500, dev_eval: int = 256, epochs: float = 1.0, batch_size: int = 32,
     lr: float = 1e-3, seed: int = 0, device: str = "cpu", ckpt_every: int = 100_000, ckpt_seconds: float = 300.0,
-    log_every: int = 10, eval_every: int = 100, command: str = "", stop_after: int | None = None,
+    log_every: int = 10, eval_every: int = 100, command: str = "", stop_after: int | None = None, host=None,
 ) -> dict:
     """Train the hypothesizer for ``embedder`` on ``dataset``'s attacker split and export it to ``out``.
 
     ``work`` holds the embeddings cache and the resumable checkpoint (rerun the same command to
-    resume). Returns the manifest (``{"interrupted": True, ...}`` when ``stop_after`` stopped it).
+    resume); ``host`` is a ``bench.plugins.Host`` (default: built-ins and installed plugins). Returns the manifest (``{"interrupted": True, ...}`` when ``stop_after`` stopped it).
     """
     from bench.plugins import Host
 
     t_start = time.perf_counter()
-    host = Host()
+    host = host or Host()
     splits = host.make("datasets", dataset, dataset_params).load()
-    att = splits.attacker
-    if splits.dev is not None and len(splits.dev.texts):
-        dev_split, dev_source = splits.dev, "dataset dev split"
-        tr = list(range(len(att.texts)))
-        dv_texts = list(splits.dev.texts)
-    else:
-        tr, dv = holdout_dev(att.ids, att.texts, att.meta, n_dev)
-        dv_texts, dev_split = [att.texts[i] for i in dv], None
-        dev_source = f"held out of the attacker split: its last {len(dv)} texts (whole synsets), no synset shared with training"
-    del dev_split
-    tr = tr[:max_train] if max_train else tr
-    tr_texts = [att.texts[i] for i in tr]
+    tr_texts, dv_texts, dev_source = training_texts(splits, n_dev, max_train)
     work.mkdir(parents=True, exist_ok=True)
     emb = host.make("embedders", embedder, {})
     e_tr = _embedded(emb, tr_texts, work / f"emb-train-{texts_hash(tr_texts)}.npy", device)
@@ -151,7 +163,7 @@ def train_inverter(
             "dataset": dataset, "dataset_params": dataset_params, "split": "attacker", "dataset_info": _jsonable(splits.info),
             "n_train": len(tr_texts), "train_texts_sha256": texts_hash(tr_texts, 64),
             "dev_source": dev_source, "n_dev": len(dv_texts), "n_dev_evaluated": len(dev_ids),
-            "dev_texts_sha256": texts_hash(dv_texts, 64),
+            "dev_texts_sha256": texts_hash(dv_texts, 64), "work": str(work),
         },
         "training": {
             "steps": meta["steps"], "epochs": meta["epochs"], "batch_size": batch_size, "lr": lr, "seed": seed,
@@ -162,7 +174,13 @@ def train_inverter(
         },
         "total_s": round(time.perf_counter() - t_start, 1),
     }
-    return export(model, Path(out), manifest)
+    return export(model, Path(out), manifest, tr_texts)
+
+
+def write_text_ids(out: Path, texts: list[str]) -> None:
+    tmp = out / f".train_text_ids.{os.getpid()}.tmp.npy"
+    np.save(tmp, np.unique(text_ids(texts)))
+    os.replace(tmp, out / "train_text_ids.npy")
 
 
 def _embedded(emb, texts: list[str], path: Path, device: str) -> np.ndarray:
@@ -185,3 +203,36 @@ def _threads() -> int:
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
+
+
+def manifest(name: str) -> dict:
+    """The manifest of shipped weights ``name`` (no hash check: :func:`load_shipped` does that)."""
+    path = WEIGHTS_DIR / name / "manifest.json"
+    if not path.is_file():
+        raise BenchError(f"shipped inverter {name} has no manifest at {path}: reinstall the package or pass pretrained=none")
+    return json.loads(path.read_text())
+
+
+def record_entry(name: str, m: dict) -> dict:
+    """What a record says about shipped weights: their hash and the training scale."""
+    t = m["training"]
+    return {
+        "weights_sha256": m["weights_sha256"],
+        "scale": {"name": name, "dataset": m["data"]["dataset"], "n_train": m["data"]["n_train"], "steps": t["steps"],
+                  "epochs": t["epochs"], "batch_size": t["batch_size"], "lr": t["lr"], "wall_s": t["wall_s"], "device": t["device"]},
+    }
+
+
+def text_ids(texts: list[str]) -> np.ndarray:
+    """8-byte ids of texts (the first 8 bytes of their SHA-256): what the manifest keeps of the training texts."""
+    import hashlib
+
+    return np.array([int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little") for t in texts], np.uint64)
+
+
+def seen_in_training(name: str, texts: list[str]) -> int:
+    """How many of ``texts`` the shipped inverter ``name`` was trained on (by their 8-byte ids)."""
+    path = WEIGHTS_DIR / name / "train_text_ids.npy"
+    if not path.is_file() or not texts:
+        return 0
+    return int(np.isin(text_ids(texts), np.load(path)).sum())
