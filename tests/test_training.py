@@ -191,11 +191,11 @@ def test_wrong_hash_and_missing_files_are_refused(tiny_lm, toy_host, tmp_path):
         textinv_ship.load_weights(tmp_path / "out", m["weights_sha256"])
 
 
-def _ship_toy(tiny, host, tmp_path, monkeypatch):
+def _ship_toy(tiny, host, tmp_path, monkeypatch, **kw):
     """Train a toy inverter and register it as shipped for the toy embedder."""
     from bench_plugins.attacks import textinv_ship
 
-    m = _train_toy(tiny, host, tmp_path, out=tmp_path / "weights" / "toy-inverter")
+    m = _train_toy(tiny, host, tmp_path, out=tmp_path / "weights" / "toy-inverter", **kw)
     monkeypatch.setattr(textinv_ship, "WEIGHTS_DIR", tmp_path / "weights")
     monkeypatch.setattr(textinv_ship, "SHIPPED", {"toy-inverter": {"embedder": "toy-hash", "sha256": m["weights_sha256"]}})
     return m
@@ -258,6 +258,30 @@ def test_shipped_is_refused_when_its_training_texts_leak_into_the_cell(tiny_lm, 
         GEIA({"lm": str(tiny_lm), "finetune": "full"}).fit(ctx)
     # another architecture than the shipped one: trained in the cell, no error
     assert GEIA({"lm": str(tiny_lm), "finetune": "full", "prefix_len": 3})._shipped(ctx) is None
+
+
+def test_zsinvert_seeded_by_the_shipped_geia_decoder(tiny_lm, toy_host, tmp_path, monkeypatch):
+    from bench.runner import Runner, build_grid
+
+    pytest.importorskip("peft")
+    m = _ship_toy(tiny_lm, toy_host, tmp_path, monkeypatch, finetune="lora", prefix_len=1, max_length=32)
+    common = f"lm={tiny_lm},beam=2,top_k=4,max_tokens=5,rounds=2,edit_steps=4,prior=false,query_budget=40"
+    cells = build_grid(toy_host, [f"zsinvert:{common},seed=geia", f"geia:lm={tiny_lm},max_new_tokens=32"], ["none"], ["toy-hash"],
+                       ["toy:attacker=120,leaked=20,target=6"], [0])
+    runner = Runner(toy_host, tmp_path / "res", "cpu", tmp_path / "cache", progress=False)
+    runner.prepare(cells)
+    hybrid, geia = runner.run(cells)
+    assert hybrid.status == "ok" and geia.status == "ok", (hybrid.error, geia.error)
+    seed = next(x for x in hybrid.models if x.role == "seed decoder LM")
+    assert seed.weights == "shipped" and seed.weights_sha256 == m["weights_sha256"]
+    # round 0 of the hybrid is GEIA's own output for the target, asked once; later rounds only improve the victim cosine
+    assert hybrid.metrics["queries"].value <= 40
+    assert hybrid.metrics["victim_cos@round1"].value >= hybrid.metrics["victim_cos@round0"].value - 1e-9
+    rows = {f.name.split("__")[0]: [json.loads(x) for x in f.read_text().splitlines()] for f in (tmp_path / "res").rglob("*.samples.jsonl")}
+    seeds = [r["extras"]["seed"] for r in rows["zsinvert"]]
+    assert seeds == [r["reconstruction"] for r in rows["geia"]] and any(seeds)
+    for r in rows["zsinvert"]:  # an empty guess falls back to guided decoding
+        assert (r["extras"]["rounds"][0]["text"] == r["extras"]["seed"]) == bool(r["extras"]["seed"].strip())
 
 
 def test_train_script_refuses_an_existing_out_folder(tmp_path):
