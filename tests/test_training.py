@@ -156,7 +156,7 @@ def test_train_inverter_exports_fp16_weights_and_a_manifest(tiny_lm, toy_host, t
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train_text_ids.npy", "weights.safetensors"]
     assert json.loads((out / "manifest.json").read_text()) == m
     assert m["data"]["n_train"] == 100 and m["data"]["n_dev"] == 20 and len(m["data"]["train_texts_sha256"]) == 64
-    assert m["training"]["steps"] == 19 and m["training"]["epochs"] > 2.9 and len(m["training"]["loss_curve"]) == 19
+    assert m["training"]["steps"] == 19 and m["training"]["complete"] and m["training"]["epochs"] > 2.9 and len(m["training"]["loss_curve"]) == 19
     assert [d["step"] for d in m["training"]["dev_curve"]] == [0, 10, 19]
     assert m["training"]["dev_curve"][-1]["loss"] < m["training"]["dev_curve"][0]["loss"]
     assert m["params"]["prefix_len"] == 2 and m["command"] == "test" and m["lm"]["pretrained"] is False
@@ -189,6 +189,16 @@ def test_wrong_hash_and_missing_files_are_refused(tiny_lm, toy_host, tmp_path):
     (tmp_path / "out" / "manifest.json").unlink()
     with pytest.raises(BenchError, match="missing"):
         textinv_ship.load_weights(tmp_path / "out", m["weights_sha256"])
+
+
+def test_an_unfinished_run_exports_its_last_checkpoint_and_says_so(tiny_lm, toy_host, tmp_path):
+    part = _train_toy(tiny_lm, toy_host, tmp_path, stop_after=5)
+    assert part["interrupted"] and not (tmp_path / "out").exists()
+    m = _train_toy(tiny_lm, toy_host, tmp_path, from_checkpoint=True)
+    assert m["training"]["steps"] == 5 and m["training"]["planned_steps"] == 19 and m["training"]["complete"] is False
+    assert len(m["training"]["loss_curve"]) == 5 and m["training"]["dev_curve"][0]["step"] == 0
+    with pytest.raises(BenchError, match="another run"):
+        _train_toy(tiny_lm, toy_host, tmp_path, from_checkpoint=True, epochs=1, out=tmp_path / "out2")
 
 
 def _ship_toy(tiny, host, tmp_path, monkeypatch, **kw):
@@ -319,8 +329,16 @@ def test_shipped_minilm_weights_are_pinned_and_load_into_smollm2():
     model = textinv.build(lm, tok, m["victim"]["fingerprint"]["dim"], a["prefix_len"], False, a["finetune"], a["lora_r"], a["lora_alpha"], 0)
     got = textinv_ship.load_shipped(model, name)
     assert got == m and ident["sha256"] == m["lm"]["sha256"]
-    ckpt = Path(m["data"].get("work", "/nonexistent")) / "hypothesizer.safetensors"
-    if ckpt.is_file():  # the training machine: the shipped fp16 weights are the trained ones, rounded
-        trained = textinv.load_tensors(ckpt)
-        for k, v in textinv.trainable_state(model).items():
-            torch.testing.assert_close(v, trained[k].half().float())
+    work = Path(m["data"].get("work", "/nonexistent"))
+    ckpt = work / ("hypothesizer.safetensors" if m["training"].get("complete", True) else "hypothesizer.ckpt.safetensors")
+    if not ckpt.is_file():
+        return  # not the training machine: the pin and the loading are what can be checked
+    # the training machine: the shipped fp16 weights are the trained ones, rounded, and decode the same
+    trained_state = textinv.load_tensors(ckpt)
+    for k, v in textinv.trainable_state(model).items():
+        torch.testing.assert_close(v, trained_state[k].half().float())
+    lm2, tok2, _ = textinv.load_lm(m["lm"]["ref"], "cpu")
+    trained = textinv.build(lm2, tok2, m["victim"]["fingerprint"]["dim"], a["prefix_len"], False, a["finetune"], a["lora_r"], a["lora_alpha"], 0)
+    textinv.load_trainable(trained, trained_state)
+    e = np.load(next(work.glob("emb-dev-*.npy")))[:4]
+    assert textinv.generate_batched(model, e, 16, 4, "cpu") == textinv.generate_batched(trained, e, 16, 4, "cpu")

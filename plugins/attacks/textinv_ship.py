@@ -126,11 +126,14 @@ def train_inverter(
     max_train: int | None = None, n_dev: int = 500, dev_eval: int = 256, epochs: float = 1.0, batch_size: int = 32,
     lr: float = 1e-3, seed: int = 0, device: str = "cpu", ckpt_every: int = 100_000, ckpt_seconds: float = 300.0,
     log_every: int = 10, eval_every: int = 100, command: str = "", stop_after: int | None = None, host=None,
+    from_checkpoint: bool = False,
 ) -> dict:
     """Train the hypothesizer for ``embedder`` on ``dataset``'s attacker split and export it to ``out``.
 
     ``work`` holds the embeddings cache and the resumable checkpoint (rerun the same command to
-    resume); ``host`` is a ``bench.plugins.Host`` (default: built-ins and installed plugins). Returns the manifest (``{"interrupted": True, ...}`` when ``stop_after`` stopped it).
+    resume); ``host`` is a ``bench.plugins.Host`` (default: built-ins and installed plugins).
+    ``from_checkpoint`` exports the last checkpoint of an unfinished run instead of training (the
+    manifest says ``complete: false`` and the steps done of those planned). Returns the manifest (``{"interrupted": True, ...}`` when ``stop_after`` stopped it).
     """
     from bench.plugins import Host
 
@@ -147,12 +150,15 @@ def train_inverter(
     ids = textinv.tokenize_targets(tok, tr_texts, max_length)
     dev_ids = textinv.tokenize_targets(tok, dv_texts[:dev_eval], max_length)
     steps = max(1, int(np.ceil(epochs * len(tr_texts) / batch_size)))
-    meta = textinv.train_prefix_lm(
-        model, work, "hypothesizer", e_tr, ids, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
-        ckpt_every=ckpt_every, ckpt_seconds=ckpt_seconds, log_every=log_every, eval_every=eval_every,
-        evaluate=lambda m: {"loss": textinv.mean_loss(m, e_dv[:dev_eval], dev_ids, batch_size, device)},
-        info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": finetune}, stop_after=stop_after,
-    )
+    if from_checkpoint:
+        meta = _checkpoint_meta(model, work, steps, batch_size, len(tr_texts), lr, device)
+    else:
+        meta = textinv.train_prefix_lm(
+            model, work, "hypothesizer", e_tr, ids, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+            ckpt_every=ckpt_every, ckpt_seconds=ckpt_seconds, log_every=log_every, eval_every=eval_every,
+            evaluate=lambda m: {"loss": textinv.mean_loss(m, e_dv[:dev_eval], dev_ids, batch_size, device)},
+            info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": finetune}, stop_after=stop_after,
+        )
     if meta.get("interrupted"):
         return meta
     manifest: dict[str, Any] = {
@@ -166,7 +172,8 @@ def train_inverter(
             "dev_texts_sha256": texts_hash(dv_texts, 64), "work": str(work),
         },
         "training": {
-            "steps": meta["steps"], "epochs": meta["epochs"], "batch_size": batch_size, "lr": lr, "seed": seed,
+            "steps": meta["steps"], "planned_steps": steps, "complete": meta["steps"] == steps,
+            "epochs": meta["epochs"], "batch_size": batch_size, "lr": lr, "seed": seed,
             "schedule": "linear warmup (min(100, steps/10) steps) then cosine to 0; AdamW, no weight decay, grad clip 1.0",
             "texts_seen": meta["steps"] * batch_size, "wall_s": meta["wall_s"], "device": device,
             "threads": _threads(), "host": platform.node(), "resumed_from": meta["resumed_from"],
@@ -175,6 +182,21 @@ def train_inverter(
         "total_s": round(time.perf_counter() - t_start, 1),
     }
     return export(model, Path(out), manifest, tr_texts)
+
+
+def _checkpoint_meta(model, work: Path, steps: int, batch_size: int, n: int, lr: float, device: str) -> dict:
+    """Load the last checkpoint of an unfinished run into ``model``; its training metadata."""
+    from bench.cache import sealed
+
+    if not sealed(work, ["hypothesizer.ckpt.safetensors", "hypothesizer.ckpt.opt.safetensors", "hypothesizer.ckpt.json"], "hypothesizer.ckpt"):
+        raise BenchError(f"no intact checkpoint in {work}: run the training first (without --from-checkpoint)")
+    ck = json.loads((work / "hypothesizer.ckpt.json").read_text())
+    if ck["steps"] != steps or ck["n"] != n:
+        raise BenchError(f"the checkpoint in {work} is of another run ({ck['steps']} steps on {ck['n']} texts): pass that run's arguments")
+    textinv.load_trainable(model, textinv.load_tensors(work / "hypothesizer.ckpt.safetensors"), work)
+    per_epoch = max(1, n // batch_size)
+    return {"steps": int(ck["step"]), "epochs": round(int(ck["step"]) / per_epoch, 4), "losses": [round(x, 5) for x in ck["losses"]],
+            "dev": ck.get("dev", []), "wall_s": round(float(ck.get("wall_s", 0.0)), 2), "resumed_from": None, "lr": lr, "device": device}
 
 
 def write_text_ids(out: Path, texts: list[str]) -> None:
