@@ -256,6 +256,26 @@ def _ctx(host, tmp_path, leaked=None):
                          artifact_root=tmp_path / "c2" / "artifacts", artifact_key={"victim": victim.fingerprint, "attack": {}})
 
 
+def test_vec2text_uses_the_shipped_hypothesizer_as_step_0(tiny_lm, toy_host, tmp_path, monkeypatch):
+    from bench_plugins.attacks.vec2text import Vec2Text
+
+    m = _ship_toy(tiny_lm, toy_host, tmp_path, monkeypatch)
+    ctx = _ctx(toy_host, tmp_path)
+    v = Vec2Text({"lm": str(tiny_lm), "finetune": "full", "prefix_len": 2, "corrector_epochs": 1, "batch_size": 16,
+                  "max_length": 8, "max_new_tokens": 6, "num_steps": 1, "report_steps": "0+1"})
+    models = v.fit(ctx)
+    hyp = next(x for x in models if x["role"] == "hypothesizer LM")
+    assert hyp["weights"] == "shipped" and hyp["weights_sha256"] == m["weights_sha256"]
+    assert not list((tmp_path / "c2").rglob("hypothesizer.json"))  # no hypothesizer trained in the cell
+    assert len(list((tmp_path / "c2").rglob("corrector.json"))) == 1  # the corrector is, on the shipped one's outputs
+    e = ctx.victim.embed_split("target", ["a cat runs", "the dog eats"])
+    out = v.invert(e, ctx)
+    from bench_plugins.attacks.textinv import generate_batched
+
+    geia_like = [c[0] for c in generate_batched(v.hyp, e, 6, 32, "cpu")]
+    assert [o.extras["step_outputs"][0] for o in out] == geia_like
+
+
 def test_shipped_is_refused_when_its_training_texts_leak_into_the_cell(tiny_lm, toy_host, tmp_path, monkeypatch):
     from bench.api import Split
     from bench_plugins.attacks.geia import GEIA
