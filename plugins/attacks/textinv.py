@@ -25,10 +25,12 @@ dimension or normalisation (noise defenses change the norm; the direction is wha
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +45,10 @@ from bench.errors import BenchError
 from bench.models import describe
 
 Finetune = Literal["none", "lora", "full"]
+
+# Progress lines of training (step, loss, texts/s, ETA, dev loss): tqdm bars are silent when stderr
+# is not a terminal, so a background run is followed through this logger's handlers (a log file).
+log = logging.getLogger("bench.train")
 
 
 def unit_scaled(e: np.ndarray) -> np.ndarray:
@@ -222,12 +228,21 @@ def train_prefix_lm(
     hyp_ids: list[list[int]] | None = None,
     info: dict | None = None,
     stop_after: int | None = None,
+    log_every: int = 20,
+    ckpt_seconds: float | None = None,
+    evaluate: Callable[[Any], dict] | None = None,
+    eval_every: int | None = None,
 ) -> dict:
     """Train ``model`` (its trainable parameters) and save ``<role>.safetensors``; resumable.
 
     The batch order is a function of (seed, step) only, so a resumed run sees the same batches as an
-    uninterrupted one. ``stop_after`` (tests) stops after that many steps of this call, leaving
-    the checkpoint behind as an interruption would. Returns the metadata written to ``<role>.json``.
+    uninterrupted one. A checkpoint (trainable weights, AdamW moments, step, loss and dev curves,
+    wall time so far; atomic, sealed) is written every ``ckpt_every`` steps and, with
+    ``ckpt_seconds``, whenever that much time passed since the last one. Every ``log_every`` steps a
+    progress line goes to the ``bench.train`` logger. ``evaluate(model)`` (e.g. the dev-split loss)
+    runs every ``eval_every`` steps and at the end; its results form the ``dev`` curve.
+    ``stop_after`` (tests) stops after that many steps of this call, leaving the checkpoint behind
+    as an interruption would. Returns the metadata written to ``<role>.json``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -236,13 +251,17 @@ def train_prefix_lm(
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     ckpt_w, ckpt_o, ckpt_j = (folder / f"{role}.ckpt.safetensors", folder / f"{role}.ckpt.opt.safetensors", folder / f"{role}.ckpt.json")
-    start, losses, resumed_from = 0, [], None
+    start, losses, dev, wall_before, resumed_from = 0, [], [], 0.0, None
     if sealed(folder, _ckpt_files(role), f"{role}.ckpt"):  # a damaged checkpoint is deleted: training restarts
         meta = json.loads(ckpt_j.read_text())
         if meta.get("steps") == steps and meta.get("n") == len(e):
             load_trainable(model, load_tensors(ckpt_w))
             load_opt_state(opt, names, load_tensors(ckpt_o))
             start, losses, resumed_from = int(meta["step"]), list(meta["losses"]), int(meta["step"])
+            dev, wall_before = list(meta.get("dev", [])), float(meta.get("wall_s", 0.0))
+            log.info("%s: resumed from step %d/%d (checkpoint in %s)", role, start, steps, folder)
+        else:
+            log.info("%s: checkpoint in %s is for another run (steps/n differ): starting over", role, folder)
     n = len(e)
     per_epoch = max(1, n // batch_size)
     e_t = torch.from_numpy(unit_scaled(e))
@@ -250,9 +269,31 @@ def train_prefix_lm(
     warmup = max(1, min(100, steps // 10))
     sched = lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 0.5 * (1 + math.cos(math.pi * s / max(1, steps))))  # noqa: E731
     model.train()
-    t0 = time.perf_counter()
+    t0 = last_ckpt = time.perf_counter()
     bar = tqdm(total=steps, initial=start, desc=f"train {role}", disable=None, file=sys.stderr, leave=False)
     done_here = 0
+
+    def dev_point(step: int) -> None:
+        if evaluate is None:
+            return
+        model.eval()
+        with torch.no_grad(), autocast(device):
+            point = {"step": step, **evaluate(model)}
+        model.train()
+        dev.append(point)
+        log.info("%s: dev at step %d: %s", role, step, ", ".join(f"{k}={v:.4f}" for k, v in point.items() if k != "step"))
+
+    def checkpoint(step: int) -> None:
+        save_tensors(ckpt_w, trainable_state(model))
+        save_tensors(ckpt_o, opt_state(opt, names))
+        _save_json(ckpt_j, {"step": step, "steps": steps, "n": n, "losses": losses, "dev": dev,
+                            "wall_s": wall_before + time.perf_counter() - t0})
+        seal(folder, _ckpt_files(role), f"{role}.ckpt")
+        log.info("%s: checkpoint at step %d/%d", role, step, steps)
+
+    log.info("%s: training %d steps (batch %d, %d texts, lr %g) from step %d", role, steps, batch_size, n, lr, start)
+    if start == 0 and not dev:
+        dev_point(0)
     for step in range(start, steps):
         epoch, k = divmod(step, per_epoch)
         perm = np.random.default_rng([seed, epoch]).permutation(n)
@@ -274,28 +315,45 @@ def train_prefix_lm(
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         done_here += 1
         last = step + 1 == steps
-        if not last and (((step + 1) % ckpt_every == 0) or (stop_after is not None and done_here >= stop_after)):
-            save_tensors(ckpt_w, trainable_state(model))
-            save_tensors(ckpt_o, opt_state(opt, names))
-            _save_json(ckpt_j, {"step": step + 1, "steps": steps, "n": n, "losses": losses})
-            seal(folder, _ckpt_files(role), f"{role}.ckpt")
-            if stop_after is not None and done_here >= stop_after:
+        if log_every and ((step + 1) % log_every == 0 or last):
+            rate = done_here * batch_size / max(1e-9, time.perf_counter() - t0)
+            eta = (steps - step - 1) * batch_size / max(1e-9, rate)
+            log.info("%s: step %d/%d epoch %.2f loss %.4f (mean of last 20 %.4f) lr %.2e %.2f texts/s ETA %s",
+                     role, step + 1, steps, (step + 1) / per_epoch, losses[-1], float(np.mean(losses[-20:])),
+                     lr * sched(step), rate, _hms(eta))
+        if eval_every and not last and (step + 1) % eval_every == 0:
+            dev_point(step + 1)
+        stopping = stop_after is not None and done_here >= stop_after
+        timed = ckpt_seconds is not None and time.perf_counter() - last_ckpt >= ckpt_seconds
+        if not last and (((step + 1) % ckpt_every == 0) or stopping or timed):
+            checkpoint(step + 1)
+            last_ckpt = time.perf_counter()
+            if stopping:
                 bar.close()
                 model.eval()
                 return {"step": step + 1, "steps": steps, "interrupted": True, "losses": losses}
     bar.close()
+    if evaluate is not None and (not dev or dev[-1]["step"] != steps):
+        dev_point(steps)
     model.eval()
     meta = {
         **(info or {}), "role": role, "steps": steps, "batch_size": batch_size, "lr": lr, "n_train": n,
-        "losses": [round(x, 5) for x in losses], "train_s_last_session": round(time.perf_counter() - t0, 2),
-        "resumed_from": resumed_from, "device": device,
+        "epochs": round(steps / per_epoch, 4), "losses": [round(x, 5) for x in losses], "dev": dev,
+        "train_s_last_session": round(time.perf_counter() - t0, 2),
+        "wall_s": round(wall_before + time.perf_counter() - t0, 2), "resumed_from": resumed_from, "device": device,
     }
+    log.info("%s: done, %d steps in %s (this session %s)", role, steps, _hms(meta["wall_s"]), _hms(meta["train_s_last_session"]))
     _save_json(folder / f"{role}.json", meta)
     save_tensors(folder / f"{role}.safetensors", trainable_state(model))
     seal(folder, _files(role), role)  # written last: marks it done and intact
     for p in (ckpt_w, ckpt_o, ckpt_j, folder / f"{role}.ckpt.sha256.json"):
         p.unlink(missing_ok=True)
     return meta
+
+
+def _hms(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def tokenize_targets(tok, texts: list[str], max_length: int) -> list[list[int]]:
@@ -348,6 +406,10 @@ class TextInvParams(AttackParams):
     max_new_tokens: int = Field(32, ge=1, description="tokens generated per text")
     gen_batch: int = Field(64, ge=1, description="generation batch size")
     ckpt_every: int = Field(500, ge=1, description="training checkpoint interval (steps)")
+    pretrained: Literal["shipped", "none"] = Field(
+        "shipped", description="shipped: the hypothesizer shipped for this victim (minilm) when its architecture matches, "
+        "no training (the naive attacker only); none: train on the cell's attacker split",
+    )
 
 
 # The training parameters: the artifact key (inference parameters such as num_steps are left out,
@@ -368,9 +430,10 @@ class PrefixInversion:
     def _steps(self, n: int, epochs: float) -> int:
         return max(1, math.ceil(epochs * n / self.params.batch_size))
 
-    def _folder(self, ctx, role: str, keys) -> Path:
+    def _folder(self, ctx, role: str, keys, hypothesizer: str | None = None) -> Path:
         cfg = {k: v for k, v in self.params.model_dump(mode="json").items() if k in keys}
-        return ctx.artifact_dir(attack={"name": f"{self.name}/{role}", "params": cfg}, view=ctx.view_key())
+        extra = {"hypothesizer": hypothesizer} if hypothesizer else {}  # unchanged keys for trained ones
+        return ctx.artifact_dir(attack={"name": f"{self.name}/{role}", "params": cfg}, view=ctx.view_key(), **extra)
 
     def _data(self, ctx):
         texts = list(ctx.attacker.texts[: self.params.max_train])
@@ -379,8 +442,58 @@ class PrefixInversion:
         clean = ctx.victim.query(texts, split="attacker")  # counted, even when cached
         return texts, ctx.train_view(clean)
 
-    def _model_record(self, role: str, identity: dict) -> dict:
-        return {"role": role, "name": str(identity["name"]), "pretrained": bool(identity["pretrained"])}
+    def _model_record(self, role: str, identity: dict, shipped: dict | None = None) -> dict:
+        rec = {"role": role, "name": str(identity["name"]), "pretrained": bool(identity["pretrained"])}
+        if shipped is not None:
+            rec.update(weights="shipped", weights_sha256=shipped["weights_sha256"], training=shipped["scale"])
+        return rec
+
+    def _shipped(self, ctx) -> tuple[str, dict] | None:
+        """(name, manifest) of the shipped hypothesizer this cell uses, or None (then it trains).
+
+        Used when ``pretrained=shipped``, the victim has shipped weights, the attacker is not
+        simulating a defense (the shipped inverter saw clean embeddings) and the architecture
+        parameters the user set match the manifest's. Refused (BenchError) when the cell's leaked
+        texts are among the shipped training texts: its targets may be too (another split).
+        """
+        from bench_plugins.attacks import textinv_ship
+
+        p = self.params
+        found = textinv_ship.shipped(ctx.victim.embedder.name) if p.pretrained == "shipped" else None
+        if found is None or ctx.simulates_defense:
+            return None
+        name, entry = found
+        manifest = textinv_ship.manifest(name)
+        arch = {**manifest["params"], "lm": manifest["lm"]["ref"]}
+        if any(k in p.model_fields_set and getattr(p, k) != v for k, v in arch.items()) or any(
+            getattr(p, k) != v for k, v in arch.items() if k in ("lm", "finetune", "lora_r", "lora_alpha")
+        ):
+            return None
+        overlap = textinv_ship.seen_in_training(name, list(ctx.leaked.texts))
+        if overlap:
+            raise BenchError(
+                f"the shipped {self.name} hypothesizer {name} was trained on {overlap} of this cell's leaked texts, so this "
+                f"dataset split may put its training texts among the targets: pass {self.name}:pretrained=none to train on this cell"
+            )
+        return name, manifest
+
+    def _shipped_hypothesizer(self, ctx, name: str, manifest: dict):
+        """The shipped hypothesizer (hash-checked weights, no training, no victim queries)."""
+        from bench_plugins.attacks import textinv_ship
+
+        memo = self.__dict__.setdefault("_memo", {})
+        if memo.get("hypothesizer", (None,))[0] == ("shipped", name, ctx.device):
+            return memo["hypothesizer"][1]
+        a = manifest["params"]
+        lm, tok, ident = load_lm(manifest["lm"]["ref"], ctx.device)
+        dim = int(manifest["victim"]["fingerprint"]["dim"])
+        model = build(lm, tok, dim, a["prefix_len"], False, a["finetune"], a["lora_r"], a["lora_alpha"], ctx.seed)
+        textinv_ship.load_shipped(model, name)
+        model.identity, model.meta = ident, {"shipped": name}
+        model.shipped = textinv_ship.record_entry(name, manifest)
+        model.eval()
+        memo["hypothesizer"] = (("shipped", name, ctx.device), model)
+        return model
 
     def _hypothesizer(self, ctx, texts, train_e):
         """Build (and train or load) the hypothesizer; memoised in-process per artifact folder."""
@@ -408,3 +521,20 @@ class PrefixInversion:
             memo["hypothesizer"] = (folder, model)
         return model, folder
 
+
+
+def mean_loss(model, e: np.ndarray, target_ids: list[list[int]], batch_size: int, device: str) -> float:
+    """Token cross-entropy of ``target_ids`` given embeddings ``e`` (raw victim vectors), averaged
+    over texts in batches: the dev-split loss training curves are chosen on."""
+    import torch
+
+    es = torch.from_numpy(unit_scaled(e))
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad(), autocast(device):
+        for s in range(0, len(e), batch_size):
+            ids = target_ids[s : s + batch_size]
+            total += float(model.loss(es[s : s + batch_size].to(model.device), ids)) * len(ids)
+    model.train(was_training)
+    return total / max(1, len(e))

@@ -16,6 +16,11 @@ defense the targets are mapped back with ``ctx.target_view`` (Procrustes on leak
 view=ctx.view_key())``: inference parameters (``num_steps``, ``beam``, ...) are not part of the key,
 so a sweep over them trains once, and so do the defenses an attacker does not simulate.
 
+**Shipped hypothesizer.** Against ``minilm`` the hypothesizer shipped in ``plugins/weights/`` (GEIA's
+decoder, trained on WordNet's attacker split; docs/trained-inverters.md) is step 0 by default, with
+its own ``prefix_len``; the corrector is trained in the cell on its outputs. ``pretrained=none``
+trains both.
+
 **Inference.** Hypothesis (greedy), then ``num_steps`` corrections with sequence-level beam search
 of width ``beam`` (the paper's Sec. 3.2): every kept hypothesis proposes ``beam`` corrections
 (token-level beam search, ``beam`` returned sequences), every new candidate is re-embedded through
@@ -107,18 +112,23 @@ class Vec2Text(PrefixInversion, Attack):
         if self.params.pretrained_corrector:
             return self._fit_pretrained(ctx)
         texts, train_e = self._data(ctx)
-        self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
+        shipped = self._shipped(ctx)
+        if shipped is not None:  # minilm: the shipped hypothesizer (step 0), no training
+            self.hyp = self._shipped_hypothesizer(ctx, *shipped)
+        else:
+            self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         if self.hyp.meta.get("interrupted"):
             return []  # tests: an interrupted hypothesizer training (resumed by the next fit)
         self.corr = self._corrector(ctx, texts, train_e)
-        models = [self._model_record("hypothesizer LM", self.hyp.identity)]
+        models = [self._model_record("hypothesizer LM", self.hyp.identity, getattr(self.hyp, "shipped", None))]
         if self.corr is not None:
             models.append(self._model_record("corrector LM", self.corr.identity))
         return models
 
     def _corrector(self, ctx: AttackContext, texts: list[str], train_e: np.ndarray):
         p = self.params
-        folder = self._folder(ctx, "corrector", CORR_PARAMS)
+        # The corrector learns from the hypothesizer's outputs: a shipped hypothesizer is part of its key.
+        folder = self._folder(ctx, "corrector", CORR_PARAMS, hypothesizer=self.hyp.meta.get("shipped"))
         memo = self.__dict__.setdefault("_memo", {})
         if memo.get("corrector", (None,))[0] == folder:
             return memo["corrector"][1]

@@ -17,6 +17,9 @@ against the threat model's query budget). Per target:
 * **length control**: decoding stops when the cosine has not improved for ``patience`` steps, and the
   edits pay ``length_penalty`` per word, so a text does not just grow to cover more of the embedding.
 
+**The hybrid** (``seed=geia``): round 0 is the trained GEIA decoder's text for the target (one
+query), which the later rounds refine: the learned guess, improved by victim-guided search.
+
 Adaptive mode: a secret defense (rotation) is mapped back with ``ctx.target_view()`` (leaked pairs);
 against a public defense such as noise the target is the defended vector in both modes and nothing
 else changes, so the grid runs the adaptive cell against secret defenses only; the re-embedding of
@@ -33,7 +36,7 @@ the search ``inference`` (per target).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -76,6 +79,10 @@ class ZSInvert(Attack):
         prior_holdout: int = Field(1000, ge=10, description="the prior bow model's calibration holdout (its `holdout`)")
         query_budget: int | None = Field(None, ge=1, description="victim queries per target (None: the run's --query-budget, else unlimited)")
         batch: int = Field(1024, ge=1, description="texts per victim query batch")
+        seed: Literal["none", "geia"] = Field(
+            "none", description="round 0: none = victim-guided decoding; geia = the trained GEIA decoder's text for the target, GEIA with this lm "
+            "(shipped for minilm, else trained once on the attacker split), refined by the later rounds (the hybrid)",
+        )
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -115,7 +122,27 @@ class ZSInvert(Attack):
             )
             self._bow.fit(bow_ctx)
             self.prior_model = self._bow
+        self.seeder = None
+        if p.seed == "geia":
+            models += self._fit_seeder(ctx)
         return models
+
+    def _fit_seeder(self, ctx: AttackContext) -> list[dict[str, Any]]:
+        """The GEIA decoder whose text starts each search: the ``geia`` attack with its defaults,
+        sharing its artifact folder (and its shipped weights for minilm). It sees the targets as
+        this attack does (``target_view`` already applied), so it is fitted as a naive attacker."""
+        from dataclasses import replace
+
+        from bench_plugins.attacks.geia import GEIA
+
+        if getattr(self, "_geia", None) is None:
+            self._geia = GEIA({"lm": self.params.lm})  # the same LM as the proposer (default: SmolLM2)
+        params = {k: v for k, v in self._geia.config()["params"].items() if k not in ("adaptive", "via")}
+        self.seed_ctx = replace(ctx, defense=None, artifact_root=ctx.artifact_root.parent / GEIA.name,
+                                artifact_key={**ctx.artifact_key, "attack": {"name": GEIA.name, "params": params}})
+        models = self._geia.fit(self.seed_ctx)
+        self.seeder = self._geia
+        return [{**m, "role": f"seed {m['role']}"} for m in models]
 
     # ------------------------------------------------------------ invert
 
@@ -126,13 +153,16 @@ class ZSInvert(Attack):
         p = self.params
         target = np.asarray(ctx.target_view(emb), np.float32)  # a secret defense mapped back (adaptive)
         priors = self.priors(target) if self.prior_model is not None else [{} for _ in target]
+        # the hybrid: the trained decoder's guesses (no victim query; each is asked once, in round 0)
+        seeds = [inv.output for inv in self.seeder.invert(target, self.seed_ctx)] if self.seeder is not None else [None] * len(target)
         out = []
         oracle = ctx.oracle
-        for i, (t, prior) in enumerate(tqdm(list(zip(target, priors)), desc="zsinvert", unit="target", disable=None if ctx.settings.progress else True, leave=False)):
+        for i, (t, prior, seed) in enumerate(tqdm(list(zip(target, priors, seeds)), desc="zsinvert", unit="target",
+                                                  disable=None if ctx.settings.progress else True, leave=False)):
             with oracle.for_target(i):
                 scorer = VictimScorer(lambda x, i=i: oracle.query(x, split="zsinvert", cache=False, targets=i), t,
                                       lambda i=i: oracle.remaining(i), batch=p.batch)
-                out.append(self.search(scorer, prior))
+                out.append(self.search(scorer, prior, seed))
         return out
 
     def priors(self, target: np.ndarray) -> list[dict[str, float]]:
@@ -142,8 +172,9 @@ class ZSInvert(Attack):
         top = np.argsort(-probs, axis=1)[:, :k]
         return [{vocab[j]: float(row[j]) for j in idx} for row, idx in zip(probs, top)]
 
-    def search(self, scorer: VictimScorer, prior: dict[str, float]) -> Inversion:
-        """Round 0 decodes; each later round re-decodes from the best text and edits its words."""
+    def search(self, scorer: VictimScorer, prior: dict[str, float], seed: str | None = None) -> Inversion:
+        """Round 0 decodes (or, given a ``seed`` text, asks its cosine); each later round re-decodes
+        from the best text and edits its words."""
         p = self.params
         dec = self.decoder
         bias = dec.bias({w: p.prior_weight * v for w, v in prior.items()}) if prior else None
@@ -153,10 +184,13 @@ class ZSInvert(Attack):
         def record(text: str, cos: float) -> None:
             rounds.append({"text": text, "victim_cos": round(float(cos), 5) if np.isfinite(cos) else None, "queries": scorer.asked})
 
-        hint = f"Write one short sentence with the words: {', '.join(pool[:12])}." if pool else "Write one short sentence."
-        first = dec.decode(hint, scorer, beam=p.beam, top_k=p.top_k, max_tokens=p.max_tokens, bias=bias,
-                           lm_weight=p.lm_weight, patience=p.patience)
-        best, best_cos = first.text, first.cosine
+        if seed is not None and seed.strip():
+            best, best_cos = seed, float(scorer([seed])[0])
+        else:
+            hint = f"Write one short sentence with the words: {', '.join(pool[:12])}." if pool else "Write one short sentence."
+            first = dec.decode(hint, scorer, beam=p.beam, top_k=p.top_k, max_tokens=p.max_tokens, bias=bias,
+                               lm_weight=p.lm_weight, patience=p.patience)
+            best, best_cos = first.text, first.cosine
         record(best, best_cos)
         for _ in range(1, p.rounds):
             if scorer.exhausted:
@@ -174,7 +208,7 @@ class ZSInvert(Attack):
             if cos > best_cos - p.length_penalty * (len(text.split()) - len(best.split())) or not np.isfinite(best_cos):
                 best, best_cos = text, cos
             record(best, best_cos)
-        return Inversion(best, {"rounds": rounds, "queries": scorer.asked, "prior": pool})
+        return Inversion(best, {"rounds": rounds, "queries": scorer.asked, "prior": pool, **({"seed": seed} if seed is not None else {})})
 
     def extra_scores(self, inversions: list[Inversion], target: Split, ctx: AttackContext) -> list[dict[str, float | None]]:
         """Per round: the shared text metrics, the re-embedded cosine and the victim's cosine; per target: queries."""
