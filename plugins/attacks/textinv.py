@@ -459,7 +459,7 @@ class PrefixInversion:
         from bench_plugins.attacks import textinv_ship
 
         p = self.params
-        found = textinv_ship.shipped(ctx.victim.embedder.name) if p.pretrained == "shipped" else None
+        found = textinv_ship.shipped(ctx.victim.name) if p.pretrained == "shipped" else None
         if found is None or ctx.simulates_defense:
             return None
         name, entry = found
