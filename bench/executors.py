@@ -206,6 +206,10 @@ class SubmititEngine(Engine):
 
     def __init__(self, options: SubmititOptions, out_dir: Path, cluster: str):
         super().__init__(options, out_dir)
+        # On import submitit runs logging.config.dictConfig, which closes every handler already
+        # installed, and absl's handler (imported with rouge-score) then closes the stream it writes
+        # to: this process's stderr. NOCONFIG leaves logging alone (set SUBMITIT_LOG_LEVEL to override).
+        os.environ.setdefault("SUBMITIT_LOG_LEVEL", "NOCONFIG")
         try:
             import submitit
         except ImportError:
