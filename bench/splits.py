@@ -14,7 +14,9 @@ import numpy as np
 from bench.api import Split
 from bench.errors import BenchError
 
-ORDER = ("target", "defender", "leaked", "attacker")
+# ``dev`` right after the targets: a larger defender, leaked or attacker split never changes it, and a
+# dataset that asks for no dev texts deals exactly as before.
+ORDER = ("target", "dev", "defender", "leaked", "attacker")
 
 
 def default_sizes(n: int, target: int | None, leaked: int | None, attacker: int | None, defender: int) -> dict[str, int]:
@@ -31,7 +33,8 @@ def deal(
 ) -> dict[str, Split]:
     """Split ``texts`` into ``sizes`` (keys from :data:`ORDER`), whole groups at a time in a seeded
     order; a group cut at a split's end loses its remaining texts. ``what`` names the data in errors."""
-    groups = list(groups) if groups is not None else list(ids)
+    grouped = groups is not None
+    groups = list(groups) if grouped else list(ids)
     members: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
@@ -48,7 +51,7 @@ def deal(
                 n_distinct = len(set(texts))
                 need = sum(sizes.get(k, 0) for k in ORDER)
                 raise BenchError(
-                    f"{what} has {n_distinct:,} distinct texts; target+defender+leaked+attacker = {need:,} does not fit "
+                    f"{what} has {n_distinct:,} distinct texts; target+dev+defender+leaked+attacker = {need:,} does not fit "
                     f"(the {split} split got {len(out[split]):,} of {want:,}): lower the split sizes"
                 )
             for i in members[keys[g]]:
@@ -59,6 +62,7 @@ def deal(
                 seen.add(texts[i])
                 out[split].append(i)
     return {
-        k: Split(ids=[ids[i] for i in v], texts=[texts[i] for i in v], meta=[{"group": groups[i]} for i in v])
+        k: Split(ids=[ids[i] for i in v], texts=[texts[i] for i in v], meta=[{"group": groups[i]} for i in v],
+                 groups=[groups[i] for i in v] if grouped else None)
         for k, v in out.items()
     }
