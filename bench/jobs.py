@@ -48,6 +48,7 @@ def cell_spec(cell, host, out_dir: Path, settings, device: str) -> dict[str, Any
         "cache_dir": str(Path(settings.cache_dir).resolve()),
         "device": device,
         "query_budget": settings.query_budget,
+        "fluency": settings.fluency,
         "plugins_dir": str(Path(host.plugins_dir).resolve()) if host.plugins_dir else None,
         "load_installed": host.load_installed,
         "env": {k: os.environ[k] for k in PASSED_ENV if k in os.environ},
@@ -79,14 +80,14 @@ def _runner(spec: dict[str, Any]):
     from bench.runner import Runner, resolve_device
     from bench.settings import Settings
 
-    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "plugins_dir", "load_installed")] + [spec["env"]])
+    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "fluency", "plugins_dir", "load_installed")] + [spec["env"]])
     if key not in _RUNNERS:
         os.environ.update(spec["env"])
         os.environ["BENCH_CACHE_DIR"] = spec["cache_dir"]  # plugins' own caches under the same root
         host = Host(plugins_dir=Path(spec["plugins_dir"]) if spec["plugins_dir"] else None, load_installed=spec["load_installed"])
         _RUNNERS.clear()
         settings = Settings(cache_dir=Path(spec["cache_dir"]), device=resolve_device(spec["device"]), progress=False,
-                            query_budget=spec.get("query_budget"))
+                            query_budget=spec.get("query_budget"), fluency=bool(spec.get("fluency")))
         _RUNNERS[key] = Runner(host, Path(spec["out"]), settings=settings)
     return _RUNNERS[key]
 

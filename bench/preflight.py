@@ -69,6 +69,8 @@ def check_config(data: dict, path: Path) -> dict:
         raise BenchError(f"config file {path}: `query_budget` must be a positive integer (victim queries per target), got {qb!r}")
     if "baseline" in data and not isinstance(data["baseline"], bool):
         raise BenchError(f"config file {path}: `baseline` must be true or false (no quotes), got {data['baseline']!r}")
+    if "fluency" in data and not isinstance(data["fluency"], bool):
+        raise BenchError(f"config file {path}: `fluency` must be true or false (no quotes), got {data['fluency']!r}")
     return out
 
 

@@ -72,7 +72,7 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
         if comp.version and entry.version != comp.version:
             say(f"note: {kind[:-1]} {comp.name!r} is plugin {entry.plugin} {entry.version} here, {comp.version} in the record")
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(device=device, progress=progress, query_budget=rec.threat_model.query_budget,
+        settings = Settings(device=device, progress=progress, query_budget=rec.threat_model.query_budget, fluency="perplexity" in rec.metrics,
                             cache_dir=Path(cache_dir) if cache_dir else Path(tmp) / "cache")
         runner = Runner(host, Path(out) if out else Path(tmp) / "out", settings=settings)
         runner.prepare([cell])

@@ -506,7 +506,18 @@ class Runner:
         if cell.attack.output == "text":
             for row, c in zip(rows, self._cosines(cell, victim, data, [str(o) for o in outputs])):
                 row["cosine"] = float(c)
+            if self.settings.fluency:
+                self._fluency(rows, [str(o) for o in outputs], targets.texts)
         return rows
+
+    def _fluency(self, rows: list[dict], outputs: list[str], truths: list[str]) -> None:
+        """``perplexity`` of each reconstruction and ``target_perplexity`` of its target under the judge LM
+        (``bench.fluency``); None for an empty text."""
+        from bench.fluency import perplexities
+
+        for name, texts in (("perplexity", outputs), ("target_perplexity", truths)):
+            for row, v in zip(rows, perplexities(texts, self.device, cache_dir=self.settings.cache_dir)):
+                row[name] = None if np.isnan(v) else float(v)
 
     def _cosines(self, cell: Cell, victim: Victim, data: DatasetSplits, texts: list[str]) -> np.ndarray:
         """Cosine of the re-embedded reconstruction against the clean target embedding; for an image
@@ -540,6 +551,10 @@ class Runner:
         if cell.via is not None:
             models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(ctx.victim.embedder.pretrained)))
         models += [ModelInfo(**m) for m in attack_models]
+        if any("perplexity" in r for r in rows):
+            from bench.fluency import JUDGE_NAME
+
+            models.append(ModelInfo(role="fluency-judge", name=JUDGE_NAME, pretrained=True))
         head = cell.attack.headline
         rec = ResultRecord(
             **self._identity(cell),

