@@ -12,6 +12,7 @@ PLUGINS = (
     "bench_plugins.userdata",
     "bench_plugins.embedders",
     "bench_plugins.mpnet",
+    "bench_plugins.embeddinggemma",
     "bench_plugins.defenses",
     "bench_plugins.dp",
     "bench_plugins.compression",
