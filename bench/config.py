@@ -23,10 +23,10 @@ SEED_MAX = 2**32 - 1
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DEFAULTS: dict[str, Any] = {"embedders": ["minilm"], "datasets": ["wordnet"], "defenses": ["none"], "seeds": [0]}
 # TOML keys; the others are flags only (cache_dir, wait, leaderboard, quiet, command).
-TOML_KEYS = (*KINDS, "seeds", "out", "device", "limit", "baseline", "executor", "query_budget", "fit_query_budget", "isolate", "floor", "split")
+TOML_KEYS = (*KINDS, "seeds", "out", "device", "limit", "baseline", "executor", "query_budget", "fit_query_budget", "isolate", "floor", "split", "fluency")
 FLAGS = {"attacks": "--attack", "defenses": "--defense", "embedders": "--embedder", "datasets": "--dataset", "seeds": "--seed",
          "out": "--out", "device": "--device", "limit": "--limit", "baseline": "--baseline", "query_budget": "--query-budget",
-         "fit_query_budget": "--fit-query-budget", "isolate": "--isolate", "floor": "--floor", "split": "--split",
+         "fit_query_budget": "--fit-query-budget", "isolate": "--isolate", "floor": "--floor", "split": "--split", "fluency": "--fluency",
          "cache_dir": "--cache-dir", "leaderboard": "--leaderboard", "executor": "--executor"}
 
 
@@ -57,6 +57,7 @@ class RunConfig(BaseModel):
     fit_query_budget: int | None = None  # victim queries for fit and alignment, in total (None: unlimited)
     floor: bool = True  # add the chance-floor attack's cell beside text attacks
     split: str = "target"  # the split attacked and scored: "target", or "dev" (where defaults are chosen)
+    fluency: bool = False  # score each text reconstruction's perplexity under bench.fluency's judge LM (opt-in: ~1-2 s per text)
     isolate: bool = False  # run each attack in a worker process holding neither the victim nor the defense state
     executor: str = "local"
     executor_options: dict[str, Any] = {}
@@ -141,7 +142,7 @@ class RunConfig(BaseModel):
             raise _Invalid(f"{{name}} must be one of {', '.join(repr(s) for s in SPLITS)}, got {value!r}")
         return value
 
-    @field_validator("baseline", "wait", "quiet", "isolate", "floor", mode="before")
+    @field_validator("baseline", "wait", "quiet", "isolate", "floor", "fluency", mode="before")
     @classmethod
     def _bool(cls, value: Any) -> bool:
         if not isinstance(value, bool):
@@ -167,7 +168,7 @@ class RunConfig(BaseModel):
         toml = read_toml(config_path) if config_path else {}
         origin: dict[str, tuple[str, str]] = {}  # key -> (where, name): ("", "--limit") or ("config file P: ", "`limit`")
         values: dict[str, Any] = {}
-        for key in (*KINDS, "seeds", "out", "device", "limit", "baseline", "query_budget", "fit_query_budget", "isolate", "floor", "split"):
+        for key in (*KINDS, "seeds", "out", "device", "limit", "baseline", "query_budget", "fit_query_budget", "isolate", "floor", "split", "fluency"):
             given = flags.get(key)
             if given not in (None, (), []):
                 values[key], origin[key] = list(given) if isinstance(given, tuple) else given, ("", FLAGS[key])

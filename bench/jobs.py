@@ -44,6 +44,7 @@ def cell_spec(cell, host, out_dir: Path, settings, device: str, command: str | N
         "query_budget": settings.query_budget,
         "fit_query_budget": settings.fit_query_budget,
         "isolate": settings.isolate,
+        "fluency": settings.fluency,
         "plugins_dir": str(Path(host.plugins_dir).resolve()) if host.plugins_dir else None,
         "load_installed": host.load_installed,
         "env": {k: os.environ[k] for k in PASSED_ENV if k in os.environ},
@@ -71,7 +72,7 @@ def _runner(spec: dict[str, Any]):
     from bench.runner import Runner, resolve_device
     from bench.settings import Settings
 
-    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "fit_query_budget", "isolate", "plugins_dir", "load_installed", "command")]
+    key = json.dumps([spec.get(k) for k in ("out", "cache_dir", "device", "query_budget", "fit_query_budget", "isolate", "fluency", "plugins_dir", "load_installed", "command")]
                      + [spec["env"]])
     if key not in _RUNNERS:
         os.environ.update(spec["env"])
@@ -80,7 +81,7 @@ def _runner(spec: dict[str, Any]):
         _RUNNERS.clear()
         settings = Settings(cache_dir=Path(spec["cache_dir"]), device=resolve_device(spec["device"]), progress=False,
                             query_budget=spec.get("query_budget"), fit_query_budget=spec.get("fit_query_budget"),
-                            isolate=bool(spec.get("isolate")))
+                            isolate=bool(spec.get("isolate")), fluency=bool(spec.get("fluency")))
         _RUNNERS[key] = Runner(host, Path(spec["out"]), settings=settings, command=spec.get("command"))
     return _RUNNERS[key]
 

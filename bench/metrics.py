@@ -57,6 +57,8 @@ SHARED_METRICS: tuple[Metric, ...] = (
     Metric("cosine", True, "cosine of the victim's embedding of the reconstruction to the clean target embedding"),
     Metric("pii_*", True, "share of the target's entities of that label whose words were all recovered"),
     Metric("queries", False, "victim queries the attacker made (a cost)"),
+    Metric("perplexity", False, "fluency (bench run --fluency): perplexity of the reconstruction under Gemma 3 270M, an LM no attack uses; lower reads better"),
+    Metric("target_perplexity", None, "fluency reference (bench run --fluency): perplexity of the target text itself under the same LM"),
     Metric("align_cosine", True, "via= attacks: cosine of the mapped target vector to the attacker's own embedding of its text"),
     Metric("ndcg", True, "utility: nDCG@k of retrieval on the defended embeddings"),
     Metric("recall", True, "utility: recall@k of retrieval on the defended embeddings"),

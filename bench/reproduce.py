@@ -88,6 +88,7 @@ def reproduce(host, path: Path, device: str = "cpu", cache_dir: Path | None = No
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(device=device, progress=progress, query_budget=rec.threat_model.query_budget,
                             fit_query_budget=rec.threat_model.fit_query_budget, isolate=rec.threat_model.isolated,
+                            fluency="perplexity" in rec.metrics,
                             cache_dir=Path(cache_dir) if cache_dir else Path(tmp) / "cache")
         runner = Runner(host, Path(out) if out else Path(tmp) / "out", settings=settings)
         (new,) = runner.run(runner.prepare([cell]))

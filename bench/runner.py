@@ -346,8 +346,7 @@ class Runner:
             raise BenchError(f"attack {cell.attack.name!r}: invert must return bench.api.Inversion objects, one per target")
         return attack_models, inversions
 
-    @staticmethod
-    def _score(cell: Cell, victim: Victim, cd: CellData, inversions: list[Inversion], calls, ledger: QueryLedger) -> list[dict]:
+    def _score(self, cell: Cell, victim: Victim, cd: CellData, inversions: list[Inversion], calls, ledger: QueryLedger) -> list[dict]:
         """Per-sample scores: the shared reconstruction metrics, the attack's own (its re-embeddings
         are charged to the ledger's ``scoring`` phase: the outputs are fixed by then), the cosine of
         the re-embedded reconstruction against the clean target, and with ``via`` the alignment's
@@ -368,7 +367,18 @@ class Runner:
             if recon is not None:
                 for row, c in zip(rows, cosine_rows(recon, cd.clean_target[: len(recon)])):
                     row["cosine"] = float(c)
+            if self.settings.fluency:
+                self._fluency(rows, [str(o) for o in outputs], targets.texts)
         return rows
+
+    def _fluency(self, rows: list[dict], outputs: list[str], truths: list[str]) -> None:
+        """``perplexity`` of each reconstruction and ``target_perplexity`` of its target under the judge LM
+        (``bench.fluency``); None for an empty text."""
+        from bench.fluency import perplexities
+
+        for name, texts in (("perplexity", outputs), ("target_perplexity", truths)):
+            for row, v in zip(rows, perplexities(texts, self.device, cache_dir=self.settings.cache_dir)):
+                row[name] = None if np.isnan(v) else float(v)
 
     @staticmethod
     def _reembedded(victim: Victim, texts: list[str]) -> np.ndarray | None:
@@ -404,6 +414,10 @@ class Runner:
         if cell.via is not None:
             models.append(ModelInfo(role="attacker-embedder", name=cell.via.short(), pretrained=bool(self.embedder(cell.via).pretrained)))
         models += [ModelInfo(**m) for m in attack_models]
+        if any("perplexity" in r for r in rows):
+            from bench.fluency import JUDGE_NAME
+
+            models.append(ModelInfo(role="fluency-judge", name=JUDGE_NAME, pretrained=True))
         head = cell.attack.headline
         rec = ResultRecord(
             **self._identity(cell),
@@ -505,6 +519,7 @@ def run_grid(host: Host, config, say=lambda msg: None) -> list[ResultRecord] | N
     # Jobs pick their device where they run; the submitter loads models on the CPU only to check the grid.
     settings = Settings(device=resolve_device(config.device) if local else "cpu", progress=not config.quiet,
                         query_budget=config.query_budget, fit_query_budget=config.fit_query_budget, isolate=config.isolate,
+                        fluency=config.fluency,
                         **({"cache_dir": Path(config.cache_dir).expanduser().resolve()} if config.cache_dir else {}))
     runner = Runner(host, config.out, settings=settings, command=config.command)
     cells = runner.prepare(cells)

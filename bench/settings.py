@@ -34,6 +34,7 @@ class Settings:
     query_budget: int | None = None  # victim queries an attack may make per target at inference (None: unlimited)
     fit_query_budget: int | None = None  # victim queries an attack may make to fit and align, in total (None: unlimited)
     isolate: bool = False  # run each attack in a worker process holding neither the victim nor the defense's state
+    fluency: bool = False  # score each text reconstruction's perplexity under bench.fluency's judge LM (opt-in: ~1-2 s per text)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())

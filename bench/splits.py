@@ -14,7 +14,9 @@ import numpy as np
 from bench.api import Split
 from bench.errors import BenchError
 
-ORDER = ("target", "defender", "leaked", "attacker")
+# ``dev`` right after the targets: a larger defender, leaked or attacker split never changes it, and a
+# dataset that asks for no dev texts deals exactly as before.
+ORDER = ("target", "dev", "defender", "leaked", "attacker")
 
 
 def default_sizes(n: int, target: int | None, leaked: int | None, attacker: int | None, defender: int) -> dict[str, int]:
@@ -51,7 +53,7 @@ def deal(
                 n_distinct = len(set(texts))
                 need = sum(sizes.get(k, 0) for k in ORDER)
                 raise BenchError(
-                    f"{what} has {n_distinct:,} distinct texts; target+defender+leaked+attacker = {need:,} does not fit "
+                    f"{what} has {n_distinct:,} distinct texts; target+dev+defender+leaked+attacker = {need:,} does not fit "
                     f"(the {split} split got {len(out[split]):,} of {want:,}): lower the split sizes"
                 )
             for i in members[keys[g]]:

@@ -151,7 +151,7 @@ class _UserData(Dataset):
             "n_distinct": len(set(texts)),
             "texts_sha256": texts_hash(texts, 64),
             "split_by": p.group_column or "text",
-            "counts": {k: len(v) for k, v in parts.items()},
+            "counts": {k: len(v) for k, v in parts.items() if k != "dev"},  # no dev split here
             **retrieval_info,
         }
         return DatasetSplits(
