@@ -135,7 +135,7 @@ class Runner:
         """The cell as it will run: a limit covering every target is no limit (the same cell, the same id)."""
         if cell.limit is None:
             return cell
-        return cell.for_targets(len(self.splits(cell.dataset).target))
+        return cell.for_targets(len(evaluated_split(cell, self.splits(cell.dataset))))
 
     def prepare(self, cells: list[Cell]) -> list[Cell]:
         """Load every embedder and dataset and check dimensions before any cell runs; returns the

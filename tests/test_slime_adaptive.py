@@ -328,7 +328,7 @@ def test_mistakes_are_one_line(capsys, tmp_path, models):
     wrong = tiny_unclip(tmp_path / "unclip-24", dim=24)
     out = tmp_path / "out"
     code, _ = _cli(capsys, "--plugins-dir", TOY_DIR, "run", "-a", _attack(models, generator=wrong), "-a", _attack(models, generator=tmp_path / "nope"),
-                   "-d", "none", "-e", "toy-hash", "-D", TOY_DATA, "--out", out, "--cache-dir", tmp_path / "cache", "-q")
+                   "-d", "none", "-e", "toy-hash", "-D", TOY_DATA, "--out", out, "--cache-dir", tmp_path / "cache", "-q", "--no-floor")
     assert code == 1
     errors = sorted(r["error"] for r in _records(out))
     assert "takes 24-dim image embeddings but image_encoder" in errors[1] and "gives 16-dim ones" in errors[1]

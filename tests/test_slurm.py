@@ -103,7 +103,7 @@ def bench(plugdir, *args, wait=True):
 
 
 def grid(tmp_path, out, *attack_and_defenses):
-    return ["run", *attack_and_defenses, "-e", "toy-hash", "-D", "toy", "-q", "--out", str(out),
+    return ["run", *attack_and_defenses, "-e", "toy-hash", "-D", "toy", "-q", "--no-floor", "--out", str(out),
             "--cache-dir", str(tmp_path / "cache")]
 
 
