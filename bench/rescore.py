@@ -31,17 +31,18 @@ SHARED_KEYS = ("word_precision", "word_recall", "word_f1", "bleu", "rouge_l", "t
 
 def rescore_record(host, runner, path: Path) -> tuple[ResultRecord, list[dict]] | None:
     """(the re-scored record, its re-scored samples) of one record file; None when it has no samples."""
+    from bench.defender import evaluated_split
+    from bench.grid import Cell
     from bench.metrics import ci_method, corpus_bleu, directions, reconstruction_scores, summarize
-    from bench.reproduce import cell_of
 
     rec = load_record(path, attacks=lambda n: host.entry("attacks", n).cls)
     if rec.status != "ok" or not rec.samples_file or not (path.parent / rec.samples_file).exists():
         return None
     samples = read_samples(path.parent / rec.samples_file)
-    cell = cell_of(host, rec)
-    cell.split = rec.split
+    cell = Cell.from_config(host, rec)
     victim, data = runner._victim(cell)
-    targets = runner.evaluated(cell, data).head(len(samples))
+    split = evaluated_split(cell, data)
+    targets = split.head(len(samples))
     if [s["id"] for s in samples] != targets.ids or [s["target"] for s in samples] != targets.texts:
         raise BenchError(f"{path}: its targets are not the dataset's today (ids or texts differ): re-run the cell instead")
     kind = cell.attack.output
@@ -56,7 +57,8 @@ def rescore_record(host, runner, path: Path) -> tuple[ResultRecord, list[dict]] 
     metrics = summarize(per_metric, higher, seed=rec.seed, groups=groups)
     if kind == "text":
         metrics["corpus_bleu"] = corpus_bleu([str(o) for o in outputs], targets.texts, seed=rec.seed, groups=groups)
-    floor, chance = runner._floor(cell, victim, data, targets, per_metric, higher, groups)
+    clean = victim.embed_split(cell.split, runner.inputs(cell, split))
+    floor, chance = runner._floor(cell, victim, data, targets, clean, per_metric, higher)
     new = ResultRecord.model_validate({
         **json.loads(rec.model_dump_json()),
         "schema_version": SCHEMA_VERSION,

@@ -403,7 +403,7 @@ class Runner:
         metrics = summarize(per_metric, higher, seed=cell.seed, groups=groups)
         if cell.attack.output == "text":
             metrics["corpus_bleu"] = corpus_bleu([str(inv.output) for inv in inversions], cd.targets.texts, seed=cell.seed, groups=groups)
-        floor, chance = self._floor(cell, victim, data, cd, per_metric, higher)
+        floor, chance = self._floor(cell, victim, data, cd.targets, cd.clean_target, per_metric, higher)
         samples = [
             {"id": i, "target": t, "reconstruction": inv.output if isinstance(inv.output, str) else sorted(inv.output),
              "scores": r, "extras": inv.extras}
@@ -441,13 +441,13 @@ class Runner:
         return rec, samples
 
     @staticmethod
-    def _floor(cell: Cell, victim: Victim, data: DatasetSplits, cd: CellData, per_metric: dict[str, list],
+    def _floor(cell: Cell, victim: Victim, data: DatasetSplits, targets, clean_target: np.ndarray, per_metric: dict[str, list],
                higher: dict) -> tuple[dict, list[str]]:
         """The chance floor on exactly the cell's targets (``bench.floor``'s constant text, scored like
         the attack: as a text, or as its word set for a bag-of-words attack; intervals drawn the same
         way) and the metrics at chance (``bench.metrics.at_chance``). The floor itself, and attacks on
         images: none."""
-        targets, groups = cd.targets, cd.targets.groups
+        groups = targets.groups
         if not needs_floor(cell) or not len(targets):
             return {}, []
         text = chance_text(data.attacker.texts, seed=cell.seed)
@@ -455,7 +455,7 @@ class Runner:
         rows = reconstruction_scores([output] * len(targets), targets.texts, cell.attack.output, targets.meta)
         if "cosine" in per_metric:  # the one text embedded once (by the harness), against every clean target
             one = victim.embed_split("reconstructions", [text])
-            for row, c in zip(rows, cosine_rows(np.repeat(one, len(targets), axis=0), cd.clean_target)):
+            for row, c in zip(rows, cosine_rows(np.repeat(one, len(targets), axis=0), clean_target[: len(targets)])):
                 row["cosine"] = float(c)
         floor_metric: dict[str, list] = {}
         for row in rows:

@@ -287,7 +287,7 @@ def test_text_victim_end_to_end_and_cached(capsys, tmp_path, models, monkeypatch
     from bench_plugins.attacks import slime_adaptive as sa
 
     args = ["--plugins-dir", TOY_DIR, "run", "-a", _attack(models), "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", TOY_DATA,
-            "--cache-dir", tmp_path / "cache", "-q"]
+            "--cache-dir", tmp_path / "cache", "-q", "--no-floor"]
     code, err = _cli(capsys, *args, "--out", tmp_path / "out")
     assert code == 0, err
     recs = _records(tmp_path / "out")

@@ -206,7 +206,12 @@ def test_validate_refuses_a_resealed_edit_of_word_f1(capsys, submission, tmp_pat
     assert "2 problem(s); 2 record(s) valid" in err
 
 
-def test_add_reruns_cells_and_marks_the_board(capsys, submission, tmp_path):
+def test_add_reruns_cells_and_marks_the_board(capsys, tmp_path):
+    # a public defense (noise): its cells re-run to equal values; a secret one's key is in no record
+    grid = [x if x != "rotation" else "noise:scale=0.05" for x in GRID]
+    submission = tmp_path / "sub"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *grid, "--out", str(submission), "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
     boards = tmp_path / "boards"
     code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards))
     assert code == 0, err
@@ -215,7 +220,7 @@ def test_add_reruns_cells_and_marks_the_board(capsys, submission, tmp_path):
     assert meta["verification"] == "verified" and v["status"] == "verified" and v["sample"] == "all" and len(v["rerun"]) == 3
     # more cells than --verify: a stated, seeded sample of them is re-run
     out = tmp_path / "s1"
-    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--seed", "1", "--out", str(out), "--cache-dir", str(tmp_path / "c"))
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *grid, "--seed", "1", "--out", str(out), "--cache-dir", str(tmp_path / "c"))
     assert code == 0, err
     code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(out), "--board", "toy", "--boards", str(boards),
                            "--verify", "2", "--verify-seed", "3")
@@ -224,7 +229,7 @@ def test_add_reruns_cells_and_marks_the_board(capsys, submission, tmp_path):
     assert v["sample"] == "2 of 3, drawn with seed 3" and len(v["rerun"]) == 2 and v["status"] == "verified"
     # a submission whose values its cells do not give: added, but the board is self-reported from then on
     out = tmp_path / "s2"
-    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--seed", "2", "--out", str(out), "--cache-dir", str(tmp_path / "c"))
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *grid, "--seed", "2", "--out", str(out), "--cache-dir", str(tmp_path / "c"))
     assert code == 0, err
     rec = next(p for p in records(out) if "__none__" in p.name)
     reseal_samples(rec, "word_f1", 0.001)

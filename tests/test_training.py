@@ -244,6 +244,7 @@ def test_geia_uses_shipped_weights_by_default_and_the_record_says_so(tiny_lm, to
 def _ctx(host, tmp_path, leaked=None):
     from bench.api import AttackContext
     from bench.cache import EmbeddingCache
+    from bench.oracle import QueryLedger, victim_oracle
     from bench.settings import Settings
     from bench.victim import Victim
 
@@ -251,7 +252,8 @@ def _ctx(host, tmp_path, leaked=None):
     victim = Victim(emb, EmbeddingCache(tmp_path / "c2"), "toy")
     data = host.make("datasets", "toy", {"attacker": 120, "leaked": 20, "target": 10}).load()
     lk = leaked or data.leaked
-    return AttackContext(victim=victim, attacker=data.attacker, leaked=lk, leaked_embeddings=victim.embed_split("leaked", lk.texts),
+    oracle = victim_oracle(victim, QueryLedger(), list(lk.texts))
+    return AttackContext(oracle=oracle, attacker=data.attacker, leaked=lk, leaked_embeddings=victim.embed_split("leaked", lk.texts),
                          defense=None, seed=0, settings=Settings(cache_dir=tmp_path / "c2", device="cpu"),
                          artifact_root=tmp_path / "c2" / "artifacts", artifact_key={"victim": victim.fingerprint, "attack": {}})
 
@@ -268,7 +270,7 @@ def test_vec2text_uses_the_shipped_hypothesizer_as_step_0(tiny_lm, toy_host, tmp
     assert hyp["weights"] == "shipped" and hyp["weights_sha256"] == m["weights_sha256"]
     assert not list((tmp_path / "c2").rglob("hypothesizer.json"))  # no hypothesizer trained in the cell
     assert len(list((tmp_path / "c2").rglob("corrector.json"))) == 1  # the corrector is, on the shipped one's outputs
-    e = ctx.victim.embed_split("target", ["a cat runs", "the dog eats"])
+    e = ctx.victim.query(["a cat runs", "the dog eats"], split="target")
     out = v.invert(e, ctx)
     from bench_plugins.attacks.textinv import generate_batched
 
