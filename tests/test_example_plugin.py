@@ -206,9 +206,11 @@ def test_example_plugin_installs_and_runs(tmp_path):
                 "--embedder", "toy-hash", "--dataset", "toy-tiny", "--defense", "none", "--seed", "0",
                 "--out", str(out), "--cache-dir", str(tmp_path / "bench-cache"), "--device", "cpu", "--quiet"]
         bench(*args, load=None, tmp=tmp_path)
-        records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-        assert len(records) == 1, [p.name for p in out.iterdir()]
-        [rec] = records
+        records = {r["attack"]["name"]: r for r in (json.loads(p.read_text()) for p in sorted(out.glob("*.json")))}
+        # The attack's cell, and the chance floor's beside it (centroid outputs words).
+        assert sorted(records) == ["centroid", "chance"], [p.name for p in out.iterdir()]
+        rec = records["centroid"]
+        assert rec["floor"]["word_f1"]["value"] == records["chance"]["metrics"]["word_f1"]["value"]
         assert rec["status"] == "ok", rec["error"]
         assert rec["attack"]["name"] == "centroid"
         assert rec["attack"]["plugin"] == "centroid"
