@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import __version__
+from bench import __version__, seeds
 from bench.cache import atomic_write_bytes
 from bench.results import SCHEMA_VERSION, ResultRecord
 
@@ -185,7 +185,15 @@ def to_markdown(df: pd.DataFrame, metrics: list[str] | None = None) -> str:
     if "at_chance" in df.columns and df["at_chance"].astype(str).str.len().gt(0).any():
         table += (f"\n\n{AT_CHANCE}: at chance, not shown above the chance floor (the `chance` row's constant text) on the "
                   "same targets: the paired-difference 95% CI reaches 0 (docs/metrics.md)")
-    return (f"{cap}\n\n" if cap else "") + table
+    out = (f"{cap}\n\n" if cap else "") + table
+    if seeds.several(df):
+        cols = metric_columns(df)
+        if metrics is not None:
+            cols = [m for m in metrics if m in cols] + [c for c in cols if c.startswith("utility_")]
+        out += ("\n\nAcross seeds: the mean of the seeds' values ± the standard deviation between seeds (each seed's "
+                f"own CI, above, covers its targets only); {AT_CHANCE}: at chance in at least one seed.\n\n"
+                + seeds.to_markdown(df, cols, chance_mark=AT_CHANCE))
+    return out
 
 
 def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
@@ -214,6 +222,8 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         "higher_is_better": directions(records),
         "rows": json.loads(public.to_json(orient="records")) if not public.empty else [],
     }
+    if seeds.several(df):
+        payload["across_seeds"] = json.loads(seeds.across_seeds(df, metric_columns(df)).to_json(orient="records"))
     paths = [target / "leaderboard.md", target / "leaderboard.csv", target / "leaderboard.json"]
     for debris in target.glob(".leaderboard.*.tmp"):  # temp files of a build that was killed
         debris.unlink(missing_ok=True)

@@ -131,3 +131,26 @@ def test_truncated_record_names_the_file(tmp_path):
     path.write_text(path.read_text()[:50])
     with pytest.raises(BenchError, match=f"{path.name}: not a readable result record"):
         results.load_record(path)
+
+
+def test_a_board_with_several_seeds_gets_the_mean_and_the_spread_between_seeds(tmp_path):
+    import statistics
+
+    from bench import leaderboard
+    from bench.results import MetricValue
+
+    def rec(seed, defense, f1, at_chance=()):
+        return _record(cell_id=f"c{seed}{defense}", seed=seed, defense=ComponentConfig(name=defense),
+                       metrics={"word_f1": MetricValue(value=f1, ci_low=f1 - 0.01, ci_high=f1 + 0.01, n=10)},
+                       at_chance=list(at_chance))
+
+    one = [rec(0, "none", 0.5), rec(0, "noise", 0.2)]
+    assert "Across seeds" not in leaderboard.to_markdown(leaderboard.frame(one))
+    many = one + [rec(1, "none", 0.4), rec(2, "none", 0.45), rec(1, "noise", 0.1, ["word_f1"])]
+    md = leaderboard.to_markdown(leaderboard.frame(many))
+    sd = statistics.stdev([0.5, 0.4, 0.45])
+    assert f"| none      | 0,1,2   | 0.450 ±{sd:.3f}" in md, md
+    assert "| noise     | 0,1     | 0.150 ±0.071 ≈" in md, md  # at chance in one of its seeds
+    leaderboard.write(many, tmp_path, "b")
+    rows = json.loads((tmp_path / "b" / "leaderboard.json").read_text())["across_seeds"]
+    assert [(r["defense"], r["seeds"], round(r["word_f1"], 6)) for r in rows] == [("none", 3, 0.45), ("noise", 2, 0.15)]

@@ -1,0 +1,62 @@
+"""Boards published with several seeds: one row per cell that differs only by its seed, with the
+mean over seeds and the standard deviation between them (a seed's own CI covers its targets only)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# What makes two records the same cell but for the seed (leaderboard.frame's identity columns).
+IDENTITY = ["attack", "mode", "attack_params", "defense", "embedder", "dataset", "split", "pretrained"]
+
+
+def across_seeds(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per group of ``df`` (``leaderboard.frame``'s rows) equal in every identity column but
+    ``seed``: ``seeds`` (how many), then for each metric ``<m>`` (the mean of the seeds' values) and
+    ``<m>_sd`` (their sample standard deviation; NaN for one seed). ``at_chance`` lists the metrics
+    at chance in any seed. Ok records only; groups keep the frame's order."""
+    if df.empty:
+        return pd.DataFrame()
+    ok = df[df["status"] == "ok"] if "status" in df.columns else df
+    ident = [c for c in IDENTITY if c in ok.columns]
+    rows = []
+    for key, g in ok.groupby(ident, sort=False, dropna=False):
+        row = dict(zip(ident, key if isinstance(key, tuple) else (key,)))
+        row["seeds"] = int(g["seed"].nunique())
+        row["seed_list"] = ",".join(str(s) for s in sorted(g["seed"].unique()))
+        for m in metrics:
+            if m in g.columns:
+                vals = g[m].dropna()
+                row[m] = float(vals.mean()) if len(vals) else float("nan")
+                row[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        chance = {x for a in g.get("at_chance", []) if isinstance(a, str) for x in a.split(";") if x}
+        row["at_chance"] = ";".join(sorted(chance))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def several(df: pd.DataFrame) -> bool:
+    """Whether some cell of ``df`` has more than one seed."""
+    return not df.empty and bool((across_seeds(df, [])["seeds"] > 1).any())
+
+
+def to_markdown(df: pd.DataFrame, metrics: list[str], digits: int = 3, chance_mark: str = "≈") -> str:
+    """The across-seeds table: ``mean ±sd`` per metric, the seeds each row averages."""
+    table = across_seeds(df, metrics)
+    const = [c for c in ("embedder", "dataset", "split") if c in table.columns and table[c].nunique() == 1]
+    shown = table[[c for c in IDENTITY if c in table.columns and c not in const and c not in ("pretrained", "attack_params")]].copy()
+    if "pretrained" in table.columns and (~table["pretrained"].astype(bool)).any():
+        shown["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(table["attack"], table["pretrained"])]
+    shown["seeds"] = table["seed_list"]
+    for m in metrics:
+        if m not in table.columns:
+            continue
+        d = 1 if m in ("bleu", "corpus_bleu", "utility_bleu") else digits
+        cells = []
+        for v, sd, low in zip(table[m], table[f"{m}_sd"], table["at_chance"]):
+            if pd.isna(v):
+                cells.append("")
+                continue
+            mark = f" {chance_mark}" if m in str(low).split(";") else ""
+            cells.append((f"{v:.{d}f} ±{sd:.{d}f}" if not pd.isna(sd) else f"{v:.{d}f}") + mark)
+        shown[m.replace("utility_", "")] = cells
+    return shown.to_markdown(index=False)
