@@ -272,6 +272,18 @@ def add(ctx, submission, board, boards_root, note, description, verify_cells, ve
 
 
 @leaderboard_group.command()
+@click.argument("board", type=click.Path(path_type=Path))
+@click.argument("cell_ids", nargs=-1, required=True)
+@click.option("--note", required=True, help="Why the cells leave the board (goes into its changelog).")
+def retire(board, cell_ids, note):
+    """Take cells off a board (leaderboards/NAME): their records move to NAME/retired/, kept; the changelog says why."""
+    from bench.submissions import retire as retire_cells
+
+    entry = retire_cells(board, list(cell_ids), note)
+    click.echo(f"{Path(board).name}: version {entry['version']}, retired {', '.join(entry['retired'])}")
+
+
+@leaderboard_group.command()
 @click.argument("boards", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--note", help="Changelog text for the new version [what changed in the scoring].")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache root for the victim's embeddings [the default cache].")

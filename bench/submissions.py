@@ -13,6 +13,7 @@ into ``leaderboards/NAME/records/``, bumps the board's version and appends a cha
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from bench.results import (
     ResultRecord,
     check_digest,
     content_digest,
+    load_record,
     migrate,
     read_json,
     record_files,
@@ -238,3 +240,43 @@ def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), 
     atomic_write_bytes(target / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
     leaderboard.write(load_records([records_dir]), Path(boards_root), board)
     return [], meta
+
+
+def retire(board_dir: Path, cell_ids: list[str], note: str) -> dict:
+    """Take cells off a board without losing them: their records and samples move to
+    ``board/retired/`` (kept, still digest-checked), the board gets a new version whose changelog
+    entry names them and says why, and its tables are rebuilt. Every id is checked first."""
+    from bench import leaderboard
+    from bench.results import load_records
+
+    board_dir = Path(board_dir)
+    records_dir = board_dir / "records"
+    if not records_dir.is_dir():
+        raise BenchError(f"{board_dir} is not a board folder (no records/): pass leaderboards/NAME")
+    if not note or not note.strip():
+        raise BenchError("say why the cells are retired: --note TEXT (it goes into the board's changelog)")
+    by_id = {load_record(f).cell_id: f for f in record_files([records_dir])}
+    unknown = [c for c in cell_ids if c not in by_id]
+    if unknown or not cell_ids:
+        raise BenchError(f"no cell {', '.join(unknown) or '(none given)'} on board {board_dir.name}: pass cell ids its records/ holds")
+    moves = []
+    for cid in dict.fromkeys(cell_ids):
+        f = by_id[cid]
+        rec = load_record(f)
+        moves += [(f, board_dir / "retired" / f.name)]
+        if rec.samples_file and (records_dir / rec.samples_file).exists():
+            moves += [(records_dir / rec.samples_file, board_dir / "retired" / rec.samples_file)]
+    for _, dst in moves:
+        if dst.exists():
+            raise BenchError(f"{dst} already exists: that cell was retired before")
+    (board_dir / "retired").mkdir(exist_ok=True)
+    for src, dst in moves:
+        os.replace(src, dst)
+    meta = load_board_meta(board_dir)
+    version = int(meta.get("version", 0)) + 1
+    entry = {"version": version, "date": datetime.now(UTC).isoformat(timespec="seconds"),
+             "retired": sorted(dict.fromkeys(cell_ids)), "note": note.strip()}
+    meta = {**meta, "version": version, "changelog": [*meta.get("changelog", []), entry]}
+    atomic_write_bytes(board_dir / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    leaderboard.write(load_records([records_dir]), board_dir.parent, board_dir.name)
+    return entry

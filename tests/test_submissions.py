@@ -143,6 +143,24 @@ def test_add_bumps_the_version(capsys, tmp_path):
     assert [e["version"] for e in json.loads((boards / "toy" / "board.json").read_text())["changelog"]] == [1, 2]
 
 
+def test_retire_moves_cells_off_a_board_and_keeps_them(capsys, submission, tmp_path):
+    boards = tmp_path / "boards"
+    assert run_cli(capsys, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards), "--verify", "0")[0] == 0
+    rec = json.loads(next(p for p in records(submission) if "rotation" in p.name).read_text())
+    board = boards / "toy"
+    before = {p.name for p in (board / "records").iterdir()}
+    # bad input: one line, exit 2, nothing moved
+    for args, why in ((["nope"], "no cell nope on board toy"), ([rec["cell_id"], "--note", " "], "say why")):
+        code, _, err = run_cli(capsys, "leaderboard", "retire", str(board), *args, *(["--note", "x"] if "--note" not in args else []))
+        assert code == 2 and why in err and {p.name for p in (board / "records").iterdir()} == before
+    code, out, err = run_cli(capsys, "leaderboard", "retire", str(board), rec["cell_id"], "--note", "made with a public key")
+    assert code == 0 and "version 2" in out, err
+    assert {p.name for p in (board / "retired").iterdir()} == {f for f in before if rec["cell_id"] in f} != set()
+    assert len(json.loads((board / "leaderboard.json").read_text())["rows"]) == 2
+    entry = json.loads((board / "board.json").read_text())["changelog"][-1]
+    assert entry["retired"] == [rec["cell_id"]] and entry["note"] == "made with a public key"
+
+
 def test_reproduce_a_toy_record(capsys, submission, tmp_path):
     rec = next(p for p in records(submission) if "rotation" in p.name and json.loads(p.read_text())["attack"]["params"]["adaptive"])
     args = ["--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu", "-q"]
