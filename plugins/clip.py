@@ -81,6 +81,16 @@ class DualEncoder:
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         return self._run(self._text, [str(t) for t in texts])
 
+    def raw_features(self, kind: str, items: list[str]):
+        """The image (``kind`` "image": paths) or text tower's features before L2 normalisation, as a
+        float torch tensor: their norm is the scale an image generator expects."""
+        import torch
+
+        with torch.inference_mode():
+            if kind == "image":
+                return self._image(load_images(list(items))).float()
+            return self._text([str(t) for t in items]).float()
+
 
 def load_dual_encoder(ref: str, device: str = "cpu", pretrained: str | None = None, batch_size: int = 64) -> DualEncoder:
     """The dual encoder named by ``ref`` (see the module docstring), in eval mode on ``device``."""

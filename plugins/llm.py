@@ -284,6 +284,22 @@ class OpenAIChat:
         return parallel_map(lambda c: self._one(c, max_new_tokens), conversations, self.parallel, on_reply)
 
 
+class LazyChat:
+    """A chat backend made by ``make()`` on the first ``chat`` call, with its identity ``info`` known
+    before: when every reply is cached (:func:`cached_chat`) the model is never loaded."""
+
+    def __init__(self, make, info: dict[str, Any]):
+        self._make, self._info, self._obj = make, info, None
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    def chat(self, conversations, **kw) -> list[str]:
+        if self._obj is None:
+            self._obj = self._make()
+        return self._obj.chat(conversations, **kw)
+
+
 def cached_chat(writer, conversations: list[list[dict[str, str]]], settings: dict[str, Any], **kw) -> list[str]:
     """``writer.chat`` with an on-disk JSON cache keyed by the writer's identity, settings and prompt.
 

@@ -542,7 +542,7 @@ def test_vec2text_pretrained_path_refuses_pickle_only_checkpoints(tmp_path):
 def test_cached_images_carry_their_digest_in_the_name(tmp_path, capsys):
     import hashlib
 
-    from bench_plugins.attacks.slime_adaptive import _cached_png
+    from bench_plugins.diffusion import _cached_png
 
     data = b"\x89PNG fake image bytes"
     good = tmp_path / f"k1.{hashlib.sha256(data).hexdigest()[:16]}.png"
