@@ -529,7 +529,7 @@ def test_pickle_only_sub_folder_is_refused(tmp_path):
 
 
 def test_vec2text_pretrained_path_refuses_pickle_only_checkpoints(tmp_path):
-    from bench_plugins.attacks.vec2text import load_vec2text_corrector
+    from bench_plugins.attacks.vec2text_compat import load_vec2text_corrector
 
     ckpt = tmp_path / "corrector"
     ckpt.mkdir()
