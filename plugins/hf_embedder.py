@@ -4,20 +4,18 @@ mean, CLS or last-token pooling. Conventions of every victim embedder: ``bench_p
 from __future__ import annotations
 
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from bench.api import Embedder
 from bench.errors import BenchError
 from bench.models import gpu_batch_size, is_random_init, load_error, local_dir, locate, quiet_loading, reuse_loaded, torch_device, weights_digest
 from bench.vectors import batches
-from bench_plugins.st_embedders import EncoderParams
+from bench_plugins.st_embedders import EncoderParams, LocalEncoder
 
 
-class HFEmbedder(Embedder):
+class HFEmbedder(LocalEncoder):
     """A Hugging Face AutoModel + AutoTokenizer with mean, CLS or last-token pooling (white-box).
 
     Encoder-decoder models (T5) use their encoder. ``pretrained`` is False when the model folder
@@ -37,14 +35,8 @@ class HFEmbedder(Embedder):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.model = None
-        self.tokenizer = None
-        self.device: str | None = None
-        self.model_dir: Path | None = None
         self._encoder = None
-        self._dim: int | None = None
         self._max_length: int | None = None
-        self._weights_sha: str | None = None
         self.pretrained = not is_random_init(local_dir(self.params.model))
 
     def load(self, device: str) -> None:
@@ -85,10 +77,6 @@ class HFEmbedder(Embedder):
         self._max_length = limit
         hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "d_model", None)
         self._dim = int(hidden) if hidden else int(self.embed(["dimension probe"]).shape[1])
-
-    def _ensure_loaded(self) -> None:
-        if self.model is None:
-            self.load(self.device or "cpu")
 
     def compute_dtype(self) -> str:
         """The dtype the forward pass runs in on the current device."""
@@ -144,11 +132,6 @@ class HFEmbedder(Embedder):
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[idx] = pooled.float().cpu().numpy()
         return out
-
-    @property
-    def dim(self) -> int:
-        self._ensure_loaded()
-        return int(self._dim)
 
     def fingerprint(self) -> dict[str, Any]:
         self._ensure_loaded()

@@ -26,7 +26,31 @@ class EncoderParams(Params):
     normalize: bool = Field(True, description="L2-normalise each embedding (cosine geometry)")
 
 
-class SentenceTransformerEmbedder(Embedder):
+class LocalEncoder(Embedder):
+    """A white-box text encoder run here: ``model``, ``tokenizer``, ``device`` and ``model_dir`` once
+    ``load`` ran (which sets ``_dim``); ``dim``, ``embed`` and ``fingerprint`` load it on the CPU first
+    if needed. Shared by the ``sentence-transformers`` and ``hf`` victims."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.model = None
+        self.tokenizer = None
+        self.device: str | None = None
+        self.model_dir: Path | None = None
+        self._dim: int | None = None
+        self._weights_sha: str | None = None
+
+    def _ensure_loaded(self) -> None:
+        if self.model is None:
+            self.load(self.device or "cpu")
+
+    @property
+    def dim(self) -> int:
+        self._ensure_loaded()
+        return int(self._dim)
+
+
+class SentenceTransformerEmbedder(LocalEncoder):
     """Any sentence-transformers model, from a local folder or a (cached) hub id.
 
     ``pretrained`` is False when the model folder contains ``bench_random_init.json``.
@@ -42,12 +66,6 @@ class SentenceTransformerEmbedder(Embedder):
 
     def __init__(self, params=None):
         super().__init__(params)
-        self.model = None
-        self.tokenizer = None
-        self.device: str | None = None
-        self.model_dir: Path | None = None
-        self._dim: int | None = None
-        self._weights_sha: str | None = None
         ref = getattr(self.params, "model", None)
         if ref:  # known before load for local folders; load() also checks hub snapshots
             self.pretrained = not is_random_init(local_dir(ref))
@@ -103,10 +121,6 @@ class SentenceTransformerEmbedder(Embedder):
         if self._dim is None:
             self._dim = int(self.embed(["dimension probe"]).shape[1])
 
-    def _ensure_loaded(self) -> None:
-        if self.model is None:
-            self.load(self.device or "cpu")
-
     def embed(self, texts: list[str]) -> np.ndarray:
         self._ensure_loaded()
         texts = list(texts)
@@ -122,11 +136,6 @@ class SentenceTransformerEmbedder(Embedder):
             show_progress_bar=False,
         )
         return np.ascontiguousarray(np.asarray(emb, dtype=np.float32))
-
-    @property
-    def dim(self) -> int:
-        self._ensure_loaded()
-        return int(self._dim)
 
     def _pooling(self) -> str | None:
         for module in self.model:
