@@ -241,6 +241,60 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_matches(path: Path, want: str | None, action: str = "recomputing it") -> bool:
+    """True when the file's SHA-256 is ``want`` (or starts with it: a digest prefix carried in a file
+    name); otherwise the file is reported once as damaged and False returned, for the caller to delete
+    and rebuild it. For cache entries that are plain files (a model copy, an image)."""
+    if not want:
+        warn_damaged(path, "no content digest (written by an older version)", action)
+        return False
+    try:
+        ok = file_digest(path).startswith(want)
+    except OSError as e:
+        warn_damaged(path, f"unreadable: {type(e).__name__}", action)
+        return False
+    if not ok:
+        warn_damaged(path, "content does not match its digest", action)
+    return ok
+
+
+def json_digest(value: Any) -> str:
+    """SHA-256 of a JSON value (keys sorted, non-ASCII kept): the digest a JSON cache entry carries."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def write_json_entry(path: Path, value: Any, field: str = "value") -> None:
+    """Write a JSON cache entry atomically as ``{"sha256": json_digest(value), field: value}``.
+    A cache that cannot be written (OSError) only makes the next run slower: nothing is raised."""
+    body = {"sha256": json_digest(value), field: value}
+    try:
+        atomic_write_bytes(Path(path), json.dumps(body, ensure_ascii=False).encode(), overwrite=True)
+    except OSError:
+        pass
+
+
+def read_json_entry(path: Path, field: str = "value", action: str = "recomputing it") -> Any | None:
+    """The value of a JSON cache entry written by :func:`write_json_entry`, or None when it is missing
+    or damaged (unparsable, without a digest, not matching it: reported once, deleted, so recomputed)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        why = "no content digest (written by an older version)"
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        data, why = None, f"unreadable: {type(e).__name__}"
+    if isinstance(data, dict) and field in data and "sha256" in data:
+        if data["sha256"] == json_digest(data[field]):
+            return data[field]
+        why = "content does not match its digest"
+    warn_damaged(path, why, action)
+    path.unlink(missing_ok=True)
+    return None
+
+
 def seal(folder: Path, files: list[str], name: str) -> None:
     """Write ``<folder>/<name>.sha256.json`` (last, atomically): the SHA-256 of each of ``files``.
     An artifact is complete and intact exactly when :func:`sealed` says so."""

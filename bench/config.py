@@ -194,7 +194,7 @@ class RunConfig(BaseModel):
         """The rules across fields and the world outside: executor options, --no-wait, writable folders."""
         from bench.executors import check_available, parse_options
         from bench.preflight import check_writable_dir
-        from bench.settings import default_cache_dir
+        from bench.settings import env_cache_dir
 
         parse_options(self.executor, self.executor_options)
         if not self.wait and self.executor == "local":
@@ -203,7 +203,7 @@ class RunConfig(BaseModel):
             raise BenchError("ray tasks end with the process that submitted them: run without --no-wait "
                              "(or submit the whole command with `ray job submit -- bench run ...`)")
         check_writable_dir(self.out, "--out")
-        check_writable_dir(self.cache_dir if self.cache_dir else default_cache_dir(), "--cache-dir")
+        check_writable_dir(self.cache_dir if self.cache_dir else env_cache_dir(), "--cache-dir")
         if self.leaderboard:
             check_writable_dir(Path("leaderboards") / self.leaderboard, "--leaderboard")
         check_available(self.executor)

@@ -1,5 +1,6 @@
 """Shared model code for every plugin: locating a model, hashing its weights, refusing pickles,
-the random-init marker, describing a failure in one line, quiet loading, the torch device.
+the random-init marker, describing a failure in one line, quiet loading, the torch device, and how
+a local encoder runs there (its dtype and batch size on a GPU, a loaded model moved, not reloaded).
 
 * A model reference is a local folder, a hub id (its snapshot in the local hub cache; never
   downloaded here) or something a plugin resolves itself (a packaged model such as ``smollm2``).
@@ -223,6 +224,38 @@ def torch_device(device: str):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"device {device!r} requested but torch sees no GPU (torch.cuda.is_available() is False): use device cpu")
     return dev
+
+
+def reuse_loaded(embedder, dev) -> bool:
+    """True when ``embedder.model`` is already loaded (moved to ``dev`` and ``embedder.device`` set if needed)."""
+    if embedder.model is None:
+        return False
+    if str(dev) != embedder.device:
+        embedder.model.to(dev)
+        embedder.device = str(dev)
+    return True
+
+
+GPU_BATCH = 512  # texts per forward pass on a GPU when the user set no batch_size
+
+
+def cuda_dtype(device) -> str:
+    """The dtype an encoder runs in on ``device``: float16 on CUDA (``BENCH_CUDA_DTYPE=float32`` keeps
+    full precision), float32 elsewhere."""
+    if not str(device).startswith("cuda"):
+        return "float32"
+    want = os.environ.get("BENCH_CUDA_DTYPE", "float16")
+    if want not in ("float16", "float32"):
+        raise BenchError(f"BENCH_CUDA_DTYPE={want!r}: use float16 or float32")
+    return want
+
+
+def gpu_batch_size(params, device) -> int:
+    """The batch size: the user's (``params.batch_size`` when set), or a large one on a GPU (small
+    batches leave it idle)."""
+    if str(device or "cpu").startswith("cuda") and "batch_size" not in params.model_fields_set:
+        return max(params.batch_size, GPU_BATCH)
+    return params.batch_size
 
 
 def reassemble_model(name: str, sha256: str, join, top: str | None, what: str, fix: str, cache_dir: Path | None = None,

@@ -19,7 +19,7 @@ from pathlib import Path
 CACHE_ENV = "BENCH_CACHE_DIR"
 
 
-def default_cache_dir() -> Path:
+def env_cache_dir() -> Path:
     """``$BENCH_CACHE_DIR``, else ``~/.cache/inversion-bench``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "inversion-bench")
 
@@ -28,7 +28,7 @@ def default_cache_dir() -> Path:
 class Settings:
     """What a run is configured with, beyond the grid itself."""
 
-    cache_dir: Path = field(default_factory=default_cache_dir)
+    cache_dir: Path = field(default_factory=env_cache_dir)
     device: str = "cpu"
     progress: bool = True
     query_budget: int | None = None  # victim queries an attack may make per target at inference (None: unlimited)

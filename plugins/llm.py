@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, texts_hash
+from bench.cache import default_cache_dir, file_matches, key_hash, read_json_entry, texts_hash, write_json_entry
 from bench.errors import BenchError
 from bench.models import check_no_pickle_only, describe, file_sha256, is_random_init, looks_like_path, model_dir, weights_sha256
 
@@ -90,17 +90,11 @@ def materialize_gguf(gguf: Path, cache_root: Path | None = None) -> Path:
 
 def _intact(folder: Path) -> bool:
     """The cached dequantized model still matches the digest written with it (else reported once)."""
-    from bench.cache import warn_damaged
-
     try:
         want = json.loads((folder / "source.json").read_text())["model_sha256"]
-        ok = file_sha256(folder / "model.safetensors") == want
-        why = "content does not match its digest"
     except (OSError, ValueError, KeyError, TypeError):
-        ok, why = False, "no readable digest in source.json"
-    if not ok:
-        warn_damaged(folder / "model.safetensors", why, "rebuilding it from the GGUF")
-    return ok
+        want = None
+    return file_matches(folder / "model.safetensors", want, "rebuilding it from the GGUF")
 
 
 def resolve(ref: str) -> tuple[Path | str, dict[str, Any]]:
@@ -290,36 +284,20 @@ class OpenAIChat:
         return parallel_map(lambda c: self._one(c, max_new_tokens), conversations, self.parallel, on_reply)
 
 
-def _read_replies(path: Path) -> dict[str, str]:
-    """The verified replies of a generation cache file ({} when missing; a damaged one is reported and dropped)."""
-    from bench.cache import warn_damaged
+class LazyChat:
+    """A chat backend made by ``make()`` on the first ``chat`` call, with its identity ``info`` known
+    before: when every reply is cached (:func:`cached_chat`) the model is never loaded."""
 
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        replies = data["replies"]
-        ok = isinstance(replies, dict) and data.get("sha256") == _replies_digest(replies)
-        why = "content does not match its digest" if "sha256" in data else "no content digest (written by an older version)"
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        ok, why = False, f"unreadable: {type(e).__name__}"
-    if ok:
-        return replies
-    warn_damaged(path, why)
-    path.unlink(missing_ok=True)
-    return {}
+    def __init__(self, make, info: dict[str, Any]):
+        self._make, self._info, self._obj = make, info, None
 
+    def info(self) -> dict[str, Any]:
+        return self._info
 
-def _replies_digest(replies: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(replies, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-def _write_replies(path: Path, replies: dict[str, str]) -> None:
-    try:
-        body = {"sha256": _replies_digest(replies), "replies": replies}
-        atomic_write_bytes(path, json.dumps(body, ensure_ascii=False).encode(), overwrite=True)
-    except OSError:
-        pass
+    def chat(self, conversations, **kw) -> list[str]:
+        if self._obj is None:
+            self._obj = self._make()
+        return self._obj.chat(conversations, **kw)
 
 
 def cached_chat(writer, conversations: list[list[dict[str, str]]], settings: dict[str, Any], **kw) -> list[str]:
@@ -333,7 +311,8 @@ def cached_chat(writer, conversations: list[list[dict[str, str]]], settings: dic
 
     ident = writer.info()
     path = default_cache_dir() / "generations" / f"{key_hash([ident, settings])}.json"
-    memo = _read_replies(path)
+    memo = read_json_entry(path, "replies")
+    memo = memo if isinstance(memo, dict) else {}
     keys = [hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:24] for c in conversations]
     todo = sorted({k: i for i, k in enumerate(keys) if k not in memo}.values())
     streams = "on_reply" in inspect.signature(writer.chat).parameters
@@ -348,9 +327,9 @@ def cached_chat(writer, conversations: list[list[dict[str, str]]], settings: dic
             replies = writer.chat([conversations[i] for i in part], **kw, **({"on_reply": keep} if streams else {}))
             for j, r in enumerate(replies):
                 keep(j, r)
-            _write_replies(path, memo)
+            write_json_entry(path, memo, "replies")
     except BaseException:
-        _write_replies(path, memo)  # finished replies are kept even when a request failed
+        write_json_entry(path, memo, "replies")  # finished replies are kept even when a request failed
         raise
     return [memo[k] for k in keys]
 

@@ -17,7 +17,7 @@ from bench.api import Params
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.models import reassemble_model
-from bench_plugins.embedders import SentenceTransformerEmbedder
+from bench_plugins.st_embedders import SentenceTransformerEmbedder
 
 MPNET_ID = "sentence-transformers/all-mpnet-base-v2"
 MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"  # model.safetensors upstream

@@ -16,17 +16,17 @@ downloads from the hub, so it never runs offline without one), else spaCy's Engl
 ``en_core_web_sm``). Both are reduced to one token representation (lemma, part of speech,
 dependency label, head) and the same rules, which accept spaCy's ClearNLP labels and stanza's
 Universal Dependencies labels. The backend and its version are recorded, and tags are cached as
-JSON under ``bench.cache.default_cache_dir()/tags`` keyed by the texts' hash, backend and version.
+JSON entries carrying their digest (``bench.cache.write_json_entry``) under
+``bench.cache.default_cache_dir()/tags``, keyed by the texts' hash, backend and version.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, texts_hash
+from bench.cache import default_cache_dir, key_hash, read_json_entry, texts_hash, write_json_entry
 from bench.errors import BenchError
 from bench.models import describe
 
@@ -238,22 +238,15 @@ def make_tagger(backend: str = "auto", stanza_dir: str | None = None) -> Tagger:
 
 
 def extract_tags(texts: list[str], tagger: Tagger, cache_dir: Path | None = None) -> list[list[dict[str, str]]]:
-    """Typed tags per text, cached on disk (JSON) by texts hash + backend + version."""
+    """Typed tags per text, cached on disk (a digest-checked JSON entry) by texts hash + backend + version."""
     root = Path(cache_dir) if cache_dir else default_cache_dir() / "tags"
     key = key_hash({"texts": texts_hash(texts), "n": len(texts), "backend": tagger.name, "version": tagger.version, "rules": TAGS_VERSION})
     path = root / f"{tagger.name}-{key}.json"
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-            if len(data) == len(texts):
-                return data
-        except (OSError, ValueError):
-            pass
+    tags = read_json_entry(path, "tags")
+    if isinstance(tags, list) and len(tags) == len(texts):
+        return tags
     tags = [tags_from_tokens(toks) for toks in tagger.parse(texts)]
-    try:
-        atomic_write_bytes(path, json.dumps(tags).encode(), overwrite=True)
-    except OSError:
-        pass
+    write_json_entry(path, tags, "tags")
     return tags
 
 

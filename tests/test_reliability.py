@@ -230,20 +230,79 @@ def test_embedding_cache_rejects_non_finite_or_wrong_sized_entries(tmp_path, cap
     assert cache.get(path, 2, 2).shape == (2, 2)
 
 
-def test_features_cache_recomputes_a_damaged_entry(tmp_path, capsys):
-    from bench.cache import cached_features, default_cache_dir
+def _features_users():
+    """The caches built on ``bench.cache.cached_features``: the call itself, SLImE's LM encoder
+    (``bench_plugins.llm.cached_embed``) and the dual encoders (``bench_plugins.clip.cached_encode``)."""
+    from types import SimpleNamespace
 
+    from bench.cache import cached_features
+    from bench_plugins.clip import cached_encode
+    from bench_plugins.llm import cached_embed
+
+    def direct(compute):
+        return cached_features("k", 3, compute)
+
+    def lm(compute):
+        encoder = SimpleNamespace(info=lambda: {"name": "lm"}, embed=lambda texts, **kw: compute())
+        return cached_embed(encoder, ["a", "b", "c"], {"max_length": 8})
+
+    def dual(compute):
+        encoder = SimpleNamespace(identity={"name": "clip", "backend": "test", "sha256": "0"}, dim=4, preprocess={},
+                                  encode_texts=lambda texts: compute())
+        return cached_encode(encoder, "text", ["a", "b", "c"])
+
+    return {"cached_features": direct, "llm.cached_embed": lm, "clip.cached_encode": dual}
+
+
+@pytest.mark.parametrize("user", list(_features_users()))
+def test_features_cache_recomputes_a_damaged_entry(tmp_path, capsys, user):
+    from bench.cache import default_cache_dir
+
+    cached = _features_users()[user]
     calls = []
 
     def compute():
         calls.append(1)
         return np.ones((3, 4), np.float32) * len(calls)
 
-    assert cached_features("k", 3, compute)[0, 0] == 1
-    assert cached_features("k", 3, compute)[0, 0] == 1 and len(calls) == 1
+    assert cached(compute)[0, 0] == 1
+    assert cached(compute)[0, 0] == 1 and len(calls) == 1
     (entry,) = list((default_cache_dir() / "features").glob("*.safetensors"))
     entry.write_bytes(entry.read_bytes()[:-8])
-    assert cached_features("k", 3, compute)[0, 0] == 2 and "warning" in capsys.readouterr().err
+    assert cached(compute)[0, 0] == 2 and "warning" in capsys.readouterr().err
+
+
+def test_json_cache_entries_carry_a_digest(tmp_path, capsys):
+    from bench.cache import read_json_entry, write_json_entry
+
+    path = tmp_path / "entry.json"
+    assert read_json_entry(path) is None  # missing: nothing reported
+    write_json_entry(path, {"a": ["é", 1]}, "replies")
+    assert read_json_entry(path, "replies") == {"a": ["é", 1]} and not capsys.readouterr().err
+    data = json.loads(path.read_text())
+    data["replies"]["a"] = ["edited"]
+    path.write_text(json.dumps(data))
+    assert read_json_entry(path, "replies") is None and not path.exists()
+    assert "entry.json is damaged (content does not match its digest)" in capsys.readouterr().err
+    old = tmp_path / "old.json"  # as an older version wrote it: no digest
+    old.write_text(json.dumps([["a tag"]]))
+    assert read_json_entry(old, "tags") is None and "no content digest" in capsys.readouterr().err
+    cut = tmp_path / "cut.json"
+    cut.write_text('{"sha256": "0", "tags": [')  # truncated
+    assert read_json_entry(cut, "tags") is None and "unreadable" in capsys.readouterr().err
+
+
+def test_the_dequantized_model_copy_is_checked_against_its_digest(tmp_path, capsys):
+    from bench.cache import file_digest
+    from bench_plugins.llm import _intact
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights" * 10)
+    (tmp_path / "source.json").write_text(json.dumps({"model_sha256": file_digest(tmp_path / "model.safetensors")}))
+    assert _intact(tmp_path) and not capsys.readouterr().err
+    (tmp_path / "model.safetensors").write_bytes(b"weights" * 5)  # truncated
+    assert not _intact(tmp_path) and "model.safetensors is damaged" in capsys.readouterr().err
+    (tmp_path / "source.json").write_text("{}")
+    assert not _intact(tmp_path)  # no digest: rebuilt, never trusted (reported once per file)
 
 
 def test_sealed_artifacts(tmp_path, capsys):
@@ -470,7 +529,7 @@ def test_pickle_only_sub_folder_is_refused(tmp_path):
 
 
 def test_vec2text_pretrained_path_refuses_pickle_only_checkpoints(tmp_path):
-    from bench_plugins.attacks.vec2text import load_vec2text_corrector
+    from bench_plugins.attacks.vec2text_compat import load_vec2text_corrector
 
     ckpt = tmp_path / "corrector"
     ckpt.mkdir()
@@ -483,7 +542,7 @@ def test_vec2text_pretrained_path_refuses_pickle_only_checkpoints(tmp_path):
 def test_cached_images_carry_their_digest_in_the_name(tmp_path, capsys):
     import hashlib
 
-    from bench_plugins.attacks.slime_adaptive import _cached_png
+    from bench_plugins.diffusion import _cached_png
 
     data = b"\x89PNG fake image bytes"
     good = tmp_path / f"k1.{hashlib.sha256(data).hexdigest()[:16]}.png"

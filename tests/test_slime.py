@@ -76,6 +76,21 @@ def test_tags_are_cached_on_disk(tmp_path):
     assert extract_tags(texts, tagger) == first
 
 
+def test_a_damaged_tag_cache_entry_is_reported_and_recomputed(tmp_path, capsys):
+    from bench_plugins.tags import extract_tags, make_tagger
+
+    tagger = make_tagger()
+    texts = ["a dog chased the ball", "birds sing"]
+    first = extract_tags(texts, tagger)
+    (path,) = list((tmp_path / "cache" / "tags").glob("spacy-*.json"))
+    data = json.loads(path.read_text())
+    data["tags"][0] = [{"type": "object", "text": "cat"}]  # edited: no longer its digest
+    path.write_text(json.dumps(data))
+    assert extract_tags(texts, tagger) == first and "is damaged (content does not match its digest)" in capsys.readouterr().err
+    path.write_text(json.dumps(first))  # as an older version wrote it: no digest, so recomputed and rewritten
+    assert extract_tags(texts, tagger) == first and json.loads(path.read_text())["tags"] == first
+
+
 def test_stanza_needs_a_local_model_dir(tmp_path):
     from bench.errors import BenchError
     from bench_plugins.tags import make_tagger

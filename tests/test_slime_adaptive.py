@@ -223,23 +223,23 @@ def test_params_need_the_adaptive_models():
 
 
 def test_generator_images_are_seeded_and_cached(models, monkeypatch):
-    from bench_plugins.attacks import slime_adaptive as sa
+    from bench_plugins import diffusion
 
-    gen = sa.ImageGenerator(str(models["generator"]))
+    gen = diffusion.ImageGenerator(str(models["generator"]))
     assert gen.dim == 16 and gen.identity["pretrained"] is False and gen.identity["class"] == "UnCLIPImageVariationPipeline"
     emb = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
     settings = {"steps": 2, "size": 0, "seed": 0}
-    paths = sa.cached_images(gen, emb, settings, batch_size=2)
+    paths = diffusion.cached_images(gen, emb, settings, batch_size=2)
     assert len({p.name for p in paths}) == 3 and all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
     from PIL import Image
 
     assert Image.open(paths[0]).size == (16, 16)  # the super-resolution stage's size
-    seed = sa.seed_for(0, "slime-adaptive", hashlib.sha256(emb[1].tobytes()).hexdigest())
+    seed = diffusion.seed_for(0, "slime-adaptive", hashlib.sha256(emb[1].tobytes()).hexdigest())
     assert np.array_equal(np.asarray(gen.generate(emb[1:2], [seed], 2, 0)[0]), np.asarray(Image.open(paths[1])))  # batching changes nothing
     with pytest.raises(BenchError, match="has a fixed image size: leave gen_size unset"):
         gen.generate(emb[:1], [0], 2, 64)
-    monkeypatch.setattr(sa.ImageGenerator, "generate", lambda *a, **k: pytest.fail("regenerated a cached image"))
-    assert sa.cached_images(gen, emb, settings, batch_size=3) == paths
+    monkeypatch.setattr(diffusion.ImageGenerator, "generate", lambda *a, **k: pytest.fail("regenerated a cached image"))
+    assert diffusion.cached_images(gen, emb, settings, batch_size=3) == paths
 
 
 def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
@@ -284,7 +284,8 @@ def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
 
 
 def test_text_victim_end_to_end_and_cached(capsys, tmp_path, models, monkeypatch):
-    from bench_plugins.attacks import slime_adaptive as sa
+    from bench_plugins.diffusion import ImageGenerator
+    from bench_plugins.vlm import LocalVLM
 
     args = ["--plugins-dir", TOY_DIR, "run", "-a", _attack(models), "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", TOY_DATA,
             "--cache-dir", tmp_path / "cache", "-q", "--no-floor"]
@@ -298,8 +299,8 @@ def test_text_victim_end_to_end_and_cached(capsys, tmp_path, models, monkeypatch
     pngs = sorted((tmp_path / "cache" / "adaptive" / "images").glob("*.png"))
     assert len(pngs) == 8  # 4 targets x 2 defenses
     # again into a fresh output folder: images and VLM replies come from the cache, nothing is loaded
-    monkeypatch.setattr(sa.ImageGenerator, "load", lambda self: pytest.fail("generator loaded"))
-    monkeypatch.setattr(sa.LocalVLM, "__init__", lambda *a, **k: pytest.fail("VLM loaded"))
+    monkeypatch.setattr(ImageGenerator, "load", lambda self: pytest.fail("generator loaded"))
+    monkeypatch.setattr(LocalVLM, "__init__", lambda *a, **k: pytest.fail("VLM loaded"))
     code, err = _cli(capsys, *args, "--out", tmp_path / "out2")
     assert code == 0, err
     again = _records(tmp_path / "out2")

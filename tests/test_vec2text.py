@@ -470,7 +470,8 @@ def test_pretrained_mode_with_the_real_package_and_tiny_t5(tmp_path, monkeypatch
         pytest.skip("vec2text is not installed (pip install vec2text)")
     from unittest import mock
 
-    from bench_plugins.attacks.vec2text import Vec2Text, _NoEmbedder, import_vec2text
+    from bench_plugins.attacks.vec2text import Vec2Text
+    from bench_plugins.attacks.vec2text_compat import import_vec2text, no_embedder
 
     v2t = import_vec2text()
     t5 = _tiny_t5(tmp_path / "t5")
@@ -482,7 +483,7 @@ def test_pretrained_mode_with_the_real_package_and_tiny_t5(tmp_path, monkeypatch
         embeddings_from_layer_n=None, use_lora=False, embedder_torch_dtype="float32", max_seq_length=8, num_repeat_tokens=2,
         embedder_no_grad=True, corrector_ignore_hypothesis_embedding=False, freeze_strategy="none",
     )
-    with mock.patch.object(v2t.models.inversion, "load_embedder_and_tokenizer", lambda *a, **k: (_NoEmbedder(768), None)):
+    with mock.patch.object(v2t.models.inversion, "load_embedder_and_tokenizer", lambda *a, **k: (no_embedder(768), None)):
         v2t.models.InversionModel(cfg).save_pretrained(tmp_path / "hyp", safe_serialization=True)
         v2t.models.CorrectorEncoderModel(cfg).save_pretrained(tmp_path / "corr", safe_serialization=True)
     for d in ("hyp", "corr"):

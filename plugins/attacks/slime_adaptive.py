@@ -11,17 +11,18 @@ Per target, after SLImE's tag retrieval (``bench_plugins.attacks.slime``, unchan
    the defended victim embeddings there; the unit-norm result is scaled to the mean norm of the
    encoder's unnormalised features of up to 16 leaked items (generators take raw CLIP embeddings).
    Its dimension must be what the generator expects: use the CLIP it was trained with.
-2. **Low-fidelity image.** A diffusers pipeline conditioned on image embeddings (``generator``: a
+2. **Low-fidelity image** (``bench_plugins.diffusion``). A diffusers pipeline conditioned on image embeddings (``generator``: a
    folder or hub id, e.g. an ``UnCLIPImageVariationPipeline`` such as
    kakaobrain/karlo-v1-alpha-image-variations or a ``StableUnCLIPImg2ImgPipeline``; any pipeline
    whose ``__call__`` takes ``image_embeddings`` or ``image_embeds``), safetensors only, no remote
    code, ``gen_steps`` denoising steps per stage, ``gen_size`` where the pipeline takes a size, a
    seed per target (from the cell seed and the embedding). Images are cached as PNG under
    ``bench.cache.default_cache_dir()/adaptive/images``, keyed by the embedding's bytes, the
-   generator's identity (reference, class, weights sha256) and the settings.
+   generator's identity (reference, class, weights sha256) and the settings; each file's name
+   carries its digest.
 3. **VLM reading.** A VLM asked for "objects: ...; relations: ...; scene: ..." (parsed leniently by
    :func:`parse_vlm_answer`): a local transformers image-text-to-text model (``vlm``; AutoProcessor +
-   AutoModelForImageTextToText, greedy) or an OpenAI-compatible chat endpoint
+   AutoModelForImageTextToText, greedy; ``bench_plugins.vlm``) or an OpenAI-compatible chat endpoint
    (``vlm_backend=openai``, ``vlm_base_url``, ``vlm_model``, ``vlm_api_key_env``; the image is an
    ``image_url`` data-URL content part). Replies are cached like the captions (``cached_chat``).
 4. **Refined caption.** SLImE's caption writer (same ``llm*`` parameters) writes one sentence from the
@@ -47,25 +48,17 @@ records say ``all_pretrained: false`` and no number from them is a finding.
 from __future__ import annotations
 
 import base64
-import hashlib
-import importlib
-import inspect
-import io
-import json
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from bench.api import AttackContext, Inversion, Split
-from bench.cache import atomic_write_bytes, default_cache_dir, key_hash, seed_for
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.http import BaseUrl
 from bench.metrics import Metric
-from bench.models import describe
 from bench.vectors import unit
 from bench_plugins.attacks.slime import KIND_M, SYSTEM, Slime
 
@@ -81,14 +74,6 @@ _LABELS = {"object": "objects", "objects": "objects", "relation": "relations", "
 _LABEL_RE = re.compile(r"\b(" + "|".join(sorted(_LABELS, key=len, reverse=True)) + r")\s*[:=]", re.IGNORECASE)
 _EMPTY = {"", "none", "n/a", "na", "unknown", "nothing", "-", "null"}
 _LOCATIVE = ("in ", "at ", "on ", "near ", "inside ", "outside ", "under ", "by ", "beside ", "behind ", "over ")
-
-
-def _import_diffusers():
-    try:
-        import diffusers
-    except Exception as e:  # noqa: BLE001 - missing, or broken against this torch
-        raise BenchError(f'slime-adaptive needs diffusers ({describe(e)}): pip install ".[adaptive]"') from None
-    return diffusers
 
 
 # ---------------------------------------------------------------- the VLM's answer
@@ -142,219 +127,6 @@ def vlm_conversation(png: bytes) -> list[dict[str, Any]]:
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": VLM_QUESTION}]}]
 
 
-def _data_url_image(url: str):
-    from PIL import Image
-
-    head, _, data = url.partition(",")
-    if not head.startswith("data:image/") or ";base64" not in head:
-        raise BenchError(f"the local VLM reads images from base64 data URLs only, got {url[:40]!r}")
-    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
-
-
-class LocalVLM:
-    """A transformers image-text-to-text model (AutoProcessor + AutoModelForImageTextToText) with
-    ``chat(conversations)`` over OpenAI-style messages, like ``bench_plugins.llm.LocalLM``."""
-
-    def __init__(self, ref: str, device: str = "cpu"):
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        from bench.models import quiet_loading
-        from bench_plugins.llm import resolve
-
-        source, self.identity = resolve(ref)
-        self.ref, self.device = ref, device
-        try:
-            with quiet_loading():
-                self.processor = AutoProcessor.from_pretrained(str(source), trust_remote_code=False)
-                self.model = AutoModelForImageTextToText.from_pretrained(str(source), trust_remote_code=False, use_safetensors=True, dtype=torch.float32)
-        except Exception as e:  # noqa: BLE001 - any load failure is one line
-            raise BenchError(f"cannot load VLM {ref!r} from {source} (a transformers image-text-to-text model with safetensors weights): {describe(e)}") from None
-        self.model.eval().to(device)
-        self.tokenizer = getattr(self.processor, "tokenizer", None)
-        if self.tokenizer is None:
-            raise BenchError(f"VLM {ref!r}: its processor has no tokenizer")
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-
-    def info(self) -> dict[str, Any]:
-        return {k: v for k, v in self.identity.items() if k != "path"}
-
-    def _prompt(self, messages: list[dict[str, Any]]) -> tuple[str, list]:
-        images, msgs = [], []
-        for m in messages:
-            content = m["content"]
-            if isinstance(content, str):
-                msgs.append({"role": m["role"], "content": [{"type": "text", "text": content}]})
-                continue
-            parts = []
-            for part in content:
-                if part["type"] == "image_url":
-                    images.append(_data_url_image(part["image_url"]["url"]))
-                    parts.append({"type": "image"})
-                else:
-                    parts.append({"type": "text", "text": part["text"]})
-            msgs.append({"role": m["role"], "content": parts})
-        if getattr(self.processor, "chat_template", None):
-            prompt = self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        else:
-            token = getattr(self.processor, "image_token", "<image>")
-            prompt = "\n".join(token if p["type"] == "image" else p["text"] for m in msgs for p in m["content"]) + "\n"
-        return prompt, images
-
-    def chat(self, conversations: list[list[dict[str, Any]]], max_new_tokens: int = 64, batch_size: int = 4) -> list[str]:
-        import torch
-
-        out = []
-        self.tokenizer.padding_side = "left"
-        with torch.inference_mode():
-            for s in range(0, len(conversations), batch_size):
-                prompts, images = zip(*(self._prompt(c) for c in conversations[s : s + batch_size]))
-                flat = [im for ims in images for im in ims]
-                enc = self.processor(images=flat or None, text=list(prompts), return_tensors="pt", padding=True).to(self.device)
-                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
-                new = gen if self.model.config.is_encoder_decoder else gen[:, enc["input_ids"].shape[1] :]
-                out += self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return out
-
-
-# ---------------------------------------------------------------- the image generator
-
-
-def _folder_dim(folder: Path) -> int | None:
-    """The image-embedding dimension a pipeline folder's configs declare (None: unknown)."""
-    for sub, key in (("text_proj", "clip_embeddings_dim"), ("image_normalizer", "embedding_dim"), ("image_encoder", "projection_dim")):
-        try:
-            value = json.loads((folder / sub / "config.json").read_text()).get(key)
-        except (OSError, ValueError):
-            continue
-        if isinstance(value, int):
-            return value
-    return None
-
-
-class ImageGenerator:
-    """A diffusers pipeline that turns image embeddings into images (loaded on first use)."""
-
-    def __init__(self, ref: str, device: str = "cpu"):
-        from bench.models import is_random_init, looks_like_path, model_dir, weights_sha256
-
-        self.ref, self.device, self.pipe = ref, device, None
-        folder = model_dir(ref)
-        if folder is None:
-            if looks_like_path(ref):
-                raise BenchError(f"generator {ref!r} is not a folder: pass the folder of a diffusers pipeline (with model_index.json)")
-            try:
-                folder = Path(_import_diffusers().DiffusionPipeline.download(ref, use_safetensors=True))
-            except BenchError:
-                raise
-            except Exception as e:  # noqa: BLE001 - offline and not cached, or not a pipeline
-                raise BenchError(f"cannot get generator {ref!r} (not a local folder nor in the hub cache; HF_HUB_OFFLINE=1?): {describe(e)}") from None
-        try:
-            self.index = json.loads((folder / "model_index.json").read_text())
-        except (OSError, ValueError):
-            raise BenchError(f"generator {ref!r}: {folder} has no readable model_index.json (not a diffusers pipeline folder)") from None
-        self.folder = folder
-        self.dim = _folder_dim(folder)
-        self.identity = {"name": ref, "class": self.index.get("_class_name"), "sha256": weights_sha256(folder),
-                         "pretrained": not is_random_init(folder)}
-
-    def _alias_moved_modules(self) -> None:
-        """diffusers moved some pipelines to ``pipelines.deprecated`` (unCLIP), but their repositories'
-        model_index.json still name the old module (karlo: text_proj = ["unclip", "UnCLIPTextProjModel"]):
-        make such names resolve again (diffusers' own module, never code from the folder)."""
-        from diffusers import pipelines
-
-        for spec in self.index.values():
-            if isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str) and not hasattr(pipelines, spec[0]):
-                try:
-                    setattr(pipelines, spec[0], importlib.import_module(f"diffusers.pipelines.deprecated.{spec[0]}"))
-                except ImportError:
-                    continue
-
-    def load(self) -> None:
-        diffusers = _import_diffusers()
-        from diffusers.utils import logging as dlog
-
-        cls_name = self.identity["class"]
-        if getattr(diffusers, cls_name or "", None) is None:
-            raise BenchError(f"generator {self.ref!r} declares pipeline class {cls_name!r}, which diffusers {diffusers.__version__} does not have (remote code is never run)")
-        level = dlog.get_verbosity()
-        dlog.set_verbosity_error()
-        dlog.disable_progress_bar()
-        try:
-            self._alias_moved_modules()
-            self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.folder, use_safetensors=True)
-        except Exception as e:  # noqa: BLE001
-            raise BenchError(f"cannot load generator {self.ref!r} from {self.folder} (a diffusers pipeline with safetensors weights): {describe(e)}") from None
-        finally:
-            dlog.set_verbosity(level)
-            dlog.enable_progress_bar()
-        self.pipe.to(self.device)
-        self.pipe.set_progress_bar_config(disable=True)
-        self.args = set(inspect.signature(self.pipe.__call__).parameters)
-        self.embed_arg = next((a for a in ("image_embeddings", "image_embeds") if a in self.args), None)
-        if self.embed_arg is None:
-            raise BenchError(f"generator {self.ref!r} ({cls_name}) takes no image embeddings (image_embeddings / image_embeds): use an unCLIP image-variation or StableUnCLIPImg2Img pipeline")
-
-    def generate(self, emb: np.ndarray, seeds: list[int], steps: int, size: int) -> list:
-        import torch
-
-        if self.pipe is None:
-            self.load()
-        kw: dict[str, Any] = {self.embed_arg: torch.tensor(emb, dtype=self.pipe.dtype, device=self.device), "output_type": "pil",
-                              "generator": [torch.Generator().manual_seed(s) for s in seeds]}
-        kw.update({a: steps for a in ("num_inference_steps", "decoder_num_inference_steps", "super_res_num_inference_steps") if a in self.args})
-        if "prompt" in self.args:
-            kw["prompt"] = [""] * len(emb)
-        if size:
-            if not {"height", "width"} <= self.args:
-                raise BenchError(f"generator {self.ref!r} ({self.identity['class']}) has a fixed image size: leave gen_size unset")
-            kw.update(height=size, width=size)
-        try:
-            return list(self.pipe(**kw).images)
-        except BenchError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise BenchError(f"generator {self.ref!r} failed on {len(emb)} embeddings of dimension {emb.shape[1]}: {describe(e)}") from None
-
-
-def cached_images(gen: ImageGenerator, emb: np.ndarray, settings: dict[str, Any], batch_size: int) -> list[Path]:
-    """PNG paths of the images ``gen`` makes from each row of ``emb``, generated only when not cached.
-    Each image has its own seed (cell seed + embedding), so it does not depend on the batch."""
-    ident = {k: gen.identity[k] for k in ("name", "class", "sha256")}
-    rows = [np.ascontiguousarray(r, dtype=np.float32) for r in emb]
-    digests = [hashlib.sha256(r.tobytes()).hexdigest() for r in rows]
-    root = default_cache_dir() / "adaptive" / "images"
-    keys = [key_hash([ident, settings, d, r.shape[0]], 24) for d, r in zip(digests, rows)]
-    paths: list[Path | None] = [_cached_png(root, k) for k in keys]
-    todo = [i for i, p in enumerate(paths) if p is None]
-    for s in range(0, len(todo), batch_size):
-        idx = todo[s : s + batch_size]
-        seeds = [seed_for(settings.get("seed", 0), "slime-adaptive", digests[i]) for i in idx]
-        images = gen.generate(np.stack([rows[i] for i in idx]), seeds, settings["steps"], settings["size"])
-        for i, im in zip(idx, images):
-            buf = io.BytesIO()
-            im.convert("RGB").save(buf, format="PNG")
-            data = buf.getvalue()
-            paths[i] = root / f"{keys[i]}.{hashlib.sha256(data).hexdigest()[:16]}.png"  # the name carries its digest
-            atomic_write_bytes(paths[i], data, overwrite=True)
-    return paths
-
-
-def _cached_png(root: Path, key: str) -> Path | None:
-    """The cached image of ``key`` whose content matches the digest in its name; a damaged one is
-    reported once and deleted (then regenerated)."""
-    from bench.cache import file_digest, warn_damaged
-
-    for path in sorted(root.glob(f"{key}.*.png")):
-        if file_digest(path)[:16] == path.name.split(".")[-2]:
-            return path
-        warn_damaged(path, "content does not match the digest in its name", "regenerating it")
-        path.unlink(missing_ok=True)
-    return None
-
-
 # ---------------------------------------------------------------- the attack
 
 
@@ -405,14 +177,7 @@ class SlimeAdaptive(Slime):
 
     def _raw_norm(self, items: list[str]) -> float:
         """Mean norm of the dual encoder's unnormalised features (the scale generators expect)."""
-        import torch
-
-        from bench_plugins.clip import load_images
-
-        encode = self.dual._image if self.image else self.dual._text  # the towers before L2 normalisation
-        with torch.inference_mode():
-            x = encode(load_images(items) if self.image else [str(t) for t in items]).float()
-        return float(x.norm(dim=-1).mean())
+        return float(self.dual.raw_features("image" if self.image else "text", items).norm(dim=-1).mean())
 
     def _load_image_encoder(self, ctx: AttackContext):
         if self._dual is None:  # once per fit (checked against this cell's victim), for slime and for the generator space
@@ -422,6 +187,7 @@ class SlimeAdaptive(Slime):
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         from bench.align import least_squares
         from bench_plugins.clip import cached_encode
+        from bench_plugins.diffusion import ImageGenerator
 
         p = self.params
         self._dual = None
@@ -454,6 +220,7 @@ class SlimeAdaptive(Slime):
 
     def _load_reader(self, ctx: AttackContext):
         from bench_plugins.llm import OpenAIChat
+        from bench_plugins.vlm import LocalVLM
 
         p = self.params
         if p.vlm_backend == "openai":
@@ -470,14 +237,15 @@ class SlimeAdaptive(Slime):
     def observe(self, emb: np.ndarray, tags: list[list[str]], ctx: AttackContext) -> list[dict[str, Any]]:
         """Per target: the generated ``image``'s path (in the image cache), the VLM's ``vlm_reply``
         and its parsed ``objects``/``relations``/``scene`` (kept as extras, shown to the writer)."""
-        from bench_plugins.llm import cached_chat
+        from bench_plugins.diffusion import cached_images
+        from bench_plugins.llm import LazyChat, cached_chat
 
         p = self.params
         settings = {"steps": p.gen_steps, "size": p.gen_size, "seed": ctx.seed}
         images = cached_images(self.generator, self.generator_embedding(emb), settings, p.image_batch)
         convs = [vlm_conversation(path.read_bytes()) for path in images]
         if self.reader is None:
-            self.reader = _Lazy(lambda: self._load_reader(ctx), self._reader_info())
+            self.reader = LazyChat(lambda: self._load_reader(ctx), self._reader_info())
         replies = cached_chat(self.reader, convs, {"max_new_tokens": p.vlm_max_new_tokens, "question": VLM_QUESTION},
                               max_new_tokens=p.vlm_max_new_tokens, batch_size=p.image_batch)
         return [{"image": str(i), "vlm_reply": r, **parse_vlm_answer(r)} for i, r in zip(images, replies)]
@@ -529,21 +297,6 @@ class SlimeAdaptive(Slime):
                 row[f"vlm_{kind}_f1"] = self.neighbourhood_f1(have, want, nbrs, KIND_M) if want else None
             row.update(vlm_objects=float(len(seen["objects"])), vlm_relations=float(len(seen["relations"])), vlm_scene=float(bool(seen["scene"])))
         return rows
-
-
-class _Lazy:
-    """A chat backend loaded on the first ``chat`` call (all replies cached: never loaded)."""
-
-    def __init__(self, make, info: dict[str, Any]):
-        self._make, self._info, self._obj = make, info, None
-
-    def info(self) -> dict[str, Any]:
-        return self._info
-
-    def chat(self, conversations, **kw) -> list[str]:
-        if self._obj is None:
-            self._obj = self._make()
-        return self._obj.chat(conversations, **kw)
 
 
 @hookimpl

@@ -15,6 +15,7 @@ from pydantic import Field
 from bench.api import SPLIT_ORDER, Dataset, DatasetParams, DatasetSplits, RetrievalTask, Split
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.splits import ShortSplit, deal
 
 WORDNET_FILES = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}  # data.<file> -> id letter
 DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
@@ -128,7 +129,7 @@ class WordNet(Dataset):
 
     Every example sentence (a double-quoted part of a gloss) is a text; all sentences of a synset
     land in the same split. The synsets that have examples are shuffled with ``split_seed`` and
-    dealt out to the target, leaked and attacker splits in that order; a synset cut at a split's
+    dealt out to the target, leaked and attacker splits in that order (``bench.splits.deal``); a synset cut at a split's
     end loses its remaining sentences. A sentence whose exact text already sits in a split (115
     recur in two synsets in WordNet 3.0) is skipped, so the splits share no text. Retrieval task: each
     target sentence must find its synset's definition among the target synsets' definitions and
@@ -157,45 +158,27 @@ class WordNet(Dataset):
         data = load_wordnet(p.path)
         with_examples = [s for s in data.synsets if s.examples]
         n_distinct = len({t for s in with_examples for t in s.examples})
-        sizes = {"target": p.target, "leaked": p.leaked, "attacker": p.attacker}
-        order = np.random.default_rng(p.split_seed).permutation(len(with_examples))
-        queue = iter(order.tolist())
-        seen: set[str] = set()
-        rows: dict[str, list[tuple[str, str, Synset]]] = {k: [] for k in SPLIT_ORDER}
-        used: dict[str, list[Synset]] = {k: [] for k in SPLIT_ORDER}
-        rows["dev"], used["dev"] = [], []
-        sizes["dev"] = DEV_SIZE
-        for split in (*SPLIT_ORDER, "dev"):
-            out = rows[split]
-            while len(out) < sizes[split]:
-                i = next(queue, None)
-                if i is None and split == "dev":
-                    break  # dev takes what remains
-                if i is None:
-                    raise self._too_small(data, n_distinct, split, sizes, rows)
-                syn = with_examples[i]
-                took = False
-                for j, text in enumerate(syn.examples):
-                    if len(out) == sizes[split]:
-                        break
-                    if text in seen:
-                        continue
-                    seen.add(text)
-                    out.append((f"{syn.key}:{j}", text, syn))
-                    took = True
-                if took:
-                    used[split].append(syn)
+        by_key = {s.key: s for s in with_examples}
+        flat = [(f"{s.key}:{j}", text, s.key) for s in with_examples for j, text in enumerate(s.examples)]
+        ids, texts, groups = (list(col) for col in zip(*flat))
+        order = (*SPLIT_ORDER, "dev")  # dev last: the other splits are exactly as without it
+        sizes = {"target": p.target, "leaked": p.leaked, "attacker": p.attacker, "dev": DEV_SIZE}
+        try:
+            dealt = deal(ids, texts, groups, sizes, p.split_seed, "wordnet", order=order, partial=("dev",))
+        except ShortSplit as e:
+            raise self._too_small(data, n_distinct, e.split, sizes, e.got) from None
+        used = {k: [by_key[g] for g in dict.fromkeys(dealt[k].groups)] for k in order}  # synsets, in dealing order
 
         def split_of(name: str) -> Split:
-            r = rows[name]
+            d = dealt[name]
             return Split(
-                ids=[i for i, _, _ in r],
-                texts=[t for _, t, _ in r],
-                meta=[{"synset": s.key, "pos": s.pos, "lemmas": list(s.lemmas)} for _, _, s in r],
-                groups=[s.key for _, _, s in r],
+                ids=d.ids,
+                texts=d.texts,
+                meta=[{"synset": g, "pos": by_key[g].pos, "lemmas": list(by_key[g].lemmas)} for g in d.groups],
+                groups=list(d.groups),
             )
 
-        retrieval, n_distractors = self._retrieval(data, rows["target"], used["target"])
+        retrieval, n_distractors = self._retrieval(data, dealt["target"], used["target"])
         info = {
             "source": data.directory,
             "version": data.version,
@@ -214,23 +197,23 @@ class WordNet(Dataset):
             target=split_of("target"),
             retrieval=retrieval,
             info=info,
-            dev=split_of("dev") if rows["dev"] else None,
+            dev=split_of("dev") if dealt["dev"].ids else None,
         )
 
-    def _too_small(self, data: WordNetData, n_distinct: int, split: str, sizes: dict, rows: dict) -> BenchError:
+    def _too_small(self, data: WordNetData, n_distinct: int, split: str, sizes: dict, got: dict[str, int]) -> BenchError:
         total = sum(v for k, v in sizes.items() if k != "dev")
         has = f"wordnet has {data.n_examples:,} example sentences in {data.directory}"
         if n_distinct != data.n_examples:
             has += f" ({n_distinct:,} distinct)"
         if split == "attacker":  # the attacker split is filled last: exactly this much fits
-            fix = f"lower --dataset wordnet:attacker={len(rows['attacker'])} (or fewer)"
+            fix = f"lower --dataset wordnet:attacker={got['attacker']} (or fewer)"
         else:
             fix = f"lower --dataset wordnet:target=...,leaked=... (at most {n_distinct:,} together)"
         return BenchError(
             f"{has}; attacker+leaked+target = {total:,} does not fit (each synset goes to one split): {fix}"
         )
 
-    def _retrieval(self, data: WordNetData, target_rows: list, target_synsets: list[Synset]):
+    def _retrieval(self, data: WordNetData, target: Split, target_synsets: list[Synset]):
         target_keys = {s.key for s in target_synsets}
         taken = {s.definition for s in target_synsets}
         candidates = []  # other synsets, one per distinct definition text not used by the target
@@ -245,7 +228,7 @@ class WordNet(Dataset):
         task = RetrievalTask(
             corpus_ids=[f"def:{s.key}" for s in docs],
             corpus_texts=[s.definition for s in docs],
-            qrels={tid: {f"def:{syn.key}"} for tid, _, syn in target_rows},
+            qrels={tid: {f"def:{key}"} for tid, key in zip(target.ids, target.groups)},
         )
         return task, k
 
