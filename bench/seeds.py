@@ -36,7 +36,8 @@ def across_seeds(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def several(df: pd.DataFrame) -> bool:
     """Whether some cell of ``df`` has more than one seed."""
-    return not df.empty and bool((across_seeds(df, [])["seeds"] > 1).any())
+    table = across_seeds(df, [])
+    return not table.empty and bool((table["seeds"] > 1).any())
 
 
 def to_markdown(df: pd.DataFrame, metrics: list[str], digits: int = 3, chance_mark: str = "≈") -> str:

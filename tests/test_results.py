@@ -154,3 +154,10 @@ def test_a_board_with_several_seeds_gets_the_mean_and_the_spread_between_seeds(t
     leaderboard.write(many, tmp_path, "b")
     rows = json.loads((tmp_path / "b" / "leaderboard.json").read_text())["across_seeds"]
     assert [(r["defense"], r["seeds"], round(r["word_f1"], 6)) for r in rows] == [("none", 3, 0.45), ("noise", 2, 0.15)]
+
+
+def test_a_board_of_error_records_only_builds():
+    from bench import leaderboard
+
+    md = leaderboard.to_markdown(leaderboard.frame([_record(status="error", error="boom")]))
+    assert "Across seeds" not in md and "| x        | naive  | x         |" in md
