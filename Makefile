@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export PIP_ROOT_USER_ACTION ?= ignore
 export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
 
-.PHONY: setup demo test test-image lint slurm wordnet browser site clean-venv fluency embeddinggemma
+.PHONY: setup demo test test-slow test-image lint slurm wordnet browser site clean-venv fluency embeddinggemma
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -95,11 +95,17 @@ site: setup
 	$(BIN)/bench leaderboard site leaderboards --out $(SITE)
 	@echo "open $(SITE)/index.html"
 
-# The tests marked `slurm` need a Slurm cluster: where none answers they are skipped (say why);
+# Two tiers. `make test`: the fast suite (every test not marked slow or slurm; a few minutes).
+# `make test-slow`: the rest, which CI runs too: real models (fluency ~240 MB and embeddinggemma
+# ~1.15 GB are downloaded for them), whole runs in subprocesses, kills and resumes, and the tests
+# marked `slurm`, which need a Slurm cluster: where none answers they are skipped (saying why);
 # `make slurm` starts a single-node one on this machine (as root; CI does it first).
-# fluency (~240 MB) and embeddinggemma (~1.15 GB): their real-model tests run too.
-test: setup browser fluency embeddinggemma
-	BENCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -ra; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+PYTEST := BENCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -ra
+test: setup browser
+	$(PYTEST) -m "not slow and not slurm"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+test-slow: setup browser fluency embeddinggemma
+	$(PYTEST) -m "slow or slurm"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # The open_clip victim's tests in the image environment (see IMAGE above); the rest of
 # tests/test_images.py runs in `make test`.

@@ -114,6 +114,7 @@ def test_real_grid_same_records_in_process_submitit_and_ray(tmp_path, ray_cluste
     assert any((tmp_path / "sub" / ".grid" / "submitit").iterdir())
 
 
+@pytest.mark.slow
 def test_job_entry_point_runs_a_spec_file(tmp_path, plugdir):
     """`python -m bench.jobs SPEC.json` (how a user reruns one cell by hand) gives the runner's record."""
     out = tmp_path / "out"
@@ -139,6 +140,7 @@ def _killer_grid(tmp_path, plugdir, out):
                   "-D", "toy", "-q", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["submitit-local", "ray"])
 def test_killed_job_is_an_error_record_and_the_rerun_submits_only_it(tmp_path, plugdir, executor, request):
     if executor == "ray":
@@ -169,6 +171,7 @@ def test_killed_job_is_an_error_record_and_the_rerun_submits_only_it(tmp_path, p
     assert len(load_records([out])) == 2 and len(list(out.glob("*__error-*.json"))) == 1
 
 
+@pytest.mark.slow
 def test_no_wait_submits_and_status_follows_the_jobs(tmp_path, plugdir, capsys):
     out = tmp_path / "out"
     args = ["run", "--no-floor", "-a", "nearest:adaptive=false", "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", "toy",
@@ -187,6 +190,7 @@ def test_no_wait_submits_and_status_follows_the_jobs(tmp_path, plugdir, capsys):
     assert len(load_records([out])) == 2
 
 
+@pytest.mark.slow
 def test_sigkilled_local_run_resumes_without_loss(tmp_path, plugdir):
     """The whole `bench run` process killed mid-grid: the rerun finishes, each cell exactly once."""
     out = tmp_path / "out"
@@ -204,6 +208,7 @@ def test_sigkilled_local_run_resumes_without_loss(tmp_path, plugdir):
     assert not list(out.glob("*__error-*.json"))
 
 
+@pytest.mark.slow
 def test_two_identical_runs_at_once_each_cell_once(tmp_path, plugdir):
     out = tmp_path / "out"
     grid = ["run", "--no-floor", "-a", "nearest", "-d", "none", "-d", "noise:scale=0.3", "-e", "toy-hash", "-D", "toy", "-q",
@@ -216,6 +221,7 @@ def test_two_identical_runs_at_once_each_cell_once(tmp_path, plugdir):
     assert len(list(out.glob("*.samples.jsonl"))) == 3 and not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_concurrent_jobs_embed_a_shared_split_once(tmp_path, plugdir):
     """Two groups' first cells start together and need the same embeddings: one job computes each
     split, the other waits for it and reads the cache."""
@@ -298,6 +304,7 @@ def test_bad_executor_input_is_one_line_before_any_work(tmp_path, plugdir, capsy
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_executor_from_config_table(tmp_path, plugdir):
     cfg = tmp_path / "grid.toml"
     cfg.write_text(f'''attacks = ["nearest:adaptive=false"]

@@ -121,6 +121,7 @@ def reference(tmp_path_factory):
     return ref
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", sorted(KILL_POINTS))
 def test_kill_9_at_each_write_step_resumes_to_identical_metrics(tmp_path, reference, point):
     out, cache = tmp_path / "out", tmp_path / "cache"
@@ -157,6 +158,7 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_damaged_cache_and_artifact_files_are_reported_once_and_recomputed(tmp_path, reference):
     out, cache = tmp_path / "out", tmp_path / "cache"
     assert bench(GRID, out, cache)[0] == 0

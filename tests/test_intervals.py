@@ -82,6 +82,7 @@ def test_dev_split_is_refused_where_a_dataset_has_none(toy_host, tmp_path):
         build_grid(toy_host, ["nearest"], ["none"], ["toy-hash"], ["toy"], [0], split="test")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL, reason="needs Debian wordnet-base")
 def test_wordnet_groups_dev_and_unchanged_targets(host):
     data = host.make("datasets", "wordnet", {}).load()

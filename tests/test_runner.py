@@ -38,6 +38,7 @@ def test_clean_baseline_is_added(host):
     assert [c.defense.name for c in cells] == ["none", "noise"]  # not twice
 
 
+@pytest.mark.slow
 def test_limit_evaluates_a_prefix_of_the_same_cell(toy_host, tmp_path):
     def run(limit, out):
         cells = build_grid(toy_host, ["nearest:adaptive=false"], ["noise:scale=0.3"], ["toy-hash"], ["toy"], [0],

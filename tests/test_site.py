@@ -192,6 +192,7 @@ def test_index_lists_the_board(site, browser):
     assert console_errors(browser) == []
 
 
+@pytest.mark.slow
 def test_board_table_sort_filter_and_plots(site, browser):
     from selenium.webdriver.common.by import By
 
@@ -378,6 +379,7 @@ def test_records_without_the_new_keys(site, tmp_path):
     assert "built from the record&#39;s configuration" in html and "bench reproduce" in html
 
 
+@pytest.mark.slow
 def test_built_command_reruns_the_same_cell(site, tmp_path):
     """The `bench run` built from a record's configuration makes a cell with the same id."""
     _, board_dir = site

@@ -184,6 +184,7 @@ def test_local_lm_encoder_and_writer(tiny_lm):
 # ---------------------------------------------------------------- through the runner
 
 
+@pytest.mark.slow
 def test_end_to_end_runner_records_models_metrics_and_caches(toy_host, tmp_path, tiny_lm):
     records = _run(toy_host, tmp_path, [_slime(tiny_lm)], ["none", "noise:scale=0.3"])
     assert [r.status for r in records] == ["ok", "ok"], [r.error for r in records]
@@ -219,6 +220,7 @@ def test_ranker_is_used_only_when_it_beats_cosine_on_held_out_captions():
     assert forced.use_ranker
 
 
+@pytest.mark.slow
 def test_pairs_sweep_and_too_many_pairs(toy_host, tmp_path, tiny_lm):
     records = _run(toy_host, tmp_path, [_slime(tiny_lm, pairs="1|10|50|51")], ["none"])
     by_pairs = {r.attack.params["pairs"]: r for r in records}

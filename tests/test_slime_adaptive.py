@@ -242,6 +242,7 @@ def test_generator_images_are_seeded_and_cached(models, monkeypatch):
     assert diffusion.cached_images(gen, emb, settings, batch_size=3) == paths
 
 
+@pytest.mark.slow
 def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
     """An OpenAI-compatible VLM (a local stub) that names the first target's objects, relation and
     scene exactly: that target's VLM F1s are 1; the endpoint got the generated PNG as a data URL."""
@@ -283,6 +284,7 @@ def test_openai_vlm_backend_and_the_vlm_metrics(capsys, tmp_path, models, coco):
 # ---------------------------------------------------------------- through the CLI
 
 
+@pytest.mark.slow
 def test_text_victim_end_to_end_and_cached(capsys, tmp_path, models, monkeypatch):
     from bench_plugins.diffusion import ImageGenerator
     from bench_plugins.vlm import LocalVLM
@@ -309,6 +311,7 @@ def test_text_victim_end_to_end_and_cached(capsys, tmp_path, models, monkeypatch
     assert sorted((tmp_path / "cache" / "adaptive" / "images").glob("*.png")) == pngs
 
 
+@pytest.mark.slow
 def test_image_victim_end_to_end(capsys, tmp_path, models, coco):
     out = tmp_path / "out"
     code, err = _cli(

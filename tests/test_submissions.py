@@ -15,13 +15,26 @@ GRID = ["-a", "nearest", "-d", "none", "-d", "rotation", "-e", "toy-hash", "-D",
 
 
 
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory):
+    """The toy grid run once per module (a run costs seconds; the tests only read or edit copies)."""
+    from bench.cli import main
+
+    base = tmp_path_factory.mktemp("submission")
+    args = ["--plugins-dir", TOY, "run", *GRID, "--out", str(base / "sub"), "--cache-dir", str(base / "c")]
+    try:
+        main(args)
+    except SystemExit as done:
+        assert not done.code, f"the toy grid failed: exit {done.code}"
+    return base
+
+
 @pytest.fixture
-def submission(capsys, tmp_path):
-    """A folder of three toy records (nearest naive/adaptive vs none/rotation), with samples."""
-    out = tmp_path / "sub"
-    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "run", *GRID, "--out", str(out), "--cache-dir", str(tmp_path / "c"))
-    assert code == 0, err
-    return out
+def submission(made_once, tmp_path):
+    """A folder of three toy records (nearest naive/adaptive vs none/rotation), with samples: a fresh
+    copy for each test, beside the cache that made it (``tmp_path / "c"``)."""
+    shutil.copytree(made_once / "c", tmp_path / "c")
+    return Path(shutil.copytree(made_once / "sub", tmp_path / "sub"))
 
 
 def records(folder):
@@ -130,6 +143,7 @@ def test_duplicate_cells_and_published_cells(capsys, submission, tmp_path):
     assert json.loads((boards / "toy" / "board.json").read_text())["version"] == 1
 
 
+@pytest.mark.slow
 def test_add_bumps_the_version(capsys, tmp_path):
     boards = tmp_path / "boards"
     for i, seed in enumerate(("0", "1"), 1):
@@ -224,6 +238,7 @@ def test_validate_refuses_a_resealed_edit_of_word_f1(capsys, submission, tmp_pat
     assert "2 problem(s); 2 record(s) valid" in err
 
 
+@pytest.mark.slow
 def test_add_reruns_cells_and_marks_the_board(capsys, tmp_path):
     # a public defense (noise): its cells re-run to equal values; a secret one's key is in no record
     grid = [x if x != "rotation" else "noise:scale=0.05" for x in GRID]

@@ -100,6 +100,7 @@ textinv.train_prefix_lm(model, Path(sys.argv[1]), "hypothesizer", e, ids, steps=
 """
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(tiny_lm, tmp_path):
     from bench_plugins.attacks import textinv
 
@@ -211,6 +212,7 @@ def _ship_toy(tiny, host, tmp_path, monkeypatch, **kw):
     return m
 
 
+@pytest.mark.slow
 def test_geia_uses_shipped_weights_by_default_and_the_record_says_so(tiny_lm, toy_host, tmp_path, monkeypatch):
     from bench.runner import Runner, build_grid
     from bench_plugins.attacks import textinv_ship
@@ -292,6 +294,7 @@ def test_shipped_is_refused_when_its_training_texts_leak_into_the_cell(tiny_lm, 
     assert GEIA({"lm": str(tiny_lm), "finetune": "full", "prefix_len": 3})._shipped(ctx) is None
 
 
+@pytest.mark.slow
 def test_zsinvert_seeded_by_the_shipped_geia_decoder(tiny_lm, toy_host, tmp_path, monkeypatch):
     from bench.runner import Runner, build_grid
 
@@ -327,6 +330,7 @@ def test_train_script_refuses_an_existing_out_folder(tmp_path):
 # ---------------------------------------------------------------- the real shipped weights
 
 
+@pytest.mark.slow
 def test_shipped_minilm_weights_are_pinned_and_load_into_smollm2():
     from bench_plugins.attacks import textinv, textinv_ship
 

@@ -30,6 +30,7 @@ def _jsonl(tmp_path, rows, name="mine.jsonl"):
     return path
 
 
+@pytest.mark.slow
 def test_hand_made_jsonl_runs_through_bow_from_the_cli(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _jsonl(tmp_path, [{"text": t} for t in HAND_MADE])

@@ -291,6 +291,7 @@ def host(tmp_path):
     return Host(plugins_dir=d, load_installed=False)
 
 
+@pytest.mark.slow
 def test_end_to_end_through_the_runner(host, tiny_lm, tmp_path):
     common = f"lm={tiny_lm},finetune=full,epochs=2,batch_size=16,lr=0.003,max_new_tokens=6,max_length=8"
     attacks = [f"vec2text:{common},prefix_len=2,corrector_epochs=1,num_steps=2,beam=2,report_steps=0|0+1+2", f"geia:{common}"]

@@ -15,6 +15,7 @@ def _run(host, tmp_path, attacks, defenses, dataset, embedder="toy-hash:dim=48",
     return runner.run(cells)
 
 
+@pytest.mark.slow
 def test_via_never_queries_the_victim_and_leakage_grows_with_leaked_pairs(toy_host, tmp_path):
     # victim: 48-d hashed bag of words; the attacker's own embedder: a different 64-d one (ridge map)
     attack = "bow:via=toy-hash,adaptive=false,features=128,holdout=100"
@@ -33,6 +34,7 @@ def test_via_never_queries_the_victim_and_leakage_grows_with_leaked_pairs(toy_ho
     assert many.metrics["word_f1"].value > few.metrics["word_f1"].value + 0.1
 
 
+@pytest.mark.slow
 def test_via_with_matching_dimensions_uses_procrustes_and_undoes_a_rotation(toy_host, tmp_path):
     recs = _run(toy_host, tmp_path, ["nearest:via=toy-hash,adaptive=false"], ["rotation"], "toy:leaked=200", embedder="toy-hash")
     rec = recs[0]

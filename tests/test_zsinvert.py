@@ -101,6 +101,7 @@ class Greedy(Attack):
         return out
 
 
+@pytest.mark.slow
 def test_an_attack_can_never_exceed_the_budget(toy_host, tmp_path, tiny_lm):
     toy_host.registries["attacks"].add(Greedy, "test", "0")
     cells, records = _run(toy_host, tmp_path, ["greedy-test:adaptive=false", _spec(tiny_lm)], query_budget=30)
@@ -113,6 +114,7 @@ def test_an_attack_can_never_exceed_the_budget(toy_host, tmp_path, tiny_lm):
     assert max(r["scores"]["queries"] for r in rows) <= 30
 
 
+@pytest.mark.slow
 def test_the_attack_parameter_sets_the_budget_and_sweeps(toy_host, tmp_path, tiny_lm):
     _, records = _run(toy_host, tmp_path, [_spec(tiny_lm, query_budget="10|40")])
     assert [r.threat_model.query_budget for r in records] == [10, 40]
@@ -171,6 +173,7 @@ def test_edit_search_climbs_and_length_penalty_shortens():
     assert len(words) < 4
 
 
+@pytest.mark.slow
 def test_per_round_metrics_extras_and_modes(toy_host, tmp_path, tiny_lm):
     cells, records = _run(toy_host, tmp_path, [_spec(tiny_lm)], defenses=["noise:scale=0.01", "rotation"])
     # the adaptive cell runs against the secret rotation only (against noise it equals the naive one)
@@ -190,6 +193,7 @@ def test_per_round_metrics_extras_and_modes(toy_host, tmp_path, tiny_lm):
     assert rot_adaptive.metrics["cosine"].value > rot_naive.metrics["cosine"].value + 0.1
 
 
+@pytest.mark.slow
 def test_adaptive_alignment_is_charged_to_fit_not_to_the_targets(toy_host, tmp_path, tiny_lm):
     """The 40 leaked pairs re-embedded to map rotation back are the alignment phase's, so the adaptive
     attack runs under a per-target budget far below them; the word prior's training is fit's."""
