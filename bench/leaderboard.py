@@ -16,7 +16,7 @@ from bench.results import SCHEMA_VERSION, ResultRecord
 # Column order for the metrics a table shows first; others follow alphabetically.
 HEADLINE = ["word_f1", "word_precision", "word_recall", "bleu", "token_f1", "rouge_l", "exact_match", "cosine"]
 UTILITY = ["ndcg@10", "recall@10"]
-CONSTANT_OK = ("embedder", "dataset", "seed", "split")
+CONSTANT_OK = ("embedder", "dataset", "seed", "split", "targets")
 AT_CHANCE = "≈"  # marks a value not shown to beat the chance floor on the same targets
 
 
@@ -44,6 +44,7 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
             "dataset": label(r.dataset.name, r.dataset.params),
             "seed": r.seed,
             "split": r.split,
+            "targets": targets(r),
             "pretrained": r.all_pretrained,
             "status": r.status,
         }
@@ -67,6 +68,12 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
     keys = ["dataset", "embedder", "attack", "_ap", "_adaptive", "_defended", "_def", "seed"]
     tmp = ["_adaptive", "_defended", "_ap", "_def"]
     return df.sort_values(keys, kind="stable").drop(columns=tmp).reset_index(drop=True)
+
+
+def targets(r: ResultRecord) -> int | None:
+    """How many targets a record's metrics average over (its limit when it has no metric)."""
+    ns = [m.n for m in r.metrics.values() if m.n]
+    return max(ns) if ns else r.limit
 
 
 def _natural(text: str) -> str:
@@ -135,7 +142,7 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: l
     cols = metric_columns(df)
     if metrics is not None:
         cols = [m for m in metrics if m in cols] + [c for c in cols if c.startswith("utility_")]
-    ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed", "split")
+    ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed", "split", "targets")
              if c in df.columns and not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
     out = df[ident].copy()
     # e.g. a sweep over the attacker's data size: show just the keys swept within each attack

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 # What makes two records the same cell but for the seed (leaderboard.frame's identity columns).
-IDENTITY = ["attack", "mode", "attack_params", "defense", "embedder", "dataset", "split", "pretrained"]
+IDENTITY = ["attack", "mode", "attack_params", "defense", "embedder", "dataset", "split", "targets", "pretrained"]
 
 
 def across_seeds(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -43,7 +43,7 @@ def several(df: pd.DataFrame) -> bool:
 def to_markdown(df: pd.DataFrame, metrics: list[str], digits: int = 3, chance_mark: str = "≈") -> str:
     """The across-seeds table: ``mean ±sd`` per metric, the seeds each row averages."""
     table = across_seeds(df, metrics)
-    const = [c for c in ("embedder", "dataset", "split") if c in table.columns and table[c].nunique() == 1]
+    const = [c for c in ("embedder", "dataset", "split", "targets") if c in table.columns and table[c].nunique() == 1]
     shown = table[[c for c in IDENTITY if c in table.columns and c not in const and c not in ("pretrained", "attack_params")]].copy()
     if "pretrained" in table.columns and (~table["pretrained"].astype(bool)).any():
         shown["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(table["attack"], table["pretrained"])]
