@@ -253,6 +253,10 @@ def test_controller_restarted_while_jobs_are_queued_loses_nothing(tmp_path, plug
     wait_for("one cell running, two queued", lambda: sorted(s for s, _ in states(out).values()) == ["queued", "queued", "running"],
              seen=seen, out=out)
     assert all("PENDING" in d for s, d in states(out).values() if s == "queued")
+    # Slurm says RUNNING as soon as the job starts; the cell holds its lock only once its Python is
+    # up (seconds under load), and only the lock says "running" while the controller is down.
+    wait_for("the running cell to hold its lock", lambda: any(s == "running" and " pid " in d for s, d in states(out).values()),
+             timeout=120, out=out)
     ctld = _pid("slurmctld")
     os.kill(ctld, signal.SIGTERM)
     try:

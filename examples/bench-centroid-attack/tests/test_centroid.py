@@ -148,8 +148,14 @@ def test_adaptive_reproduces_a_public_defense(host, runner):
 
 
 def test_adaptive_learns_a_secret_defense_from_leaked_pairs(host, runner):
+    # How much 12 leaked pairs buy depends on the key drawn (with per-run keys the gain fell below
+    # 0.05 in 3 of 12 runs), so five fixed keys, the same on every run: the mean gain is the claim.
+    gains = []
+    for key in ("k0", "k1", "k2", "k3", "k4"):
+        _, naive, adaptive = (rec for rec, _ in run(host, runner, "centroid", f"toy-secret-shuffle:key={key}"))
+        gains.append(f1(adaptive) - f1(naive))
+    assert np.mean(gains) > 0.05, gains
     _, naive, adaptive = (rec for rec, _ in run(host, runner, "centroid", "toy-secret-shuffle"))
-    assert f1(adaptive) > f1(naive) + 0.05
     # The leaked texts were re-embedded through the victim to learn the map: counted queries.
     assert naive.provenance.victim_queries == 36
     assert adaptive.provenance.victim_queries == 36 + 12

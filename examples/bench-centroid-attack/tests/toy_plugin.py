@@ -11,6 +11,7 @@ import hashlib
 from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from bench.api import Dataset, DatasetSplits, Defense, Embedder, Params, RetrievalTask, Split
 from bench.hookspecs import hookimpl
@@ -162,10 +163,17 @@ class ToyShuffle(Defense):
 
 
 class ToySecretShuffle(Defense):
-    """Secret signed permutation: an adaptive attacker must learn it back from leaked pairs."""
+    """Secret signed permutation: an adaptive attacker must learn it back from leaked pairs.
+    ``key=`` fixes the key (tests; records say "fixed key"), else the harness's per-run secret."""
 
     name = "toy-secret-shuffle"
     secret = True
+
+    class Params(Params):
+        key: str | None = Field(None, json_schema_extra={"secret": True}, description="a fixed key (None: per-run secret)")
+
+    def keyed(self, key: bytes) -> dict[str, np.ndarray]:
+        return super().keyed(self.params.key.encode() if self.params.key is not None else key)
 
     def apply(self, emb, rng, state=None):
         # ``state`` is what ``keyed(key)`` made of the cell's secret key (the harness's per-run secret).
