@@ -78,17 +78,17 @@ class Victim:
         return emb
 
     def _embed(self, texts: list[str], split: str, embed, chunk: int = 2048) -> np.ndarray:
-        from tqdm.auto import tqdm
+        from bench.progress import bar
 
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         t0 = time.perf_counter()
         parts = []
-        with tqdm(total=len(texts), desc=f"embedding {split}", unit="text", disable=None if self.progress else True, leave=False) as bar:
+        with bar(len(texts), f"embedding {split}", "text", enabled=self.progress) as counter:
             for i in range(0, len(texts), chunk):
                 batch = texts[i : i + chunk]
                 parts.append(check_vectors(self.embedder.name, embed(batch), len(batch), self.dim))
-                bar.update(len(parts[-1]))
+                counter.update(len(parts[-1]))
         emb = np.concatenate(parts)
         self.embed_seconds += time.perf_counter() - t0
         return emb

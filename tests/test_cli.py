@@ -119,3 +119,28 @@ def test_toml_config_runs_a_sweep(capsys, tmp_path, monkeypatch):
     assert all(r["limit"] == 20 and r["metrics"]["word_f1"]["n"] == 20 for r in records)
     f1 = {(r["seed"], r["defense"]["params"]["scale"]): r["metrics"]["word_f1"]["value"] for r in records}
     assert f1[(0, 0.5)] < f1[(0, 0.0)]
+
+
+def test_long_work_writes_progress_lines_a_log_file_shows(tmp_path, monkeypatch):
+    """Not a terminal (a job's log, `2> run.log`): plain lines with count, elapsed and time left."""
+    import io
+
+    from bench import progress
+
+    log = io.StringIO()
+    ticks = iter([0.0, 0.0, 40.0, 41.0, 90.0, 90.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(ticks))
+    with progress.bar(4, "zsinvert", "target", stream=log, every=30.0) as b:
+        for _ in range(3):
+            b.update(1)
+    lines = log.getvalue().splitlines()
+    assert lines == ["zsinvert: 2/4 targets, 0m40s, ~0m40s left", "zsinvert: 3/4 targets, 1m30s, ~0m30s left"], lines
+    short = io.StringIO()
+    ticks = iter([0.0, 1.0, 2.0])
+    with progress.bar(4, "embedding target", "text", stream=short, every=30.0) as b:
+        b.update(4)
+    assert short.getvalue() == ""  # work shorter than `every` writes nothing
+    quiet = io.StringIO()
+    with progress.bar(4, "x", "text", enabled=False, stream=quiet) as b:
+        b.update(4)
+    assert quiet.getvalue() == ""

@@ -148,7 +148,7 @@ class ZSInvert(Attack):
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
         """Per target the best text of the last round; extras keep every round's text, victim cosine and queries."""
-        from tqdm.auto import tqdm
+        from bench.progress import track
 
         p = self.params
         target = np.asarray(ctx.target_view(emb), np.float32)  # a secret defense mapped back (adaptive)
@@ -157,8 +157,8 @@ class ZSInvert(Attack):
         seeds = [inv.output for inv in self.seeder.invert(target, self.seed_ctx)] if self.seeder is not None else [None] * len(target)
         out = []
         oracle = ctx.oracle
-        for i, (t, prior, seed) in enumerate(tqdm(list(zip(target, priors, seeds)), desc="zsinvert", unit="target",
-                                                  disable=None if ctx.settings.progress else True, leave=False)):
+        for i, (t, prior, seed) in enumerate(track(zip(target, priors, seeds), len(target), "zsinvert", "target",
+                                                   enabled=ctx.settings.progress)):
             with oracle.for_target(i):
                 scorer = VictimScorer(lambda x, i=i: oracle.query(x, split="zsinvert", cache=False, targets=i), t,
                                       lambda i=i: oracle.remaining(i), batch=p.batch)
