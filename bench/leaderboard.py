@@ -139,9 +139,7 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: l
     """
     if df.empty:
         return df
-    cols = metric_columns(df)
-    if metrics is not None:
-        cols = [m for m in metrics if m in cols] + [c for c in cols if c.startswith("utility_")]
+    cols = shown_metrics(df, metrics)
     ident = [c for c in ("attack", "mode", "defense", "embedder", "dataset", "seed", "split", "targets")
              if c in df.columns and not (compact and c in CONSTANT_OK and df[c].nunique() == 1)]
     out = df[ident].copy()
@@ -151,22 +149,51 @@ def display(df: pd.DataFrame, compact: bool = False, digits: int = 3, metrics: l
     if any(varying.values()):
         shown = [",".join(f"{k}={p[k]}" for k in varying[a] if k in p) for a, p in zip(df["attack"], params)]
         out.insert(1, "attack_params", shown)
-    if (~df["pretrained"]).any():
-        out["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(df["attack"], df["pretrained"])]
+    out["attack"] = attack_names(df)
     chance = [set(str(a).split(";")) if isinstance(a, str) and a else set() for a in df.get("at_chance", [""] * len(df))]
     for c in cols:
-        if c not in df.columns:
-            continue
-        vals = []
-        for v, lo, hi, low in zip(df[c], df[f"{c}_lo"], df[f"{c}_hi"], chance):
-            if pd.isna(v):
-                vals.append("")
-            else:
-                d = 1 if c in ("bleu", "corpus_bleu") else digits
-                mark = f" {AT_CHANCE}" if c in low else ""
-                vals.append((f"{v:.{d}f} ±{(hi - lo) / 2:.{d}f}" if not pd.isna(lo) else f"{v:.{d}f}") + mark)
-        out[c.replace("utility_", "")] = vals
+        if c in df.columns:
+            out[c.replace("utility_", "")] = [value_text(v, (hi - lo) / 2, c, c in low, digits)
+                                              for v, lo, hi, low in zip(df[c], df[f"{c}_lo"], df[f"{c}_hi"], chance)]
     return out
+
+
+def shown_metrics(df: pd.DataFrame, metrics: list[str] | None = None) -> list[str]:
+    """The metric columns a table shows: ``metrics`` in their order (all when None), then utility."""
+    cols = metric_columns(df)
+    if metrics is not None:
+        cols = [m for m in metrics if m in cols] + [c for c in cols if c.startswith("utility_")]
+    return cols
+
+
+def attack_names(df: pd.DataFrame) -> list[str]:
+    """The attack column, rows from randomly initialised models marked (not pretrained)."""
+    return [a if p else f"{a} (not pretrained)" for a, p in zip(df["attack"], df["pretrained"].astype(bool))]
+
+
+def value_text(v, half, metric: str, at_chance: bool, digits: int = 3) -> str:
+    """One table cell: ``value ±half`` (BLEU to one decimal), marked when at chance; "" for no value."""
+    if pd.isna(v):
+        return ""
+    d = 1 if metric in ("bleu", "corpus_bleu") else digits
+    return (f"{v:.{d}f} ±{half:.{d}f}" if not pd.isna(half) else f"{v:.{d}f}") + (f" {AT_CHANCE}" if at_chance else "")
+
+
+def across_seeds_markdown(df: pd.DataFrame, metrics: list[str], digits: int = 3) -> str:
+    """The across-seeds table (``bench.seeds.across_seeds``): ``mean ±sd`` per metric and the seeds
+    each row averages; identity columns equal on every row are left out."""
+    table = seeds.across_seeds(df, metrics)
+    const = [c for c in ("embedder", "dataset", "split", "targets") if c in table.columns and table[c].nunique() == 1]
+    skip = set(const) | {"pretrained", "attack_params"}
+    shown = table[[c for c in seeds.IDENTITY if c in table.columns and c not in skip]].copy()
+    if "pretrained" in table.columns:
+        shown["attack"] = attack_names(table)
+    shown["seeds"] = table["seed_list"]
+    for m in metrics:
+        if m in table.columns:
+            shown[m.replace("utility_", "")] = [value_text(v, sd, m, m in str(low).split(";"), digits)
+                                                for v, sd, low in zip(table[m], table[f"{m}_sd"], table["at_chance"])]
+    return shown.to_markdown(index=False)
 
 
 def _parse(params: str) -> dict[str, str]:
@@ -194,12 +221,9 @@ def to_markdown(df: pd.DataFrame, metrics: list[str] | None = None) -> str:
                   "same targets: the paired-difference 95% CI reaches 0 (docs/metrics.md)")
     out = (f"{cap}\n\n" if cap else "") + table
     if seeds.several(df):
-        cols = metric_columns(df)
-        if metrics is not None:
-            cols = [m for m in metrics if m in cols] + [c for c in cols if c.startswith("utility_")]
         out += ("\n\nAcross seeds: the mean of the seeds' values ± the standard deviation between seeds (each seed's "
                 f"own CI, above, covers its targets only); {AT_CHANCE}: at chance in at least one seed.\n\n"
-                + seeds.to_markdown(df, cols, chance_mark=AT_CHANCE))
+                + across_seeds_markdown(df, shown_metrics(df, metrics)))
     return out
 
 

@@ -1,5 +1,6 @@
 """Boards published with several seeds: one row per cell that differs only by its seed, with the
-mean over seeds and the standard deviation between them (a seed's own CI covers its targets only)."""
+mean over seeds and the standard deviation between them (a seed's own CI covers its targets only).
+``bench.leaderboard`` renders it."""
 
 from __future__ import annotations
 
@@ -39,25 +40,3 @@ def several(df: pd.DataFrame) -> bool:
     table = across_seeds(df, [])
     return not table.empty and bool((table["seeds"] > 1).any())
 
-
-def to_markdown(df: pd.DataFrame, metrics: list[str], digits: int = 3, chance_mark: str = "≈") -> str:
-    """The across-seeds table: ``mean ±sd`` per metric, the seeds each row averages."""
-    table = across_seeds(df, metrics)
-    const = [c for c in ("embedder", "dataset", "split", "targets") if c in table.columns and table[c].nunique() == 1]
-    shown = table[[c for c in IDENTITY if c in table.columns and c not in const and c not in ("pretrained", "attack_params")]].copy()
-    if "pretrained" in table.columns and (~table["pretrained"].astype(bool)).any():
-        shown["attack"] = [a if p else f"{a} (not pretrained)" for a, p in zip(table["attack"], table["pretrained"])]
-    shown["seeds"] = table["seed_list"]
-    for m in metrics:
-        if m not in table.columns:
-            continue
-        d = 1 if m in ("bleu", "corpus_bleu", "utility_bleu") else digits
-        cells = []
-        for v, sd, low in zip(table[m], table[f"{m}_sd"], table["at_chance"]):
-            if pd.isna(v):
-                cells.append("")
-                continue
-            mark = f" {chance_mark}" if m in str(low).split(";") else ""
-            cells.append((f"{v:.{d}f} ±{sd:.{d}f}" if not pd.isna(sd) else f"{v:.{d}f}") + mark)
-        shown[m.replace("utility_", "")] = cells
-    return shown.to_markdown(index=False)

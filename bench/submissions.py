@@ -255,14 +255,13 @@ def retire(board_dir: Path, cell_ids: list[str], note: str) -> dict:
         raise BenchError(f"{board_dir} is not a board folder (no records/): pass leaderboards/NAME")
     if not note or not note.strip():
         raise BenchError("say why the cells are retired: --note TEXT (it goes into the board's changelog)")
-    by_id = {load_record(f).cell_id: f for f in record_files([records_dir])}
+    by_id = {rec.cell_id: (f, rec) for f in record_files([records_dir]) for rec in [load_record(f)]}
     unknown = [c for c in cell_ids if c not in by_id]
     if unknown or not cell_ids:
         raise BenchError(f"no cell {', '.join(unknown) or '(none given)'} on board {board_dir.name}: pass cell ids its records/ holds")
     moves = []
     for cid in dict.fromkeys(cell_ids):
-        f = by_id[cid]
-        rec = load_record(f)
+        f, rec = by_id[cid]
         moves += [(f, board_dir / "retired" / f.name)]
         if rec.samples_file and (records_dir / rec.samples_file).exists():
             moves += [(records_dir / rec.samples_file, board_dir / "retired" / rec.samples_file)]
