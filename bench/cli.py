@@ -271,6 +271,28 @@ def add(ctx, submission, board, boards_root, note, description, verify_cells, ve
     click.echo(f"this version is {v['status']}{why}; the board is {meta['verification']}", err=True)
 
 
+@leaderboard_group.command("verify")
+@click.argument("board", type=click.Path(path_type=Path))
+@click.option("--version", "version", type=int, required=True, help="The board version whose re-run cells are re-run again.")
+@click.option("--note", help="Changelog text [version V's re-run cells re-run under today's verification rules].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True, help="Where re-runs run.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for the re-runs [a fresh temporary one each].")
+@click.pass_context
+def verify_board(ctx, board, version, note, device, cache_dir):
+    """Re-run the cells a board version re-ran (leaderboards/NAME) under today's rules; log it as a new version.
+
+    The board is verified again when every version that added cells passed, at the time or in such a re-run.
+    """
+    from bench.runner import resolve_device
+    from bench.submissions import reverify
+
+    meta = reverify(board, version, _host(ctx), note, resolve_device(device), cache_dir, say=lambda msg: click.echo(msg, err=True))
+    v = meta["changelog"][-1]["verification"]
+    click.echo(f"{Path(board).name}: version {meta['version']} re-ran version {version}'s cells: {v['status']}"
+               + (f" (mismatched: {', '.join(v['mismatches'])})" if v["mismatches"] else "")
+               + (f" (failed: {', '.join(v['failed'])})" if v["failed"] else "") + f"; the board is {meta['verification']}")
+
+
 @leaderboard_group.command()
 @click.argument("board", type=click.Path(path_type=Path))
 @click.argument("cell_ids", nargs=-1, required=True)
@@ -287,8 +309,10 @@ def retire(board, cell_ids, note):
 @click.argument("boards", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--note", help="Changelog text for the new version [what changed in the scoring].")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache root for the victim's embeddings [the default cache].")
+@click.option("--fluency", is_flag=True, help="Also score fluency: each text reconstruction's and target's perplexity under the judge LM (~1-2 s per text).")
+@click.option("--cell", "cells", multiple=True, help="Re-score only this cell id (repeatable) [every record with samples].")
 @click.pass_context
-def rescore(ctx, boards, note, cache_dir):
+def rescore(ctx, boards, note, cache_dir, fluency, cells):
     """Re-score published boards (leaderboards/NAME) from their samples files under today's metrics.
 
     No attack is re-run; each board gets a new version whose changelog names every re-scored cell.
@@ -300,7 +324,7 @@ def rescore(ctx, boards, note, cache_dir):
             raise BenchError(f"{b} is not a board folder (no records/): pass leaderboards/NAME folders")
     for b in boards:
         entry = rescore_board(_host(ctx), b, note, Path(cache_dir).expanduser() if cache_dir else None,
-                              say=lambda msg: click.echo(msg, err=True))
+                              say=lambda msg: click.echo(msg, err=True), fluency=fluency, cells=list(cells) or None)
         if entry:
             click.echo(f"{b.name}: version {entry['version']}, {len(entry['rescored'])} cell(s) re-scored"
                        + (f", {len(entry['not_rescored'])} without samples left as they were" if entry["not_rescored"] else ""))
@@ -317,28 +341,36 @@ def rescore(ctx, boards, note, cache_dir):
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.option("--allow-ci", is_flag=True,
               help="Accept a re-run inside the record's 95% CI (a nondeterministic cell, e.g. on a GPU) [off: values must be equal].")
+@click.option("--keys", type=click.IntRange(min=2), default=None,
+              help="A secret-key cell: re-runs, each under a fresh key, whose spread the published value is held against [3].")
 @click.pass_context
-def reproduce(ctx, record, device, cache_dir, out, quiet, allow_ci):
+def reproduce(ctx, record, device, cache_dir, out, quiet, allow_ci, keys):
     """Re-run the cell RECORD describes and compare each metric with the published value.
 
     First checks the record against its samples file (each value the mean of its scores, inside its
     own CI). Exits 0 when every re-run value equals the published one (relative tolerance 1e-6), or,
-    with --allow-ci, lies inside the record's 95% CI; 1 otherwise.
+    with --allow-ci, lies inside the record's 95% CI; 1 otherwise. A cell of a secret-key defense
+    (its key is in no record) is re-run --keys times under fresh keys, and each published value must
+    lie in the 99% prediction interval of those runs' values.
     """
+    from bench.reproduce import KEY_RUNS
     from bench.reproduce import reproduce as rerun
+    from bench.results import load_record
     from bench.runner import resolve_device
+    from bench.submissions import secret_key
 
     if not record.is_file():
         raise BenchError(f"{record} is not a record file: pass a result record (*.json) written by `bench run`")
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     cache = Path(cache_dir).expanduser().resolve() if cache_dir else None  # None: a fresh temporary cache
-    from bench.results import load_record
-    from bench.submissions import secret_key
-
+    if secret_key(load_record(record)):
+        if out is not None:
+            raise BenchError("--out keeps one re-run, and a secret-key cell is re-run under several keys: drop --out")
+        _reproduce_keys(ctx, record, resolve_device(device), cache, quiet, keys or KEY_RUNS, say)
+        return
+    if keys is not None:
+        raise BenchError(f"--keys is for cells of a secret-key defense; {record} has none: drop --keys")
     checks, _ = rerun(_host(ctx), record, resolve_device(device), cache, out, progress=not quiet, say=say)
-    if secret_key(load_record(record)) and not allow_ci:
-        allow_ci = True
-        say("note: this cell's defense has a secret key, which no record holds: the re-run's values are compared with the record's CI")
     width = max(len(c.metric) for c in checks) if checks else 6
     click.echo(f"{'metric':<{width}}  {'published':>9}  {'95% CI':<17}  {'re-run':>9}  verdict")
     for c in checks:
@@ -351,6 +383,26 @@ def reproduce(ctx, record, device, cache_dir, out, quiet, allow_ci):
                + (f", {sum(c.within and not c.equal for c in checks)} more within the record's CI" if len(equal) < len(checks) else "")
                + (f"; not reproduced: {', '.join(bad)}" + ("" if allow_ci else " (--allow-ci accepts values inside the CI)") if bad else ""),
                err=True)
+    if bad:
+        sys.exit(1)
+
+
+def _reproduce_keys(ctx, record: Path, device: str, cache: Path | None, quiet: bool, runs: int, say) -> None:
+    """`bench reproduce` of a secret-key cell: ``runs`` re-runs under fresh keys, a table, exit 1 on a miss."""
+    from bench.reproduce import KEY_LEVEL, reproduce_keys
+
+    say(f"note: this cell's defense has a secret key, which no record holds: re-running it {runs} times under fresh keys; "
+        f"each published value must lie in the {KEY_LEVEL:.0%} prediction interval of their values")
+    checks, _ = reproduce_keys(_host(ctx), record, runs, say=say, device=device, cache_dir=cache, progress=not quiet)
+    width = max(len(c.metric) for c in checks) if checks else 6
+    click.echo(f"{'metric':<{width}}  {'published':>9}  {'re-runs':<{8 * runs}}  {'interval':<17}  verdict")
+    for c in checks:
+        runs_text = " ".join(f"{v:.4f}" if v is not None else "missing" for v in c.reruns)
+        iv = f"[{c.interval[0]:.4f}, {c.interval[1]:.4f}]" if c.interval else "(none)"
+        click.echo(f"{c.metric:<{width}}  {c.published:>9.4f}  {runs_text:<{8 * runs}}  {iv:<17}  {c.verdict}")
+    bad = [c.metric for c in checks if not c.ok]
+    click.echo(f"reproduced {len(checks) - len(bad)}/{len(checks)} metrics inside the keys' interval"
+               + (f"; not reproduced: {', '.join(bad)}" if bad else ""), err=True)
     if bad:
         sys.exit(1)
 

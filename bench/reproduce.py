@@ -44,6 +44,69 @@ class Check:
         return lo - TOL <= self.reproduced <= hi + TOL
 
 
+KEY_RUNS = 3  # re-runs, each under a fresh secret key, that a secret-key cell is verified against
+KEY_LEVEL = 0.99  # the prediction interval's level
+
+
+@dataclass
+class KeyCheck:
+    """A secret-key cell's metric: the published value held against re-runs under fresh keys.
+
+    The published run is one more draw of the key: it must lie in the ``KEY_LEVEL`` prediction
+    interval of the re-runs' values (Student t, ``mean ± t·s·sqrt(1 + 1/R)``). The targets are the
+    same in every run, so the spread between keys, not the target bootstrap, is what a re-run can differ by."""
+
+    metric: str
+    published: float
+    reruns: list[float | None]
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        vals = [v for v in self.reruns if v is not None]
+        if len(vals) < 2 or len(vals) < len(self.reruns):
+            return None
+        return key_interval(vals)
+
+    @property
+    def ok(self) -> bool:
+        iv = self.interval
+        return iv is not None and iv[0] <= self.published <= iv[1]
+
+    @property
+    def verdict(self) -> str:
+        return "inside the keys' interval" if self.ok else "OUTSIDE the keys' interval" if self.interval else "missing"
+
+
+def key_interval(values: list[float], level: float = KEY_LEVEL) -> tuple[float, float]:
+    """The ``level`` prediction interval for one more run under a fresh key, from runs' values."""
+    import numpy as np
+    from scipy.stats import t
+
+    v = np.asarray(values, np.float64)
+    r = len(v)
+    m, sd = float(v.mean()), float(v.std(ddof=1))
+    half = float(t.ppf(0.5 + level / 2, r - 1)) * sd * (1 + 1 / r) ** 0.5 + REL_TOL * max(1.0, abs(m))
+    return m - half, m + half
+
+
+def compare_keys(old: ResultRecord, news: list[ResultRecord]) -> list[KeyCheck]:
+    """Per metric of ``old``, its value against the re-runs' (each under another secret key)."""
+    per = [compare(old, n) for n in news]
+    return [KeyCheck(c.metric, c.published, [p[i].reproduced for p in per]) for i, c in enumerate(per[0])] if per else []
+
+
+def reproduce_keys(host, path: Path, runs: int = KEY_RUNS, say=lambda msg: None, **kw) -> tuple[list[KeyCheck], list[ResultRecord]]:
+    """Re-run a secret-key cell ``runs`` times (each run draws its own key) and compare (``KeyCheck``)."""
+    if runs < 2:
+        raise BenchError(f"a secret-key cell needs at least 2 re-runs to measure the spread between keys, got {runs}")
+    news = []
+    for k in range(runs):
+        say(f"re-run {k + 1}/{runs} under a fresh secret key")
+        news.append(reproduce(host, path, say=say, **kw)[1])
+    old = load_record(Path(path), attacks=lambda n: host.entry("attacks", n).cls)
+    return compare_keys(old, news), news
+
+
 def compare(old: ResultRecord, new: ResultRecord) -> list[Check]:
     checks = []
     for prefix, a, b in (("", old.metrics, new.metrics), ("utility:", old.utility, new.utility), ("floor:", old.floor, new.floor)):

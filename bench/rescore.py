@@ -29,8 +29,9 @@ from bench.verify import read_samples
 SHARED_KEYS = ("word_precision", "word_recall", "word_f1", "bleu", "rouge_l", "token_f1", "exact_match")
 
 
-def rescore_record(host, runner, path: Path) -> tuple[ResultRecord, list[dict]] | None:
-    """(the re-scored record, its re-scored samples) of one record file; None when it has no samples."""
+def rescore_record(host, runner, path: Path, fluency: bool = False) -> tuple[ResultRecord, list[dict]] | None:
+    """(the re-scored record, its re-scored samples) of one record file; None when it has no samples.
+    ``fluency`` adds each text reconstruction's and target's perplexity under the judge LM (``bench.fluency``)."""
     from bench.defender import evaluated_split
     from bench.grid import Cell
     from bench.metrics import ci_method, corpus_bleu, directions, reconstruction_scores, summarize
@@ -48,6 +49,14 @@ def rescore_record(host, runner, path: Path) -> tuple[ResultRecord, list[dict]] 
     kind = cell.attack.output
     outputs = [s["reconstruction"] for s in samples]
     fresh = reconstruction_scores(outputs, targets.texts, kind, targets.meta)
+    models = list(rec.models)
+    if fluency and kind == "text":
+        from bench.fluency import JUDGE_NAME
+        from bench.results import ModelInfo
+
+        runner._fluency(fresh, [str(o) for o in outputs], targets.texts)
+        if not any(m.role == "fluency-judge" for m in models):
+            models.append(ModelInfo(role="fluency-judge", name=JUDGE_NAME, pretrained=True))
     for s, row in zip(samples, fresh):
         s["scores"] = {**s["scores"], **row}
     names = dict.fromkeys(k for s in samples for k in s["scores"])
@@ -65,6 +74,7 @@ def rescore_record(host, runner, path: Path) -> tuple[ResultRecord, list[dict]] 
         "metrics": metrics,
         "floor": floor,
         "at_chance": chance,
+        "models": [m.model_dump(mode="json") for m in models],
         "split": rec.split,
         **ci_method(groups),
         "digest": None,
@@ -73,9 +83,10 @@ def rescore_record(host, runner, path: Path) -> tuple[ResultRecord, list[dict]] 
 
 
 def rescore_board(host, board_dir: Path, note: str | None = None, cache_dir: Path | None = None,
-                  say=lambda msg: None) -> dict[str, Any]:
-    """Re-score every record of ``board_dir/records`` with samples; write them, a new board version and
-    the rebuilt tables. Returns the changelog entry (None-like empty dict when nothing was re-scored)."""
+                  say=lambda msg: None, fluency: bool = False, cells: list[str] | None = None) -> dict[str, Any]:
+    """Re-score every record of ``board_dir/records`` with samples (only ``cells`` when given; with
+    ``fluency``, adding perplexities); write them, a new board version and the rebuilt tables.
+    Returns the changelog entry (None-like empty dict when nothing was re-scored)."""
     from bench import leaderboard
     from bench.results import load_records
     from bench.runner import Runner
@@ -87,6 +98,12 @@ def rescore_board(host, board_dir: Path, note: str | None = None, cache_dir: Pat
     if not records_dir.is_dir():
         raise BenchError(f"{board_dir} is not a board folder (no records/): pass leaderboards/NAME")
     files = [f for f in record_files([records_dir]) if not f.name.endswith(".samples.jsonl")]
+    if cells:
+        ids = {f: json.loads(f.read_text()).get("cell_id") for f in files}
+        unknown = sorted(set(cells) - set(ids.values()))
+        if unknown:
+            raise BenchError(f"no cell {', '.join(unknown)} on board {board_dir.name}: pass cell ids its records/ holds")
+        files = [f for f in files if ids[f] in cells]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(progress=False, **({"cache_dir": Path(cache_dir)} if cache_dir else {}))
         runner = Runner(host, Path(tmp) / "out", settings=settings)
@@ -96,7 +113,7 @@ def rescore_board(host, board_dir: Path, note: str | None = None, cache_dir: Pat
             old = json.loads(f.read_text())
             if not (isinstance(old, dict) and "cell_id" in old):
                 continue
-            got = rescore_record(host, runner, f)
+            got = rescore_record(host, runner, f, fluency)
             if got is None:
                 skipped.append(old["cell_id"])
                 continue
@@ -119,8 +136,10 @@ def rescore_board(host, board_dir: Path, note: str | None = None, cache_dir: Pat
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "rescored": changes,
         "not_rescored": sorted(skipped),
-        "command": f"bench leaderboard rescore {board_dir}",
-        "note": note or (
+        "command": f"bench leaderboard rescore {board_dir}" + (" --fluency" if fluency else "")
+        + "".join(f" --cell {c}" for c in cells or []),
+        "note": note or ("added fluency (perplexity of each reconstruction and of its target under the judge LM); "
+                         if fluency else "") + (
             f"re-scored {len(changes)} cell(s) from their samples files under schema {SCHEMA_VERSION}: bleu as Vec2Text "
             "computes it (per-pair sacrebleu, averaged), corpus_bleu added, token_f1 as Vec2Text's set F1, Unicode words, "
             "texts without words score 0, cluster-bootstrap CIs where the dataset declares groups, the chance floor and "

@@ -176,7 +176,7 @@ def test_retire_moves_cells_off_a_board_and_keeps_them(capsys, submission, tmp_p
 
 
 def test_reproduce_a_toy_record(capsys, submission, tmp_path):
-    rec = next(p for p in records(submission) if "rotation" in p.name and json.loads(p.read_text())["attack"]["params"]["adaptive"])
+    rec = next(p for p in records(submission) if "__none__" in p.name)
     args = ["--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu", "-q"]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
@@ -224,6 +224,79 @@ def test_reproduce_compares_with_the_published_value_not_only_its_ci(capsys, sub
     assert "not reproduced: word_f1" in err
     code, out, err = run_cli(capsys, *args, "--allow-ci")  # a nondeterministic cell may ask only for its CI
     assert code == 0, err
+
+
+def test_key_interval_is_a_t_prediction_interval():
+    from bench.reproduce import KeyCheck, key_interval
+
+    lo, hi = key_interval([0.1, 0.2, 0.3])
+    assert abs((hi - lo) / 2 - 9.9248 * 0.1 * (4 / 3) ** 0.5) < 1e-3 and abs((hi + lo) / 2 - 0.2) < 1e-12
+    assert KeyCheck("m", 0.5, [0.5, 0.5, 0.5]).ok and not KeyCheck("m", 0.5001, [0.5, 0.5, 0.5]).ok  # no spread: equal
+    assert not KeyCheck("m", 0.5, [0.5, None, 0.5]).ok and KeyCheck("m", 0.5, [0.5, None]).verdict == "missing"
+
+
+@pytest.mark.slow
+def test_reproduce_holds_a_secret_key_cell_against_fresh_keys(capsys, submission):
+    """Rotation's per-run key is in no record: the cell is re-run under 3 fresh keys and each published
+    value must lie in their 99% prediction interval; a value moved beyond the keys' spread fails."""
+    rec = next(p for p in records(submission) if "__rotation__" in p.name and "adaptive" not in p.name)
+    args = ["--plugins-dir", TOY, "reproduce", str(rec), "--device", "cpu", "-q"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    rows = [line for line in out.splitlines()[1:] if line.strip()]
+    assert rows and all(line.rstrip().endswith("inside the keys' interval") for line in rows)
+    assert len(rows[0].split()) == 1 + 1 + 3 + 2 + 4  # metric, published, 3 re-runs, [lo, hi], verdict
+    code, _, err = run_cli(capsys, *args, "--keys", "2", "--out", str(submission.parent / "o"))
+    assert code == 2 and "drop --out" in err
+    data = json.loads(rec.read_text())
+    m = data["metrics"]["word_f1"]
+    delta = 0.25 if m["value"] < 0.5 else -0.25
+    reseal_samples(rec, "word_f1", delta)  # scores, value and (below) CI moved together: a consistent forgery
+    reseal(rec, lambda d: d["metrics"]["word_f1"].update(ci_low=m["ci_low"] + delta, ci_high=m["ci_high"] + delta))
+    code, out, err = run_cli(capsys, *args, "--keys", "2")
+    assert code == 1 and "not reproduced: word_f1" in err
+    assert [line.split()[0] for line in out.splitlines() if "OUTSIDE" in line] == ["word_f1"]
+    plain = next(p for p in records(submission) if "__none__" in p.name)
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "reproduce", str(plain), "--keys", "3", "-q")
+    assert code == 2 and "drop --keys" in err
+
+
+@pytest.mark.slow
+def test_verify_reruns_secret_key_cells_under_fresh_keys(submission):
+    from bench.plugins import Host
+    from bench.submissions import validate, verify
+
+    problems, valid = validate(submission, submission.parent / "boards")
+    assert not problems
+    out = verify(Host(plugins_dir=Path(TOY)), valid, cache_dir=submission.parent / "c")
+    secret = sorted(json.loads(p.read_text())["cell_id"] for p in records(submission) if "__rotation__" in p.name)
+    assert out["status"] == "verified", out
+    assert sorted(out["key_runs"]) == secret and set(out["key_runs"].values()) == {3}
+    assert all(len(v["word_f1"]["reruns"]) == 3 for v in out["key_values"].values())
+    assert "prediction interval" in out["rule"]
+
+
+@pytest.mark.slow
+def test_a_board_version_is_verified_again_by_a_later_rerun(capsys, submission, tmp_path):
+    from bench.submissions import board_status
+
+    boards = tmp_path / "boards"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(submission), "--board", "toy",
+                           "--boards", str(boards), "--verify", "0")
+    assert code == 0 and "the board is self-reported" in err
+    code, out, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "verify", str(boards / "toy"), "--version", "1",
+                             "--cache-dir", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "version 2 re-ran version 1's cells: verified; the board is verified" in out
+    meta = json.loads((boards / "toy" / "board.json").read_text())
+    last = meta["changelog"][-1]
+    assert last["reverifies"] == 1 and len(last["verification"]["rerun"]) == 3 and len(last["verification"]["key_runs"]) == 2
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "verify", str(boards / "toy"), "--version", "2")
+    assert code == 2 and "no version 2 that added cells: pass one of [1]" in err
+    # the rule: a failed version stays failed unless a later re-run of it passed
+    v = lambda n, ok, **k: {"version": n, "verification": {"status": "verified" if ok else "self-reported"}, **k}  # noqa: E731
+    assert board_status([v(1, False, added=["a"]), v(2, True, added=["b"])]) == "self-reported"
+    assert board_status([v(1, False, added=["a"]), v(2, False, reverifies=1), v(3, True, reverifies=1)]) == "verified"
 
 
 def test_validate_refuses_a_resealed_edit_of_word_f1(capsys, submission, tmp_path):
@@ -346,5 +419,38 @@ def test_rescore_a_board_from_its_samples(capsys, submission, tmp_path):
     assert after["floor"] == before["floor"] and after["at_chance"] == before["at_chance"]
     entry = json.loads((boards / "toy" / "board.json").read_text())["changelog"][-1]
     assert entry["version"] == 2 and entry["rescored"][after["cell_id"]]["previous_digest"] == digest
+    code, out, err = validate(capsys, boards / "toy" / "records", tmp_path / "none")
+    assert code == 0, out
+
+
+def test_rescore_adds_fluency_to_chosen_cells(capsys, submission, tmp_path, monkeypatch):
+    """`rescore --fluency --cell ID` adds perplexity and target_perplexity (the judge LM stubbed here:
+    tests/test_fluency.py runs the real one) to that cell only, names the judge among its models, and
+    the record still validates against its samples."""
+    import numpy as np
+
+    import bench.fluency
+
+    monkeypatch.setattr(bench.fluency, "perplexities", lambda texts, device="cpu", **kw: np.array([10.0 + len(t) for t in texts]))
+    boards = tmp_path / "boards"
+    code, _, err = run_cli(capsys, "--plugins-dir", TOY, "leaderboard", "add", str(submission), "--board", "toy", "--boards", str(boards),
+                           "--verify", "0")
+    assert code == 0, err
+    rec = next(p for p in (boards / "toy" / "records").glob("*__none__*.json"))
+    cid = json.loads(rec.read_text())["cell_id"]
+    args = ["--plugins-dir", TOY, "leaderboard", "rescore", str(boards / "toy"), "--cache-dir", str(tmp_path / "c"), "--fluency"]
+    code, _, err = run_cli(capsys, *args, "--cell", "nope")
+    assert code == 2 and "no cell nope on board toy" in err
+    code, out, err = run_cli(capsys, *args, "--cell", cid)
+    assert code == 0 and "1 cell(s) re-scored" in out, err
+    after = json.loads(rec.read_text())
+    samples = [json.loads(x) for x in (rec.parent / after["samples_file"]).read_text().splitlines()]
+    assert after["metrics"]["perplexity"]["value"] == pytest.approx(np.mean([10.0 + len(s["reconstruction"]) for s in samples]))
+    assert after["metrics"]["target_perplexity"]["value"] == pytest.approx(np.mean([10.0 + len(s["target"]) for s in samples]))
+    assert [m["role"] for m in after["models"]].count("fluency-judge") == 1
+    others = [json.loads(p.read_text()) for p in (boards / "toy" / "records").glob("*.json") if p != rec]
+    assert all("perplexity" not in o["metrics"] for o in others)
+    entry = json.loads((boards / "toy" / "board.json").read_text())["changelog"][-1]
+    assert entry["command"].endswith(f"--fluency --cell {cid}") and entry["note"].startswith("added fluency")
     code, out, err = validate(capsys, boards / "toy" / "records", tmp_path / "none")
     assert code == 0, out
