@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--hypothesizer", default=None,
+                    help="train Vec2Text's corrector on the outputs of these shipped hypothesizer weights (e.g. geia-minilm-wordnet)")
     ap.add_argument("--from-checkpoint", action="store_true",
                     help="export the last checkpoint of an unfinished run (same arguments) instead of training; the manifest says so")
     a = ap.parse_args(argv)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             lm=a.lm, finetune=a.finetune, prefix_len=a.prefix_len, max_length=a.max_length, max_train=a.max_train,
             n_dev=a.dev, dev_eval=a.dev_eval, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
             device=a.device, ckpt_seconds=a.ckpt_minutes * 60, log_every=a.log_every, eval_every=a.eval_every, command=command,
-            from_checkpoint=a.from_checkpoint,
+            from_checkpoint=a.from_checkpoint, hypothesizer=a.hypothesizer,
         )
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)

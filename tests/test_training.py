@@ -243,7 +243,7 @@ def test_geia_uses_shipped_weights_by_default_and_the_record_says_so(tiny_lm, to
         GEIA({"lm": str(tiny_lm), "finetune": "full"}).fit(ctx)
 
 
-def _ctx(host, tmp_path, leaked=None):
+def _ctx(host, tmp_path, leaked=None, ledger=None):
     from bench.api import AttackContext
     from bench.cache import EmbeddingCache
     from bench.oracle import QueryLedger, victim_oracle
@@ -254,7 +254,7 @@ def _ctx(host, tmp_path, leaked=None):
     victim = Victim(emb, EmbeddingCache(tmp_path / "c2"), "toy")
     data = host.make("datasets", "toy", {"attacker": 120, "leaked": 20, "target": 10}).load()
     lk = leaked or data.leaked
-    oracle = victim_oracle(victim, QueryLedger(), list(lk.texts))
+    oracle = victim_oracle(victim, ledger if ledger is not None else QueryLedger(), list(lk.texts))
     return AttackContext(oracle=oracle, attacker=data.attacker, leaked=lk, leaked_embeddings=victim.embed_split("leaked", lk.texts),
                          defense=None, seed=0, settings=Settings(cache_dir=tmp_path / "c2", device="cpu"),
                          artifact_root=tmp_path / "c2" / "artifacts", artifact_key={"victim": victim.fingerprint, "attack": {}})
@@ -278,6 +278,42 @@ def test_vec2text_uses_the_shipped_hypothesizer_as_step_0(tiny_lm, toy_host, tmp
 
     geia_like = [c[0] for c in generate_batched(v.hyp, e, 6, 32, "cpu")]
     assert [o.extras["step_outputs"][0] for o in out] == geia_like
+
+
+def test_vec2text_uses_a_shipped_corrector_and_trains_nothing(tiny_lm, toy_host, tmp_path, monkeypatch):
+    """A corrector trained outside a cell on the shipped hypothesizer's outputs is shipped beside it: a
+    vec2text cell then trains nothing and embeds no attacker text, and the record names both weights."""
+    from bench_plugins.attacks import textinv_ship
+    from bench_plugins.attacks.vec2text import Vec2Text
+
+    m = _ship_toy(tiny_lm, toy_host, tmp_path, monkeypatch)
+    mc = _train_toy(tiny_lm, toy_host, tmp_path, out=tmp_path / "weights" / "toy-corrector", work=tmp_path / "work-c",
+                    hypothesizer="toy-inverter", max_new_tokens=6)
+    assert mc["role"] == "corrector" and mc["hypothesizer"]["name"] == "toy-inverter"
+    assert mc["hypothesizer"]["weights_sha256"] == m["weights_sha256"] and len(mc["hypothesizer"]["train_hypotheses_sha256"]) == 64
+    assert mc["training"]["dev_curve"][-1]["loss"] < mc["training"]["dev_curve"][0]["loss"]
+    assert len(list((tmp_path / "work-c").glob("hyp-*.json"))) == 2  # train and dev hypotheses, cached for a resume
+    with pytest.raises(BenchError, match="not shipped for victim"):
+        _train_toy(tiny_lm, toy_host, tmp_path, out=tmp_path / "x", hypothesizer="nope")
+    monkeypatch.setitem(textinv_ship.SHIPPED, "toy-corrector",
+                        {"embedder": "toy-hash", "hypothesizer": "toy-inverter", "sha256": mc["weights_sha256"]})
+    assert textinv_ship.shipped("toy-hash")[0] == "toy-inverter"  # a corrector is never taken for a hypothesizer
+
+    from bench.oracle import QueryLedger
+
+    ledger = QueryLedger()
+    ctx = _ctx(toy_host, tmp_path, ledger=ledger)
+    v = Vec2Text({"lm": str(tiny_lm), "finetune": "full", "max_length": 8, "max_new_tokens": 6, "num_steps": 1, "report_steps": "0+1"})
+    models = v.fit(ctx)
+    corr = next(x for x in models if x["role"] == "corrector LM")
+    assert corr["weights"] == "shipped" and corr["weights_sha256"] == mc["weights_sha256"]
+    assert corr["training"]["n_train"] == 100
+    assert not list((tmp_path / "c2").rglob("corrector.json")) and ledger.counts["fit"] == 0
+    out = v.invert(ctx.victim.query(["a cat runs", "the dog eats"], split="target"), ctx)
+    assert all(len(o.extras["step_outputs"]) == 2 for o in out)
+    # an architecture the user sets that differs from the shipped corrector's: trained in the cell
+    v2 = Vec2Text({"lm": str(tiny_lm), "finetune": "full", "max_length": 8, "max_new_tokens": 6, "num_steps": 1, "lora_r": 4})
+    assert v2._shipped_corrector(ctx, "toy-inverter") is None
 
 
 def test_shipped_is_refused_when_its_training_texts_leak_into_the_cell(tiny_lm, toy_host, tmp_path, monkeypatch):

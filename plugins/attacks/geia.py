@@ -34,7 +34,7 @@ class GEIA(PrefixInversion, Attack):
     def fit(self, ctx: AttackContext) -> list[dict]:
         shipped = self._shipped(ctx)
         if shipped is not None:  # minilm: the shipped decoder, no training and no victim queries
-            self.hyp = self._shipped_hypothesizer(ctx, *shipped)
+            self.hyp = self._shipped_model(ctx, *shipped)
             return [self._model_record("decoder LM", self.hyp.identity, self.hyp.shipped)]
         texts, train_e = self._data(ctx)
         self.hyp, _ = self._hypothesizer(ctx, texts, train_e)

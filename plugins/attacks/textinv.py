@@ -462,7 +462,14 @@ class PrefixInversion:
         found = textinv_ship.shipped(ctx.victim.name) if p.pretrained == "shipped" else None
         if found is None or ctx.simulates_defense:
             return None
-        name, entry = found
+        return self._usable(ctx, found[0], "hypothesizer")
+
+    def _usable(self, ctx, name: str, role: str) -> tuple[str, dict] | None:
+        """(name, manifest) when the shipped weights ``name`` fit this cell's architecture parameters,
+        else None; refused when the cell's leaked texts are among their training texts."""
+        from bench_plugins.attacks import textinv_ship
+
+        p = self.params
         manifest = textinv_ship.manifest(name)
         arch = {**manifest["params"], "lm": manifest["lm"]["ref"]}
         if any(k in p.model_fields_set and getattr(p, k) != v for k, v in arch.items()) or any(
@@ -472,27 +479,22 @@ class PrefixInversion:
         overlap = textinv_ship.seen_in_training(name, list(ctx.leaked.texts))
         if overlap:
             raise BenchError(
-                f"the shipped {self.name} hypothesizer {name} was trained on {overlap} of this cell's leaked texts, so this "
+                f"the shipped {self.name} {role} {name} was trained on {overlap} of this cell's leaked texts, so this "
                 f"dataset split may put its training texts among the targets: pass {self.name}:pretrained=none to train on this cell"
             )
         return name, manifest
 
-    def _shipped_hypothesizer(self, ctx, name: str, manifest: dict):
-        """The shipped hypothesizer (hash-checked weights, no training, no victim queries)."""
+    def _shipped_model(self, ctx, name: str, manifest: dict, role: str = "hypothesizer"):
+        """Shipped weights (hash-checked) in their LM: no training, no victim queries; memoised per role."""
         from bench_plugins.attacks import textinv_ship
 
         memo = self.__dict__.setdefault("_memo", {})
-        if memo.get("hypothesizer", (None,))[0] == ("shipped", name, ctx.device):
-            return memo["hypothesizer"][1]
-        a = manifest["params"]
-        lm, tok, ident = load_lm(manifest["lm"]["ref"], ctx.device)
-        dim = int(manifest["victim"]["fingerprint"]["dim"])
-        model = build(lm, tok, dim, a["prefix_len"], False, a["finetune"], a["lora_r"], a["lora_alpha"], ctx.seed)
-        textinv_ship.load_shipped(model, name)
-        model.identity, model.meta = ident, {"shipped": name}
+        if memo.get(role, (None,))[0] == ("shipped", name, ctx.device):
+            return memo[role][1]
+        model = textinv_ship.shipped_model(name, ctx.device, ctx.seed)
+        model.meta = {"shipped": name}
         model.shipped = textinv_ship.record_entry(name, manifest)
-        model.eval()
-        memo["hypothesizer"] = (("shipped", name, ctx.device), model)
+        memo[role] = (("shipped", name, ctx.device), model)
         return model
 
     def _hypothesizer(self, ctx, texts, train_e):
@@ -523,18 +525,22 @@ class PrefixInversion:
 
 
 
-def mean_loss(model, e: np.ndarray, target_ids: list[list[int]], batch_size: int, device: str) -> float:
-    """Token cross-entropy of ``target_ids`` given embeddings ``e`` (raw victim vectors), averaged
-    over texts in batches: the dev-split loss training curves are chosen on."""
+def mean_loss(model, e: np.ndarray, target_ids: list[list[int]], batch_size: int, device: str,
+              e_hyp: np.ndarray | None = None, hyp_ids: list[list[int]] | None = None) -> float:
+    """Token cross-entropy of ``target_ids`` given embeddings ``e`` (raw victim vectors) and, for a
+    corrector, the hypotheses (``e_hyp``, ``hyp_ids``), averaged over texts in batches: the dev-split
+    loss training curves are chosen on."""
     import torch
 
     es = torch.from_numpy(unit_scaled(e))
+    hs = torch.from_numpy(unit_scaled(e_hyp)) if e_hyp is not None else None
     was_training = model.training
     model.eval()
     total = 0.0
     with torch.no_grad(), autocast(device):
         for s in range(0, len(e), batch_size):
             ids = target_ids[s : s + batch_size]
-            total += float(model.loss(es[s : s + batch_size].to(model.device), ids)) * len(ids)
+            h = hs[s : s + batch_size].to(model.device) if hs is not None else None
+            total += float(model.loss(es[s : s + batch_size].to(model.device), ids, h, hyp_ids[s : s + batch_size] if hyp_ids else None)) * len(ids)
     model.train(was_training)
     return total / max(1, len(e))

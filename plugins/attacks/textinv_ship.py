@@ -112,7 +112,15 @@ def load_weights(folder: Path, sha256: str | None) -> tuple[dict, dict]:
 def shipped(embedder: str) -> tuple[str, dict] | None:
     """(name, entry) of the shipped hypothesizer for this victim embedder, or None."""
     for name, entry in SHIPPED.items():
-        if entry["embedder"] == embedder:
+        if entry["embedder"] == embedder and "hypothesizer" not in entry:
+            return name, entry
+    return None
+
+
+def shipped_corrector(hypothesizer: str) -> tuple[str, dict] | None:
+    """(name, entry) of the shipped Vec2Text corrector trained on ``hypothesizer``'s outputs, or None."""
+    for name, entry in SHIPPED.items():
+        if entry.get("hypothesizer") == hypothesizer:
             return name, entry
     return None
 
@@ -130,9 +138,11 @@ def train_inverter(
     max_train: int | None = None, n_dev: int = 500, dev_eval: int = 256, epochs: float = 1.0, batch_size: int = 32,
     lr: float = 1e-3, seed: int = 0, device: str = "cpu", ckpt_every: int = 100_000, ckpt_seconds: float = 300.0,
     log_every: int = 10, eval_every: int = 100, command: str = "", stop_after: int | None = None, host=None,
-    from_checkpoint: bool = False,
+    from_checkpoint: bool = False, hypothesizer: str | None = None, max_new_tokens: int = 32, gen_batch: int = 64,
 ) -> dict:
-    """Train the hypothesizer for ``embedder`` on ``dataset``'s attacker split and export it to ``out``.
+    """Train the hypothesizer for ``embedder`` on ``dataset``'s attacker split and export it to ``out``;
+    with ``hypothesizer`` (the name of shipped weights), train Vec2Text's corrector instead, on that
+    hypothesizer's greedy outputs for the same texts, re-embedded by the victim (paper, Sec. 3.2).
 
     ``work`` holds the embeddings cache and the resumable checkpoint (rerun the same command to
     resume); ``host`` is a ``bench.plugins.Host`` (default: built-ins and installed plugins).
@@ -149,24 +159,37 @@ def train_inverter(
     emb = host.make("embedders", embedder, {})
     e_tr = _embedded(emb, tr_texts, work / f"emb-train-{texts_hash(tr_texts)}.npy", device)
     e_dv = _embedded(emb, dv_texts, work / f"emb-dev-{texts_hash(dv_texts)}.npy", device)
+    role, hyp = ("corrector" if hypothesizer else "hypothesizer"), None
+    if hypothesizer and SHIPPED.get(hypothesizer, {}).get("embedder") != embedder:
+        raise BenchError(f"--hypothesizer {hypothesizer} is not shipped for victim {embedder}: pass one of "
+                         f"{[n for n, v in SHIPPED.items() if v['embedder'] == embedder] or 'none (train a hypothesizer first)'}")
+    if hypothesizer:  # the corrector's inputs: the hypothesizer's texts and their victim embeddings
+        dv_texts, e_dv = dv_texts[:dev_eval], e_dv[:dev_eval]
+        h_tr, eh_tr = _hypotheses(hypothesizer, tr_texts, e_tr, emb, work, device, max_new_tokens, gen_batch)
+        h_dv, eh_dv = _hypotheses(hypothesizer, dv_texts, e_dv, emb, work, device, max_new_tokens, gen_batch)
+        hyp = {"name": hypothesizer, "weights_sha256": SHIPPED[hypothesizer]["sha256"], "max_new_tokens": max_new_tokens,
+               "train_hypotheses_sha256": texts_hash(h_tr, 64)}
     lm_model, tok, ident = textinv.load_lm(lm, device)
-    model = textinv.build(lm_model, tok, e_tr.shape[1], prefix_len, False, finetune, lora_r, lora_alpha, seed)
+    model = textinv.build(lm_model, tok, e_tr.shape[1], prefix_len, bool(hypothesizer), finetune, lora_r, lora_alpha, seed)
     ids = textinv.tokenize_targets(tok, tr_texts, max_length)
     dev_ids = textinv.tokenize_targets(tok, dv_texts[:dev_eval], max_length)
+    cond = {"e_hyp": eh_tr, "hyp_ids": textinv.tokenize_hyps(tok, h_tr, max_length)} if hypothesizer else {}
+    dev_cond = {"e_hyp": eh_dv, "hyp_ids": textinv.tokenize_hyps(tok, h_dv, max_length)} if hypothesizer else {}
     steps = max(1, int(np.ceil(epochs * len(tr_texts) / batch_size)))
     if from_checkpoint:
-        meta = _checkpoint_meta(model, work, steps, batch_size, len(tr_texts), lr, device)
+        meta = _checkpoint_meta(model, work, role, steps, batch_size, len(tr_texts), lr, device)
     else:
         meta = textinv.train_prefix_lm(
-            model, work, "hypothesizer", e_tr, ids, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+            model, work, role, e_tr, ids, steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
             ckpt_every=ckpt_every, ckpt_seconds=ckpt_seconds, log_every=log_every, eval_every=eval_every,
-            evaluate=lambda m: {"loss": textinv.mean_loss(m, e_dv[:dev_eval], dev_ids, batch_size, device)},
-            info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": finetune}, stop_after=stop_after,
+            evaluate=lambda m: {"loss": textinv.mean_loss(m, e_dv[:dev_eval], dev_ids, batch_size, device, **dev_cond)},
+            info={"lm": ident["name"], "lm_sha256": ident.get("sha256"), "finetune": finetune}, stop_after=stop_after, **cond,
         )
     if meta.get("interrupted"):
         return meta
     manifest: dict[str, Any] = {
-        "role": "hypothesizer", "command": command, "victim": {"embedder": embedder, "fingerprint": _jsonable(emb.fingerprint())},
+        "role": role, "command": command, "victim": {"embedder": embedder, "fingerprint": _jsonable(emb.fingerprint())},
+        **({"hypothesizer": hyp} if hyp else {}),
         "lm": {"ref": lm, "name": ident["name"], "sha256": ident.get("sha256"), "pretrained": bool(ident["pretrained"])},
         "params": {"finetune": finetune, "lora_r": lora_r, "lora_alpha": lora_alpha, "prefix_len": prefix_len, "max_length": max_length},
         "data": {
@@ -188,19 +211,64 @@ def train_inverter(
     return export(model, Path(out), manifest, tr_texts)
 
 
-def _checkpoint_meta(model, work: Path, steps: int, batch_size: int, n: int, lr: float, device: str) -> dict:
+def _checkpoint_meta(model, work: Path, role: str, steps: int, batch_size: int, n: int, lr: float, device: str) -> dict:
     """Load the last checkpoint of an unfinished run into ``model``; its training metadata."""
     from bench.cache import sealed
 
-    if not sealed(work, ["hypothesizer.ckpt.safetensors", "hypothesizer.ckpt.opt.safetensors", "hypothesizer.ckpt.json"], "hypothesizer.ckpt"):
+    if not sealed(work, [f"{role}.ckpt.safetensors", f"{role}.ckpt.opt.safetensors", f"{role}.ckpt.json"], f"{role}.ckpt"):
         raise BenchError(f"no intact checkpoint in {work}: run the training first (without --from-checkpoint)")
-    ck = json.loads((work / "hypothesizer.ckpt.json").read_text())
+    ck = json.loads((work / f"{role}.ckpt.json").read_text())
     if ck["steps"] != steps or ck["n"] != n:
         raise BenchError(f"the checkpoint in {work} is of another run ({ck['steps']} steps on {ck['n']} texts): pass that run's arguments")
-    textinv.load_trainable(model, textinv.load_tensors(work / "hypothesizer.ckpt.safetensors"), work)
+    textinv.load_trainable(model, textinv.load_tensors(work / f"{role}.ckpt.safetensors"), work)
     per_epoch = max(1, n // batch_size)
     return {"steps": int(ck["step"]), "epochs": round(int(ck["step"]) / per_epoch, 4), "losses": [round(x, 5) for x in ck["losses"]],
             "dev": ck.get("dev", []), "wall_s": round(float(ck.get("wall_s", 0.0)), 2), "resumed_from": None, "lr": lr, "device": device}
+
+
+def shipped_model(name: str, device: str, seed: int = 0):
+    """Shipped weights ``name`` built into their LM (hash-checked), ready for generation."""
+    m = manifest(name)
+    a = m["params"]
+    lm, tok, ident = textinv.load_lm(m["lm"]["ref"], device)
+    model = textinv.build(lm, tok, int(m["victim"]["fingerprint"]["dim"]), a["prefix_len"], m.get("role") == "corrector",
+                          a["finetune"], a["lora_r"], a["lora_alpha"], seed)
+    load_shipped(model, name)
+    model.identity = ident
+    model.eval()
+    return model
+
+
+def _hypotheses(name: str, texts: list[str], e: np.ndarray, emb, work: Path, device: str, max_new_tokens: int,
+                gen_batch: int) -> tuple[list[str], np.ndarray]:
+    """The shipped hypothesizer's greedy texts for ``e`` and their victim embeddings, cached in ``work``
+    (keyed by the texts, the weights and the length) so a resumed run does not generate them again."""
+    import logging
+
+    log = logging.getLogger("bench.train")
+    key = texts_hash([*texts, SHIPPED[name]["sha256"], str(max_new_tokens)])
+    tpath, epath = work / f"hyp-{key}.json", work / f"hyp-{key}.npy"
+    if tpath.is_file() and epath.is_file():
+        return json.loads(tpath.read_text()), np.load(epath)
+    model = shipped_model(name, device)
+    out: list[str] = []
+    t0 = time.perf_counter()
+    chunk = gen_batch * 8
+    for s in range(0, len(texts), chunk):
+        out += [c[0] for c in textinv.generate_batched(model, e[s : s + chunk], max_new_tokens, gen_batch, device, desc="hypotheses")]
+        rate = len(out) / max(1e-9, time.perf_counter() - t0)
+        log.info("hypotheses: %d/%d texts, %.2f texts/s, ETA %s", len(out), len(texts), rate,
+                 textinv._hms((len(texts) - len(out)) / max(1e-9, rate)))
+    del model
+    emb.load(device)
+    vecs = np.asarray(emb.embed(out), np.float32)
+    tmp = work / f".{epath.name}.{os.getpid()}.tmp.npy"
+    np.save(tmp, vecs)
+    os.replace(tmp, epath)
+    tmp = work / f".{tpath.name}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, tpath)
+    return out, vecs
 
 
 def write_text_ids(out: Path, texts: list[str]) -> None:

@@ -16,10 +16,12 @@ defense the targets are mapped back with ``ctx.target_view`` (Procrustes on leak
 view=ctx.view_key())``: inference parameters (``num_steps``, ``beam``, ...) are not part of the key,
 so a sweep over them trains once, and so do the defenses an attacker does not simulate.
 
-**Shipped hypothesizer.** Against ``minilm`` the hypothesizer shipped in ``plugins/weights/`` (GEIA's
+**Shipped weights.** Against ``minilm`` the hypothesizer shipped in ``plugins/weights/`` (GEIA's
 decoder, trained on WordNet's attacker split; docs/trained-inverters.md) is step 0 by default, with
-its own ``prefix_len``; the corrector is trained in the cell on its outputs. ``pretrained=none``
-trains both.
+its own ``prefix_len``, and the corrector shipped beside it (trained outside a cell on that
+hypothesizer's outputs: ``scripts/train_inverter.py --hypothesizer``) corrects it: no training and
+no victim query before inference. Without a shipped corrector that fits the cell's parameters, the
+corrector is trained in the cell on the shipped hypothesizer's outputs. ``pretrained=none`` trains both.
 
 **Inference.** Hypothesis (greedy), then ``num_steps`` corrections with sequence-level beam search
 of width ``beam`` (the paper's Sec. 3.2): every kept hypothesis proposes ``beam`` corrections
@@ -112,19 +114,27 @@ class Vec2Text(PrefixInversion, Attack):
     def fit(self, ctx: AttackContext) -> list[dict[str, Any]]:
         if self.params.pretrained_corrector:
             return self._fit_pretrained(ctx)
-        texts, train_e = self._data(ctx)
         shipped = self._shipped(ctx)
+        corr = self._shipped_corrector(ctx, shipped[0]) if shipped is not None else None
+        texts, train_e = self._data(ctx) if corr is None else (None, None)  # both shipped: no training, no queries
         if shipped is not None:  # minilm: the shipped hypothesizer (step 0), no training
-            self.hyp = self._shipped_hypothesizer(ctx, *shipped)
+            self.hyp = self._shipped_model(ctx, *shipped)
         else:
             self.hyp, _ = self._hypothesizer(ctx, texts, train_e)
         if self.hyp.meta.get("interrupted"):
             return []  # tests: an interrupted hypothesizer training (resumed by the next fit)
-        self.corr = self._corrector(ctx, texts, train_e)
+        self.corr = self._shipped_model(ctx, *corr, role="corrector") if corr is not None else self._corrector(ctx, texts, train_e)
         models = [self._model_record("hypothesizer LM", self.hyp.identity, getattr(self.hyp, "shipped", None))]
         if self.corr is not None:
-            models.append(self._model_record("corrector LM", self.corr.identity))
+            models.append(self._model_record("corrector LM", self.corr.identity, getattr(self.corr, "shipped", None)))
         return models
+
+    def _shipped_corrector(self, ctx: AttackContext, hypothesizer: str) -> tuple[str, dict] | None:
+        """(name, manifest) of the corrector shipped for the shipped hypothesizer, when it fits this cell."""
+        from bench_plugins.attacks import textinv_ship
+
+        found = textinv_ship.shipped_corrector(hypothesizer)
+        return self._usable(ctx, found[0], "corrector") if found is not None else None
 
     def _corrector(self, ctx: AttackContext, texts: list[str], train_e: np.ndarray):
         p = self.params
