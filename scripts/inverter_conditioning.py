@@ -1,6 +1,6 @@
 """Does a shipped inverter use the embedding? Its dev loss with each text's own embedding vs a shuffled one.
 
-    python scripts/inverter_conditioning.py --name geia-minilm-wordnet --work ~/.cache/inversion-bench-train/geia-minilm-wordnet
+    python scripts/inverter_conditioning.py --name geia-minilm-wordnet-v2 --work ~/.cache/inversion-bench-train/geia-p16-minilm-wordnet
 
 A decoder that ignores the embedding (an LM prior: it writes stock sentences) has the same loss
 both ways; the gap (nats per token) is what the embedding tells it. Uses the dev texts and their
@@ -19,7 +19,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--name", default="geia-minilm-wordnet", help="shipped inverter (plugins/weights/<name>)")
+    ap.add_argument("--name", default="geia-minilm-wordnet-v2", help="shipped inverter (plugins/weights/<name>)")
     ap.add_argument("--work", type=Path, required=True, help="the training run's --work folder (dev embeddings)")
     ap.add_argument("--n", type=int, default=256, help="dev texts")
     a = ap.parse_args(argv)

@@ -283,13 +283,15 @@ def test_isolated_worker_holds_nothing_to_reach(cheat_host, tmp_path, monkeypatc
 
 def test_isolated_and_in_process_give_the_same_record(cheat_host, tmp_path):
     spec = "bow:features=256,holdout=12,adaptive=true"
-    _, (iso,) = _run(cheat_host, tmp_path, [spec], defenses=["rotation"], isolate=True, out="iso")
-    _, (inp,) = _run(cheat_host, tmp_path, [spec], defenses=["rotation"], out="inp")
+    # one fixed key for both runs: with per-run keys the 4 targets' word F1 differs by up to ~0.12
+    # between keys, which is the spread between keys, not a difference isolation makes
+    rot = "rotation:key=isolation-test-key"
+    _, (iso,) = _run(cheat_host, tmp_path, [spec], defenses=[rot], isolate=True, out="iso")
+    _, (inp,) = _run(cheat_host, tmp_path, [spec], defenses=[rot], out="inp")
     assert iso.status == inp.status == "ok", (iso.error, inp.error)
     assert iso.threat_model.isolated and not inp.threat_model.isolated
     assert iso.queries == inp.queries and iso.queries["fit"] == 60 and iso.queries["alignment"] == 20
-    # different runs, different secret keys: an orthogonal map learned back from the pairs scores alike
-    assert abs(iso.metrics["word_f1"].value - inp.metrics["word_f1"].value) < 0.1
+    assert abs(iso.metrics["word_f1"].value - inp.metrics["word_f1"].value) < 1e-6
     assert load_records([tmp_path / "iso"])[0].queries == iso.queries
 
 

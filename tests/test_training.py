@@ -328,6 +328,10 @@ def test_shipped_is_refused_when_its_training_texts_leak_into_the_cell(tiny_lm, 
         GEIA({"lm": str(tiny_lm), "finetune": "full"}).fit(ctx)
     # another architecture than the shipped one: trained in the cell, no error
     assert GEIA({"lm": str(tiny_lm), "finetune": "full", "prefix_len": 3})._shipped(ctx) is None
+    # every parameter given, as `bench reproduce` rebuilds a cell: the plugin's defaults are no request
+    every = GEIA({"lm": str(tiny_lm), "finetune": "full"}).params.model_dump(mode="json")
+    clean = Split(list(data.leaked.ids), list(data.leaked.texts))
+    assert GEIA(every)._shipped(_ctx(toy_host, tmp_path, leaked=clean)) is not None
 
 
 @pytest.mark.slow
@@ -404,3 +408,29 @@ def test_shipped_minilm_weights_are_pinned_and_load_into_smollm2():
     textinv.load_trainable(trained, trained_state)
     e = np.load(next(work.glob("emb-dev-*.npy")))[:4]
     assert textinv.generate_batched(model, e, 16, 4, "cpu") == textinv.generate_batched(trained, e, 16, 4, "cpu")
+
+
+@pytest.mark.slow
+def test_shipped_minilm_corrector_is_pinned_and_names_its_hypothesizer():
+    from bench_plugins.attacks import textinv_ship
+
+    hyp = textinv_ship.shipped("minilm")
+    found = textinv_ship.shipped_corrector(hyp[0]) if hyp else None
+    if found is None:
+        pytest.skip("no shipped minilm corrector in this checkout")
+    name, entry = found
+    from bench.cache import file_digest
+
+    folder = textinv_ship.WEIGHTS_DIR / name
+    assert file_digest(folder / "weights.safetensors") == entry["sha256"] and entry["embedder"] == "minilm"
+    m = textinv_ship.manifest(name)
+    assert m["role"] == "corrector" and m["weights_sha256"] == entry["sha256"]
+    assert m["hypothesizer"]["name"] == hyp[0] and m["hypothesizer"]["weights_sha256"] == hyp[1]["sha256"]
+    assert m["training"]["complete"] and m["training"]["dev_curve"][-1]["loss"] < m["training"]["dev_curve"][0]["loss"]
+    assert (folder / "weights.safetensors").stat().st_size < 20 * 2**20
+    pytest.importorskip("peft")
+    try:
+        model = textinv_ship.shipped_model(name, "cpu")
+    except BenchError as e:
+        pytest.skip(f"SmolLM2 not installed here: {e}")
+    assert model.corrector and len(model.proj) == 3

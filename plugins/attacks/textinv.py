@@ -472,7 +472,10 @@ class PrefixInversion:
         p = self.params
         manifest = textinv_ship.manifest(name)
         arch = {**manifest["params"], "lm": manifest["lm"]["ref"]}
-        if any(k in p.model_fields_set and getattr(p, k) != v for k, v in arch.items()) or any(
+        # A value other than the manifest's and the plugin's default was asked for (a rebuilt cell,
+        # e.g. `bench reproduce`, sets every parameter: the default must not count as a request).
+        default = {k: f.default for k, f in type(p).model_fields.items()}
+        if any(getattr(p, k) != v and getattr(p, k) != default.get(k) for k, v in arch.items()) or any(
             getattr(p, k) != v for k, v in arch.items() if k in ("lm", "finetune", "lora_r", "lora_alpha")
         ):
             return None
