@@ -292,7 +292,7 @@ def test_vec2text_uses_a_shipped_corrector_and_trains_nothing(tiny_lm, toy_host,
     assert mc["role"] == "corrector" and mc["hypothesizer"]["name"] == "toy-inverter"
     assert mc["hypothesizer"]["weights_sha256"] == m["weights_sha256"] and len(mc["hypothesizer"]["train_hypotheses_sha256"]) == 64
     assert mc["training"]["dev_curve"][-1]["loss"] < mc["training"]["dev_curve"][0]["loss"]
-    assert len(list((tmp_path / "work-c").glob("hyp-*.json"))) == 2  # train and dev hypotheses, cached for a resume
+    assert len(list((tmp_path / "work-c").glob("hyp-*.safetensors"))) == 2  # train and dev hypotheses, cached for a resume
     with pytest.raises(BenchError, match="not shipped for victim"):
         _train_toy(tiny_lm, toy_host, tmp_path, out=tmp_path / "x", hypothesizer="nope")
     monkeypatch.setitem(textinv_ship.SHIPPED, "toy-corrector",

@@ -387,6 +387,25 @@ def generate_batched(model, e: np.ndarray, max_new_tokens: int, batch_size: int,
     return out
 
 
+def cached_hypotheses(path: Path, make: Callable[[], tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    """(texts, victim embeddings) of a hypothesizer's outputs, the corrector's training data: read
+    from the digest-checked file ``path`` (``bench.cache``), else ``make()``-d and saved there, so a
+    resumed training does not generate them again (a damaged file is made again)."""
+    from bench.cache import load_entry, save_arrays
+
+    entry = load_entry(path)
+    if entry is not None:
+        arr = entry[0]
+        return [bytes(r).decode().rstrip("\0") for r in arr["texts"]], arr["embeddings"]
+    texts, vecs = make()
+    raw = [t.encode() for t in texts]
+    buf = np.zeros((len(raw), max(1, max((len(r) for r in raw), default=1))), np.uint8)
+    for i, r in enumerate(raw):
+        buf[i, : len(r)] = np.frombuffer(r, np.uint8)
+    save_arrays(path, {"texts": buf, "embeddings": np.asarray(vecs, np.float32)})
+    return texts, np.asarray(vecs, np.float32)
+
+
 # ---------------------------------------------------------------- the shared attack
 
 

@@ -247,33 +247,27 @@ def shipped_model(name: str, device: str, seed: int = 0):
 def _hypotheses(name: str, texts: list[str], e: np.ndarray, emb, work: Path, device: str, max_new_tokens: int,
                 gen_batch: int) -> tuple[list[str], np.ndarray]:
     """The shipped hypothesizer's greedy texts for ``e`` and their victim embeddings, cached in ``work``
-    (keyed by the texts, the weights and the length) so a resumed run does not generate them again."""
+    (keyed by the texts, the weights and the length; ``textinv.cached_hypotheses``) so a resumed run
+    does not generate them again."""
     import logging
 
-    log = logging.getLogger("bench.train")
+    def make() -> tuple[list[str], np.ndarray]:
+        log = logging.getLogger("bench.train")
+        model = shipped_model(name, device)
+        out: list[str] = []
+        t0 = time.perf_counter()
+        chunk = gen_batch * 8
+        for s in range(0, len(texts), chunk):
+            out += [c[0] for c in textinv.generate_batched(model, e[s : s + chunk], max_new_tokens, gen_batch, device, desc="hypotheses")]
+            rate = len(out) / max(1e-9, time.perf_counter() - t0)
+            log.info("hypotheses: %d/%d texts, %.2f texts/s, ETA %s", len(out), len(texts), rate,
+                     textinv._hms((len(texts) - len(out)) / max(1e-9, rate)))
+        del model
+        emb.load(device)
+        return out, np.asarray(emb.embed(out), np.float32)
+
     key = texts_hash([*texts, SHIPPED[name]["sha256"], str(max_new_tokens)])
-    tpath, epath = work / f"hyp-{key}.json", work / f"hyp-{key}.npy"
-    if tpath.is_file() and epath.is_file():
-        return json.loads(tpath.read_text()), np.load(epath)
-    model = shipped_model(name, device)
-    out: list[str] = []
-    t0 = time.perf_counter()
-    chunk = gen_batch * 8
-    for s in range(0, len(texts), chunk):
-        out += [c[0] for c in textinv.generate_batched(model, e[s : s + chunk], max_new_tokens, gen_batch, device, desc="hypotheses")]
-        rate = len(out) / max(1e-9, time.perf_counter() - t0)
-        log.info("hypotheses: %d/%d texts, %.2f texts/s, ETA %s", len(out), len(texts), rate,
-                 textinv._hms((len(texts) - len(out)) / max(1e-9, rate)))
-    del model
-    emb.load(device)
-    vecs = np.asarray(emb.embed(out), np.float32)
-    tmp = work / f".{epath.name}.{os.getpid()}.tmp.npy"
-    np.save(tmp, vecs)
-    os.replace(tmp, epath)
-    tmp = work / f".{tpath.name}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, tpath)
-    return out, vecs
+    return textinv.cached_hypotheses(work / f"hyp-{key}.safetensors", make)
 
 
 def write_text_ids(out: Path, texts: list[str]) -> None:

@@ -65,6 +65,7 @@ from bench_plugins.attacks.textinv import (
     TextInvParams,
     artifact_done,
     build,
+    cached_hypotheses,
     generate_batched,
     load_artifact,
     load_lm,
@@ -152,25 +153,12 @@ class Vec2Text(PrefixInversion, Attack):
             else:
                 # Training data (paper Sec. 3.2): the hypothesizer's greedy outputs for the attacker texts,
                 # re-embedded through the victim. Kept in the artifact folder so a resumed run reuses them.
-                hyp_file = folder / "train_hypotheses.safetensors"
-                from bench.cache import load_entry
+                def make():
+                    hyps = [c[0] for c in generate_batched(self.hyp, train_e, p.max_new_tokens, p.gen_batch, ctx.device,
+                                                           desc="hypotheses (corrector data)")]
+                    return hyps, ctx.victim.query(hyps, split="vec2text-train-hypotheses")
 
-                entry = load_entry(hyp_file)  # None when missing or damaged (then regenerated)
-                if entry is not None:
-                    arr = entry[0]
-                    hyp_texts = [bytes(r).decode().rstrip("\0") for r in arr["texts"]]
-                    e_hyp = arr["embeddings"]
-                else:
-                    hyp_texts = [c[0] for c in generate_batched(self.hyp, train_e, p.max_new_tokens, p.gen_batch, ctx.device, desc="hypotheses (corrector data)")]
-                    e_hyp = ctx.victim.query(hyp_texts, split="vec2text-train-hypotheses")
-                    from bench.cache import save_arrays
-
-                    raw = [t.encode() for t in hyp_texts]
-                    width = max(1, max(len(r) for r in raw))
-                    buf = np.zeros((len(raw), width), np.uint8)
-                    for i, r in enumerate(raw):
-                        buf[i, : len(r)] = np.frombuffer(r, np.uint8)
-                    save_arrays(hyp_file, {"texts": buf, "embeddings": np.asarray(e_hyp, np.float32)})
+                hyp_texts, e_hyp = cached_hypotheses(folder / "train_hypotheses.safetensors", make)
                 model.meta = train_prefix_lm(
                     model, folder, "corrector", train_e, tokenize_targets(tok, texts, p.max_length),
                     steps=self._steps(len(texts), p.corrector_epochs), batch_size=p.batch_size, lr=self._lr(), seed=ctx.seed + 1,
