@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from bench import __version__
+from bench.allocator import keep_large_blocks
 from bench.errors import BenchError, one_line
 from bench.executors import NAMES as EXECUTORS
 from bench.grid import KINDS
@@ -440,6 +441,7 @@ def main(argv: list[str] | None = None) -> None:
 def _main(argv: list[str] | None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_large_blocks()
     try:
         from bench.plugins import Host
 

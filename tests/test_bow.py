@@ -61,3 +61,24 @@ def test_real_minilm_on_wordnet_beats_a_constant_guess(host, tmp_path):
     const = max(np.mean([set_prf(set(freq[:m]), set(words(t)))[2] for t in data.target.texts]) for m in range(1, 16))
     assert f1 > const + 0.08, (f1, const)
     assert rec.provenance.victim_queries == 3000 and rec.utility["ndcg@10"].value > 0.2
+
+
+def test_threshold_sweep_equals_the_mask_route():
+    """Calibration's fast sweep scores exactly what thresholding a dense mask scores, forced top words included."""
+    from scipy.sparse import csr_matrix
+
+    from bench_plugins.attacks.bow import THRESHOLDS, _decide, _f1_by_threshold
+
+    rng = np.random.default_rng(3)
+    p = (rng.random((60, 300), dtype=np.float32) ** 12).astype(np.float32)
+    p[::4] *= 0.05  # rows whose best word is below every threshold: only the forced top word is chosen
+    dense_truth = rng.random((60, 300)) < 0.02
+    dense_truth[np.arange(0, 60, 3), p[::3].argmax(1)] = True  # some forced top words are right
+    n_true = dense_truth.sum(1) + 2  # true words outside the vocabulary count as misses
+    expected = []
+    for t in THRESHOLDS:
+        mask = _decide(p, t)
+        hits = (mask & dense_truth).sum(1)
+        expected.append(float(np.mean(2 * hits / np.maximum(mask.sum(1) + n_true, 1))))
+    assert _f1_by_threshold(p, csr_matrix(dense_truth.astype(np.float32)), n_true, THRESHOLDS) == expected
+    assert len(set(expected)) > 3  # the thresholds do change the score here

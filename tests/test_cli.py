@@ -144,3 +144,17 @@ def test_long_work_writes_progress_lines_a_log_file_shows(tmp_path, monkeypatch)
     with progress.bar(4, "x", "text", enabled=False, stream=quiet) as b:
         b.update(4)
     assert quiet.getvalue() == ""
+
+
+def test_large_freed_blocks_are_kept_unless_the_user_chose(monkeypatch):
+    """The CLI raises glibc's mmap/trim thresholds (big numpy temporaries are reused, not page-faulted
+    afresh), and leaves a user's own MALLOC_*_THRESHOLD_ setting alone."""
+    import sys
+
+    from bench.allocator import keep_large_blocks
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert keep_large_blocks() is sys.platform.startswith("linux")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert keep_large_blocks() is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,7 @@ class BagOfWords(Attack):
         super().__init__(params)
         self._fitted: dict[Path, dict] = {}  # in-process reuse across the cells of a grid
         self._calibrated: dict[tuple, tuple[float, float, float]] = {}
+        self._scored: dict[tuple, tuple] = {}  # the last targets' scores, see _target_scores
 
     def check_data(self, data: DatasetSplits) -> None:
         """A holdout set above a fifth of the attacker texts would be capped: refused (the default,
@@ -124,13 +126,12 @@ class BagOfWords(Attack):
     def _calibrate(self, x: np.ndarray, texts: list[str]) -> tuple[float, float, float]:
         """Blend weight and threshold with the best mean F1 on held-out attacker sentences."""
         ridge_p, knn_p = self._scores(self.state, x)
+        knn_p = _dense(knn_p)
         truth = _labels(texts, {w: i for i, w in enumerate(self.state["vocab"])})
         n_true = np.array([len(set(words(t))) for t in texts])
         best = (BLENDS[0], THRESHOLDS[0], -1.0)
         for a in BLENDS:
-            p = _blend(ridge_p, knn_p, a)
-            for t in THRESHOLDS:
-                f1 = _mean_f1(_decide(p, t), truth, n_true)
+            for t, f1 in zip(THRESHOLDS, _f1_by_threshold(_blend(ridge_p, knn_p, a), truth, n_true, THRESHOLDS)):
                 if f1 > best[2]:
                     best = (a, float(t), f1)
         return best
@@ -148,28 +149,47 @@ class BagOfWords(Attack):
         w /= w.sum(1, keepdims=True)
         n = len(emb)
         weights = csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, len(state["train_x"])))
-        knn_p = np.asarray((weights @ state["train_y"]).todense(), np.float32)
-        return ridge_p, knn_p
+        return ridge_p, weights @ state["train_y"]  # the kNN vote stays sparse: _dense when it is used
 
     def word_scores(self, emb: np.ndarray) -> tuple[list[str], np.ndarray]:
         """(vocabulary, [n, |vocabulary|] word probabilities) for embeddings already in the space the
         model was fitted on: the calibrated blend ``invert`` thresholds, for attacks using it as a prior."""
         emb = np.asarray(emb, np.float32)
-        parts = [_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend) for i in range(0, len(emb), 2048)]
+        parts = []
+        for i in range(0, len(emb), 2048):
+            ridge_p, knn_p = self._scores(self.state, emb[i : i + 2048])
+            parts.append(_blend(ridge_p, _dense(knn_p), self.blend))
         return self.state["vocab"], np.concatenate(parts) if parts else np.zeros((0, len(self.state["vocab"])), np.float32)
 
     def invert(self, emb: np.ndarray, ctx: AttackContext) -> list[Inversion]:
-        emb = ctx.target_view(emb)
+        emb = np.ascontiguousarray(ctx.target_view(emb), np.float32)
         out = []
         for i in range(0, len(emb), 2048):
-            mask = _decide(_blend(*self._scores(self.state, emb[i : i + 2048]), self.blend), self.threshold)
+            ridge_p, knn_p = self._target_scores(emb[i : i + 2048])
+            mask = _decide(_blend(ridge_p, _dense(knn_p), self.blend), self.threshold)
             out.extend(Inversion([self.state["vocab"][j] for j in np.flatnonzero(row)]) for row in mask)
         return out
+
+    def _target_scores(self, emb: np.ndarray) -> tuple:
+        """``_scores`` of target embeddings, kept for the grid's next cells: the naive and the adaptive
+        cell against one defense score the same defended targets, and only their blend and threshold
+        differ (a cold demo spent ~6 s scoring them twice). Keyed by the fitted state (kept in
+        ``_fitted`` for the process's life) and the embeddings' bytes; the last 8 are kept."""
+        key = (id(self.state), hashlib.blake2b(emb.tobytes(), digest_size=16).digest())
+        if key not in self._scored:
+            self._scored[key] = self._scores(self.state, emb)
+            while len(self._scored) > 8:
+                self._scored.pop(next(iter(self._scored)))
+        return self._scored[key]
 
 
 def _features(x: np.ndarray, state: dict) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return np.hstack([np.maximum(x @ state["w0"] + state["b0"], 0), x, np.ones((len(x), 1), np.float32)])
+
+
+def _dense(knn_p) -> np.ndarray:
+    return np.asarray(knn_p.todense(), np.float32)
 
 
 def _labels(texts: list[str], index: dict[str, int]):
@@ -198,11 +218,27 @@ def _decide(p: np.ndarray, threshold: float) -> np.ndarray:
     return mask
 
 
-def _mean_f1(mask: np.ndarray, truth, n_true: np.ndarray) -> float:
-    from scipy.sparse import csr_matrix
-
-    hits = np.asarray(truth.multiply(csr_matrix(mask)).sum(1)).ravel()
-    return float(np.mean(2 * hits / np.maximum(mask.sum(1) + n_true, 1)))
+def _f1_by_threshold(p: np.ndarray, truth, n_true: np.ndarray, thresholds) -> list[float]:
+    """Mean set F1 of ``_decide(p, t)`` against each row's true words (0/1 sparse ``truth``) for
+    every t in ascending ``thresholds``, without a dense mask per threshold: only entries at or
+    above the lowest threshold can be chosen, and a row's forced top word counts where it falls
+    below t. Equal to the mask route (test); the cold demo's calibration went from ~55 s to a few."""
+    n = len(p)
+    rows, cols = np.nonzero(p >= thresholds[0])
+    vals = p[rows, cols]
+    top = p.argmax(1)
+    top_p = p[np.arange(n), top]
+    t = truth.tocoo()
+    true_p = p[t.row, t.col]
+    top_true = np.zeros(n, bool)
+    top_true[t.row[t.col == top[t.row]]] = True
+    out = []
+    for th in thresholds:
+        forced = top_p < th
+        chosen = np.bincount(rows[vals >= th], minlength=n) + forced
+        hits = np.bincount(t.row, weights=true_p >= th, minlength=n) + (forced & top_true)
+        out.append(float(np.mean(2 * hits / np.maximum(chosen + n_true, 1))))
+    return out
 
 
 def _save(folder: Path, st: dict) -> None:
