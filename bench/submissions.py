@@ -251,13 +251,21 @@ def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), 
 
 
 def board_status(changelog: list[dict]) -> str:
-    """"verified" when every version that added cells passed its re-runs, or a later ``verify`` of that
-    version (``reverifies``) did; "self-reported" otherwise."""
+    """"verified" when every version that added cells still on the board passed its re-runs, or a
+    later ``verify`` of that version (``reverifies``) did; "self-reported" otherwise. A version whose
+    cells were all retired (a cell retired and added again belongs to the version that re-added it)
+    no longer counts."""
     def passed(e: dict) -> bool:
         return (e.get("verification") or {}).get("status") == "verified"
 
+    owner: dict[str, int] = {}  # cell id -> the version whose copy of it is on the board
+    for e in changelog:
+        owner.update(dict.fromkeys(e.get("added") or [], e["version"]))
+        for cid in e.get("retired") or []:
+            owner.pop(cid, None)
     again = {e["reverifies"] for e in changelog if e.get("reverifies") is not None and passed(e)}
-    ok = all(passed(e) or e["version"] in again for e in changelog if e.get("added"))
+    live = set(owner.values())
+    ok = all(passed(e) or e["version"] in again for e in changelog if e["version"] in live)
     return "verified" if ok else "self-reported"
 
 
@@ -327,7 +335,8 @@ def retire(board_dir: Path, cell_ids: list[str], note: str) -> dict:
     version = int(meta.get("version", 0)) + 1
     entry = {"version": version, "date": datetime.now(UTC).isoformat(timespec="seconds"),
              "retired": sorted(dict.fromkeys(cell_ids)), "note": note.strip()}
-    meta = {**meta, "version": version, "changelog": [*meta.get("changelog", []), entry]}
+    changelog = [*meta.get("changelog", []), entry]
+    meta = {**meta, "version": version, "changelog": changelog, "verification": board_status(changelog)}
     atomic_write_bytes(board_dir / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
     leaderboard.write(load_records([records_dir]), board_dir.parent, board_dir.name)
     return entry

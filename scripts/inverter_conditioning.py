@@ -23,13 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, required=True, help="the training run's --work folder (dev embeddings)")
     ap.add_argument("--n", type=int, default=256, help="dev texts")
     a = ap.parse_args(argv)
-    found = sorted(a.work.glob("emb-dev-*.npy"))
+    found = sorted(a.work.glob("emb-dev-*.safetensors"))
     if not found:
-        print(f"error: no emb-dev-*.npy in {a.work}: pass the training run's --work folder", file=sys.stderr)
+        print(f"error: no emb-dev-*.safetensors in {a.work}: pass the training run's --work folder", file=sys.stderr)
         return 2
     import torch
 
     torch.set_num_threads(1)
+    from bench.cache import load_arrays
     from bench.plugins import Host
     from bench_plugins.attacks import textinv, textinv_ship
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     d = m["data"]
     splits = Host().make("datasets", d["dataset"], d["dataset_params"]).load()
     _, dev, _ = textinv_ship.training_texts(splits, d["n_dev"], d["n_train"])
-    e = np.load(found[0])[: a.n]
+    e = load_arrays(found[0])["embeddings"][: a.n]
     ids = textinv.tokenize_targets(tok, dev[: len(e)], p["max_length"])
     own = textinv.mean_loss(model, e, ids, 32, "cpu")
     shuffled = textinv.mean_loss(model, e[np.random.default_rng(0).permutation(len(e))], ids, 32, "cpu")

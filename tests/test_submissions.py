@@ -171,8 +171,10 @@ def test_retire_moves_cells_off_a_board_and_keeps_them(capsys, submission, tmp_p
     assert code == 0 and "version 2" in out, err
     assert {p.name for p in (board / "retired").iterdir()} == {f for f in before if rec["cell_id"] in f} != set()
     assert len(json.loads((board / "leaderboard.json").read_text())["rows"]) == 2
-    entry = json.loads((board / "board.json").read_text())["changelog"][-1]
+    meta = json.loads((board / "board.json").read_text())
+    entry = meta["changelog"][-1]
     assert entry["retired"] == [rec["cell_id"]] and entry["note"] == "made with a public key"
+    assert meta["verification"] == "self-reported"  # version 1's other cells are still on the board, unverified
 
 
 def test_reproduce_a_toy_record(capsys, submission, tmp_path):
@@ -297,6 +299,22 @@ def test_a_board_version_is_verified_again_by_a_later_rerun(capsys, submission, 
     v = lambda n, ok, **k: {"version": n, "verification": {"status": "verified" if ok else "self-reported"}, **k}  # noqa: E731
     assert board_status([v(1, False, added=["a"]), v(2, True, added=["b"])]) == "self-reported"
     assert board_status([v(1, False, added=["a"]), v(2, False, reverifies=1), v(3, True, reverifies=1)]) == "verified"
+
+
+def test_retired_cells_no_longer_decide_whether_a_board_is_verified():
+    """Only versions whose cells are still on the board count; a cell retired and added again belongs
+    to the version that re-added it."""
+    from bench.submissions import board_status
+
+    v = lambda n, ok, **k: {"version": n, "verification": {"status": "verified" if ok else "self-reported"}, **k}  # noqa: E731
+    unverified_then_replaced = [v(1, False, added=["a", "b"]), v(2, True, added=["c"]), v(3, False, retired=["a", "b"])]
+    assert board_status(unverified_then_replaced) == "verified"
+    assert board_status(unverified_then_replaced[:2]) == "self-reported"
+    readded = [*unverified_then_replaced, v(4, True, added=["a", "b"])]
+    assert board_status(readded) == "verified"
+    assert board_status([*readded, v(5, False, added=["d"])]) == "self-reported"
+    partly = [v(1, False, added=["a", "b"]), v(2, False, retired=["a"])]  # "b" is still version 1's
+    assert board_status(partly) == "self-reported"
 
 
 def test_validate_refuses_a_resealed_edit_of_word_f1(capsys, submission, tmp_path):

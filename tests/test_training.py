@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from tiny_models import TOY_WORDS, tiny_llama
 
+from bench.cache import load_arrays
 from bench.errors import BenchError
 
 torch = pytest.importorskip("torch")
@@ -175,7 +176,7 @@ def test_train_inverter_exports_fp16_weights_and_a_manifest(tiny_lm, toy_host, t
     lm2, tok2, _ = textinv.load_lm(str(tiny_lm), "cpu")
     shipped = textinv.build(lm2, tok2, 64, 2, False, "full", 16, 32, 1)
     textinv.load_trainable(shipped, state)
-    e = np.load(next((tmp_path / "work").glob("emb-dev-*.npy")))
+    e = load_arrays(next((tmp_path / "work").glob("emb-dev-*.safetensors")))["embeddings"]
     assert textinv.generate_batched(shipped, e, 6, 32, "cpu") == textinv.generate_batched(trained, e, 6, 32, "cpu")
     ids = textinv.tokenize_targets(tok, dv, 8)
     assert abs(textinv.mean_loss(shipped, e, ids, 8, "cpu") - textinv.mean_loss(trained, e, ids, 8, "cpu")) < 1e-2
@@ -406,7 +407,7 @@ def test_shipped_minilm_weights_are_pinned_and_load_into_smollm2():
     lm2, tok2, _ = textinv.load_lm(m["lm"]["ref"], "cpu")
     trained = textinv.build(lm2, tok2, m["victim"]["fingerprint"]["dim"], a["prefix_len"], False, a["finetune"], a["lora_r"], a["lora_alpha"], 0)
     textinv.load_trainable(trained, trained_state)
-    e = np.load(next(work.glob("emb-dev-*.npy")))[:4]
+    e = load_arrays(next(work.glob("emb-dev-*.safetensors")))["embeddings"][:4]
     assert textinv.generate_batched(model, e, 16, 4, "cpu") == textinv.generate_batched(trained, e, 16, 4, "cpu")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import file_digest, texts_hash
+from bench.cache import file_digest, load_entry, save_arrays, texts_hash
 from bench.errors import BenchError
 from bench_plugins.attacks import textinv
 
@@ -162,8 +162,8 @@ def train_inverter(
     tr_texts, dv_texts, dev_source = training_texts(splits, n_dev, max_train)
     work.mkdir(parents=True, exist_ok=True)
     emb = host.make("embedders", embedder, {})
-    e_tr = _embedded(emb, tr_texts, work / f"emb-train-{texts_hash(tr_texts)}.npy", device)
-    e_dv = _embedded(emb, dv_texts, work / f"emb-dev-{texts_hash(dv_texts)}.npy", device)
+    e_tr = _embedded(emb, tr_texts, work / f"emb-train-{texts_hash(tr_texts)}.safetensors", device)
+    e_dv = _embedded(emb, dv_texts, work / f"emb-dev-{texts_hash(dv_texts)}.safetensors", device)
     role, hyp = ("corrector" if hypothesizer else "hypothesizer"), None
     if hypothesizer and SHIPPED.get(hypothesizer, {}).get("embedder") != embedder:
         raise BenchError(f"--hypothesizer {hypothesizer} is not shipped for victim {embedder}: pass one of "
@@ -277,14 +277,14 @@ def write_text_ids(out: Path, texts: list[str]) -> None:
 
 
 def _embedded(emb, texts: list[str], path: Path, device: str) -> np.ndarray:
-    """Victim embeddings of ``texts``, cached as .npy in the work folder (a resumed run skips them)."""
-    if path.is_file():
-        return np.load(path)
+    """Victim embeddings of ``texts``, cached in the work folder as a digest-checked safetensors
+    entry (a resumed run skips them; a damaged file is reported and made again)."""
+    found = load_entry(path, what="embedding the texts again")
+    if found is not None:
+        return found[0]["embeddings"]
     emb.load(device)
     vecs = np.asarray(emb.embed(texts), np.float32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, vecs)
-    os.replace(tmp, path)
+    save_arrays(path, {"embeddings": vecs})
     return vecs
 
 
