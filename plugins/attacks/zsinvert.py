@@ -67,7 +67,7 @@ class ZSInvert(Attack):
         beam: int = Field(4, ge=1, description="beams kept per decoding step")
         top_k: int = Field(8, ge=1, description="next-token candidates proposed per beam and step")
         max_tokens: int = Field(12, ge=1, description="most tokens decoded per round")
-        rounds: int = Field(2, ge=1, description="round 0 decodes; each later round re-decodes from the best text and edits words")
+        rounds: int = Field(3, ge=1, description="round 0 decodes; each later round re-decodes from the best text and edits words (3: chosen on WordNet's dev split, docs/results.md)")
         lm_weight: float = Field(0.05, ge=0, description="weight of the LM's mean log-prob beside the victim cosine in the beam score")
         patience: int | None = Field(3, ge=1, description="length control: stop decoding after this many steps without a better score (None: never)")
         length_penalty: float = Field(0.01, ge=0, description="length control: cosine an edit must gain per added word (0: off)")
