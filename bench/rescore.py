@@ -91,7 +91,7 @@ def rescore_board(host, board_dir: Path, note: str | None = None, cache_dir: Pat
     from bench.results import load_records
     from bench.runner import Runner
     from bench.settings import Settings
-    from bench.submissions import load_board_meta
+    from bench.submissions import load_board_meta, save_board_meta
 
     board_dir = Path(board_dir)
     records_dir = board_dir / "records"
@@ -147,7 +147,6 @@ def rescore_board(host, board_dir: Path, note: str | None = None, cache_dir: Pat
             + (f"; {len(skipped)} cell(s) without samples files left as they were" if skipped else "")
         ),
     }
-    meta = {**meta, "version": version, "changelog": [*meta.get("changelog", []), entry]}
-    atomic_write_bytes(board_dir / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    save_board_meta(board_dir, {**meta, "version": version, "changelog": [*meta.get("changelog", []), entry]})
     leaderboard.write(load_records([records_dir]), board_dir.parent, board_dir.name)
     return entry

@@ -147,6 +147,14 @@ def load_board_meta(board_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"name": Path(board_dir).name, "version": 0, "changelog": []}
 
 
+def save_board_meta(board_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write ``board.json`` atomically, its ``verification`` derived from the changelog
+    (``board_status``), and return what was written."""
+    meta = {**meta, "verification": board_status(meta.get("changelog", []))}
+    atomic_write_bytes(Path(board_dir) / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    return meta
+
+
 VERIFY_CELLS = 5  # re-run every submitted cell when there are at most this many, else a seeded sample of this many
 
 
@@ -242,10 +250,10 @@ def add(submission: Path, board: str, boards_root: Path = Path("leaderboards"), 
         "verification": checked,
     }
     changelog = [*meta.get("changelog", []), entry]
-    meta = {**meta, "name": board, "version": version, "verification": board_status(changelog), "changelog": changelog}
+    meta = {**meta, "name": board, "version": version, "changelog": changelog}
     if description:
         meta["description"] = description
-    atomic_write_bytes(target / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    meta = save_board_meta(target, meta)
     leaderboard.write(load_records([records_dir]), Path(boards_root), board)
     return [], meta
 
@@ -296,8 +304,7 @@ def reverify(board_dir: Path, version: int, host, note: str | None = None, devic
     log = {"version": new, "date": datetime.now(UTC).isoformat(timespec="seconds"), "reverifies": version,
            "note": note or f"version {version}'s re-run cells re-run under today's verification rules", "verification": checked}
     changelog = [*meta["changelog"], log]
-    meta = {**meta, "version": new, "verification": board_status(changelog), "changelog": changelog}
-    atomic_write_bytes(board_dir / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    meta = save_board_meta(board_dir, {**meta, "version": new, "changelog": changelog})
     leaderboard.write(load_records([records_dir]), board_dir.parent, board_dir.name)
     return meta
 
@@ -336,7 +343,6 @@ def retire(board_dir: Path, cell_ids: list[str], note: str) -> dict:
     entry = {"version": version, "date": datetime.now(UTC).isoformat(timespec="seconds"),
              "retired": sorted(dict.fromkeys(cell_ids)), "note": note.strip()}
     changelog = [*meta.get("changelog", []), entry]
-    meta = {**meta, "version": version, "changelog": changelog, "verification": board_status(changelog)}
-    atomic_write_bytes(board_dir / "board.json", (json.dumps(meta, indent=2) + "\n").encode(), overwrite=True)
+    save_board_meta(board_dir, {**meta, "version": version, "changelog": changelog})
     leaderboard.write(load_records([records_dir]), board_dir.parent, board_dir.name)
     return entry
