@@ -59,7 +59,7 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
         row["wall_time_s"] = r.provenance.wall_time_s
         row["cell_id"] = r.cell_id
         rows.append(row)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows + floor_rows(records))
     if df.empty:
         return df
     # naive before adaptive, no defense first: the reference row leads each block
@@ -68,6 +68,37 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
     keys = ["dataset", "embedder", "attack", "_ap", "_adaptive", "_defended", "_def", "seed"]
     tmp = ["_adaptive", "_defended", "_ap", "_def"]
     return df.sort_values(keys, kind="stable").drop(columns=tmp).reset_index(drop=True)
+
+
+def floor_rows(records: list[ResultRecord]) -> list[dict]:
+    """A ``chance`` row for each set of targets (embedder, dataset, seed, split, count) whose board has
+    no chance cell, drawn from the ``floor`` its records carry (scored on those same targets). A
+    metric whose records disagree on the floor is left blank rather than guessed."""
+    from bench.floor import ATTACK
+
+    groups: dict[tuple, list[ResultRecord]] = {}
+    for r in records:
+        key = (r.embedder.name, label(r.dataset.name, r.dataset.params), r.seed, r.split, targets(r))
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (embedder, dataset, seed, split, n), group in groups.items():
+        if any(r.attack.name == ATTACK for r in group):
+            continue
+        seen: dict[str, set] = {}
+        for r in group:
+            for name, m in r.floor.items():
+                seen.setdefault(name, set()).add((m.value, m.ci_low, m.ci_high))
+        if not seen:
+            continue
+        row = {"attack": ATTACK, "mode": "naive", "attack_params": "", "_attack_params": {}, "defense": "none",
+               "embedder": embedder, "dataset": dataset, "seed": seed, "split": split, "targets": n, "pretrained": True,
+               "status": "floor of the records", "at_chance": "", "ci_method": group[0].ci_method if group[0].ci_groups is None
+               else f"{group[0].ci_method} ({group[0].ci_groups} groups)", "victim_queries": 0, "cell_id": None}
+        for name, values in seen.items():
+            if len(values) == 1:
+                row[name], row[name + "_lo"], row[name + "_hi"] = next(iter(values))
+        rows.append(row)
+    return rows
 
 
 def targets(r: ResultRecord) -> int | None:
@@ -237,7 +268,8 @@ def write(records: list[ResultRecord], out_dir: Path, name: str) -> list[Path]:
         f"# Leaderboard: {name}\n\n"
         f"Built {built} by inversion-bench {__version__} from {len(records)} result records "
         f"(schema {SCHEMA_VERSION}). Values are means with bootstrap 95% CI half-widths (clusters resampled "
-        f"where the data declares them: see ci_method); a `chance` row is the chance floor, one constant text chosen on the attacker's own data; "
+        f"where the data declares them: see ci_method); a `chance` row is the chance floor, one constant text chosen on the attacker's own data "
+        f"(on a board without a chance cell, the floor its records carry, scored on the same targets); "
         f"utility is retrieval on the defended embeddings. Rows marked (not pretrained) come from "
         f"randomly initialised models and are not findings.\n\n"
     )

@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from bench import results
@@ -161,3 +162,26 @@ def test_a_board_of_error_records_only_builds():
 
     md = leaderboard.to_markdown(leaderboard.frame([_record(status="error", error="boom")]))
     assert "Across seeds" not in md and "| x        | naive  | x         |" in md
+
+
+def test_a_board_without_a_chance_cell_gets_the_floor_row_its_records_carry():
+    from bench import leaderboard
+    from bench.results import MetricValue
+
+    def mv(v):
+        return MetricValue(value=v, ci_low=v - 0.02, ci_high=v + 0.02, n=50)
+
+    def rec(cid, attack, floor, f1=0.4):
+        return _record(cell_id=cid, attack=ComponentConfig(name=attack), metrics={"word_f1": mv(f1), "bleu": mv(9.0)},
+                       floor=floor)
+
+    same = {"word_f1": mv(0.15), "bleu": mv(6.5)}
+    df = leaderboard.frame([rec("a", "bow", same), rec("b", "geia", {**same, "bleu": mv(3.0)})])
+    (chance,) = df[df["attack"] == "chance"].to_dict("records")
+    assert chance["word_f1"] == 0.15 and chance["word_f1_lo"] == pytest.approx(0.13) and pd.isna(chance["cell_id"])
+    assert pd.isna(chance["bleu"])  # the records disagree on this floor: blank, never one of them picked
+    assert "| chance   | naive  |" in leaderboard.to_markdown(df)
+    # a board with its chance cell keeps that row only; records without a floor add none
+    with_cell = leaderboard.frame([rec("a", "bow", same), rec("c", "chance", {}, f1=0.15)])
+    assert list(with_cell["attack"]).count("chance") == 1 and with_cell["cell_id"].notna().all()
+    assert "chance" not in set(leaderboard.frame([rec("a", "bow", {})])["attack"])

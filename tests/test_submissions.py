@@ -153,7 +153,8 @@ def test_add_bumps_the_version(capsys, tmp_path):
         code, _, err = run_cli(capsys, "leaderboard", "add", str(out), "--board", "toy", "--boards", str(boards))
         assert code == 0 and f"version {i}" in err
     board = json.loads((boards / "toy" / "leaderboard.json").read_text())
-    assert len(board["rows"]) == 6
+    assert len([r for r in board["rows"] if r["cell_id"]]) == 6
+    assert [(r["attack"], r["seed"]) for r in board["rows"] if not r["cell_id"]] == [("chance", 0), ("chance", 1)]  # floors
     assert [e["version"] for e in json.loads((boards / "toy" / "board.json").read_text())["changelog"]] == [1, 2]
 
 
@@ -170,7 +171,9 @@ def test_retire_moves_cells_off_a_board_and_keeps_them(capsys, submission, tmp_p
     code, out, err = run_cli(capsys, "leaderboard", "retire", str(board), rec["cell_id"], "--note", "made with a public key")
     assert code == 0 and "version 2" in out, err
     assert {p.name for p in (board / "retired").iterdir()} == {f for f in before if rec["cell_id"] in f} != set()
-    assert len(json.loads((board / "leaderboard.json").read_text())["rows"]) == 2
+    rows = json.loads((board / "leaderboard.json").read_text())["rows"]
+    assert len([r for r in rows if r["cell_id"]]) == 2  # and the chance floor's row, drawn from the records
+    assert [r["attack"] for r in rows if not r["cell_id"]] == ["chance"]
     meta = json.loads((board / "board.json").read_text())
     entry = meta["changelog"][-1]
     assert entry["retired"] == [rec["cell_id"]] and entry["note"] == "made with a public key"
