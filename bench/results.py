@@ -42,7 +42,7 @@ class ModelInfo(BaseModel):
     pretrained: bool = Field(description="False for randomly initialised models: numbers are not findings")
     weights: str | None = Field(None, description="'shipped': trained weights shipped with the package, not trained in this cell")
     weights_sha256: str | None = Field(None, description="sha256 of the shipped weights file")
-    training: dict[str, Any] | None = Field(None, description="the shipped weights' training scale (data, steps, epochs, time)")
+    training: dict[str, Any] | None = Field(None, description="the shipped weights' training scale (data, steps, epochs, time) and architecture (which replaces the attack's defaults)")
 
 
 class Provenance(BaseModel):

@@ -229,6 +229,8 @@ def test_geia_uses_shipped_weights_by_default_and_the_record_says_so(tiny_lm, to
     dec = next(x for x in shipped.models if x.role == "decoder LM")
     assert dec.weights == "shipped" and dec.weights_sha256 == m["weights_sha256"]
     assert dec.training["n_train"] == 100 and dec.training["steps"] == m["training"]["steps"]
+    # the architecture the weights were built with, not geia's defaults (prefix_len 1), is what ran
+    assert dec.training["architecture"] == m["params"] and m["params"]["prefix_len"] == 2 != shipped.attack.params["prefix_len"]
     # the shipped decoder embeds no attacker texts to train; pretrained=none embeds all 120
     assert trained.provenance.victim_queries - shipped.provenance.victim_queries == 120
     dec2 = next(x for x in trained.models if x.role == "decoder LM")

@@ -307,12 +307,14 @@ def manifest(name: str) -> dict:
 
 
 def record_entry(name: str, m: dict) -> dict:
-    """What a record says about shipped weights: their hash and the training scale."""
+    """What a record says about shipped weights: their hash, the training scale and the architecture
+    they were built with (it replaces the cell's defaults, e.g. geia's ``prefix_len`` 1 with 16)."""
     t = m["training"]
     return {
         "weights_sha256": m["weights_sha256"],
         "scale": {"name": name, "dataset": m["data"]["dataset"], "n_train": m["data"]["n_train"], "steps": t["steps"],
-                  "epochs": t["epochs"], "batch_size": t["batch_size"], "lr": t["lr"], "wall_s": t["wall_s"], "device": t["device"]},
+                  "epochs": t["epochs"], "batch_size": t["batch_size"], "lr": t["lr"], "wall_s": t["wall_s"], "device": t["device"],
+                  "architecture": dict(m["params"])},
     }
 
 
