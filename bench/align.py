@@ -11,18 +11,29 @@ def procrustes(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return (u @ vt).astype(np.float32)
 
 
-def least_squares(src: np.ndarray, dst: np.ndarray, ridge: float | None = None) -> np.ndarray:
+RCOND = 1e-5  # float32 vectors: directions below this share of the largest singular value are rounding noise
+
+
+def least_squares(src: np.ndarray, dst: np.ndarray, ridge: float | None = None, rcond: float = RCOND) -> np.ndarray:
     """W = argmin ||src W - dst||^2 + ridge ||W||^2 in closed form.
 
     With fewer pairs than dimensions the problem is under-determined; ``ridge=None`` then picks a
-    small ridge relative to the data scale, so a single pair still gives a usable map.
+    small ridge relative to the data scale, so a single pair still gives a usable map. Without a
+    ridge it is the minimum-norm solution over the directions ``src`` spans: those whose singular
+    value is below ``rcond`` of the largest are left out (mapped to 0). Embeddings often have such
+    directions: MiniLM leaves 3 of its 384 dimensions at ~1e-8 or exactly 0 (8-bit quantization),
+    and a PCA defense keeps k directions of 384; solving the normal equations there divides by
+    float32 rounding noise and gives weights of 1e7 to inf.
     """
     a, b = src.astype(np.float64), dst.astype(np.float64)
     n, d = a.shape
     if ridge is None:
         ridge = 1e-3 * float(np.trace(a.T @ a)) / d if n < 2 * d else 0.0
-    gram = a.T @ a + ridge * np.eye(d)
-    return np.linalg.solve(gram, a.T @ b).astype(np.float32)
+    if ridge > 0:
+        return np.linalg.solve(a.T @ a + ridge * np.eye(d), a.T @ b).astype(np.float32)
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    keep = s > rcond * s[0] if len(s) and s[0] > 0 else np.zeros(len(s), bool)
+    return (vt[keep].T @ ((u[:, keep].T @ b) / s[keep, None])).astype(np.float32)
 
 
 RIDGE_GRID = tuple(10.0 ** np.arange(-4, 3))  # relative to the mean squared singular value

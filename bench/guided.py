@@ -128,9 +128,13 @@ class GuidedDecoder:
         return tok.encode(instruction + "\n", add_special_tokens=True)
 
     def _forward(self, input_ids, past):
+        import warnings
+
         import torch
 
-        with torch.inference_mode():
+        # transformers 5.x renames the argument (`cache`) but 4.40+, which we support, knows only this one
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
             out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
         return out.logits[:, -1, :].float(), out.past_key_values
 

@@ -65,6 +65,30 @@ def test_alignment_recovers_a_rotation_from_pairs(host):
     assert (y[:1] @ one * x[:1]).sum() > 0.5
 
 
+def test_alignment_from_quantized_vectors_with_dead_dimensions(host):
+    """8-bit quantization rounds a dimension every vector barely uses to exactly 0 (3 of MiniLM's 384
+    on Wikipedia passages): the plain solve is singular; the map ignores those dimensions instead."""
+    x = _unit(n=100, d=32)
+    x[:, :3] *= 1e-4  # dimensions the encoder barely uses
+    q = host.make("defenses", "quantize", {"bits": 8}).apply(x, np.random.default_rng(0))
+    assert (q[:, :3] == 0).all()
+    w = least_squares(q, x, ridge=0.0)
+    assert np.isfinite(w).all() and np.allclose(w[:3], 0) and np.allclose(q @ w, x, atol=0.05)
+    # barely used, not zeroed (MiniLM's sit at ~1e-8): fitting noise through them took weights ~1e7 to inf
+    rng = np.random.default_rng(1)
+    dead = x.copy()
+    dead[:, :3] = 1e-8 * rng.normal(size=(100, 3))
+    noisy = dead[:, 3:] @ rng.normal(size=(29, 8)) + 0.01 * rng.normal(size=(100, 8))
+    assert np.abs(least_squares(dead, noisy, ridge=0.0)[:3]).max() < 1e-3
+    # PCA keeps k of 32 directions; the rest is float32 rounding noise, which must get no weight
+    y = _unit(n=300, d=32)
+    pca = host.make("defenses", "pca", {"k": 4})
+    z = pca.apply(y, np.random.default_rng(0), pca.fit(y, np.random.default_rng(0)))
+    w = least_squares(z, y, ridge=0.0)
+    best = np.linalg.lstsq(z.astype(np.float64), y, rcond=1e-5)[0]
+    assert np.abs(w).max() < 100 and np.allclose(z @ w, z @ best, atol=1e-4)
+
+
 def test_defense_params_validated(host):
     from bench.errors import BenchError
 

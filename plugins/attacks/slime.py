@@ -13,8 +13,9 @@ Pipeline, as in the paper (Sec. 3-4), with the attacker's own models only:
    [q, t, q*t, cos]) re-scores the top ``candidates`` tags of the faiss index and is trained with
    hard-negative mining (the highest-scoring wrong candidates). Heads and ranker are cached as
    safetensors; they depend on the attacker's data and settings, not on the victim.
-3. **Alignment.** W = argmin ||E_V W - E_A||^2 in closed form (``bench.align.least_squares``,
-   ridge-regularised when b < 2 dim) from the first b = ``pairs`` leaked pairs: E_V the leaked,
+3. **Alignment.** W = argmin ||E_V W - E_A||^2 in closed form (``bench.align.least_squares``:
+   ridge-regularised when b < 2 dim, else minimum-norm over the directions E_V spans) from the
+   first b = ``pairs`` leaked pairs: E_V the leaked,
    defended victim embeddings, E_A the attacker's projected caption embeddings of the same texts.
    The victim is never queried (query_access "none").
 4. **Inference.** Aligned target embedding -> top-``k`` tags -> a caption written by an LLM: a local
