@@ -96,8 +96,12 @@ def test_cli_runs_the_floor_by_default_and_no_floor_drops_it(capsys, tmp_path):
     code, out, err = run_cli(capsys, *args, "--out", str(tmp_path / "a"))
     assert code == 0, err
     assert "| chance" in out and len(list((tmp_path / "a").glob("chance__*.json"))) == 1
+    cell_row = next(line for line in out.splitlines() if line.startswith("| chance"))
     code, out, err = run_cli(capsys, *args, "--out", str(tmp_path / "b"), "--no-floor")
     assert code == 0, err
-    assert "| chance" not in out and not list((tmp_path / "b").glob("chance__*.json"))
+    assert not list((tmp_path / "b").glob("chance__*.json"))  # no chance cell is run
+    # the table still shows the floor, drawn from the records: the chance cell's values, no utility
+    floor_row = next(line for line in out.splitlines() if line.startswith("| chance"))
+    assert floor_row.split("|")[4:8] == cell_row.split("|")[4:8]
     code, out, err = run_cli(capsys, *args, "--out", str(tmp_path / "c"), "--split", "dev")
     assert code == 2 and "has no dev split" in err and "Traceback" not in err

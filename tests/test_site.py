@@ -23,6 +23,7 @@ from bench.site.render import build_site
 
 TOY = str(Path(__file__).parent / "toy_plugins")
 PUBLISHED = Path(__file__).parent.parent / "leaderboards"
+LEGACY = "wordnet-minilm-bow-scaling-2026-11-23"  # a board of records kept without samples files
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 SHOTS = os.environ.get("SITE_SCREENSHOTS")  # a folder: save a screenshot of every page checked
@@ -451,6 +452,13 @@ WIDTHS = (390, 1280)
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     boards = sorted(p for p in PUBLISHED.iterdir() if (p / "records").is_dir())
+    # every published cell keeps its samples file now; the retired records of 2026-11-23 kept none,
+    # so a board of them shows the page of a cell without samples
+    legacy = tmp_path_factory.mktemp("legacy") / "leaderboards" / LEGACY
+    (legacy / "records").mkdir(parents=True)
+    for f in (PUBLISHED / "wordnet-minilm-bow-scaling" / "retired").glob("*.json"):
+        shutil.copy(f, legacy / "records")
+    boards.append(legacy)
     out = tmp_path_factory.mktemp("published")
     build_site(boards, out)
     return out, {D.slug(D.load_board(b).name): D.load_board(b) for b in boards}
@@ -573,14 +581,14 @@ def test_published_cell_page_copy_command_without_samples(published, browser):
 
     www, boards = published
     viewport(browser, 390)
-    board = boards["wordnet-minilm-bow-scaling"]
+    board = boards[LEGACY]
     cell = board.cells[0]
     assert cell.samples_path is None
-    open_page(browser, www / "boards" / "wordnet-minilm-bow-scaling" / "cells" / f"{cell.id}.html",
+    open_page(browser, www / "boards" / LEGACY / "cells" / f"{cell.id}.html",
               "return !!document.getElementById('no-samples')")
     commands = [b.get_attribute("data-copy") for b in browser.find_elements(By.CSS_SELECTOR, "#commands button.copy")]
-    assert commands[0].startswith("bench run -a bow:") and commands[1].startswith("bench reproduce leaderboards/wordnet-minilm-bow-scaling/records/")
-    assert (PUBLISHED.parent / shlex.split(commands[1])[2]).is_file()  # the path exists in the repository
+    assert commands[0].startswith("bench run -a bow:") and commands[1].startswith(f"bench reproduce leaderboards/{LEGACY}/records/")
+    assert (board.folder.parent.parent / shlex.split(commands[1])[2]).is_file()  # the path exists under the boards' root
     button = browser.find_elements(By.CSS_SELECTOR, "#commands button.copy")[1]
     button.click()
     time.sleep(0.3)
