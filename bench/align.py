@@ -32,7 +32,7 @@ def least_squares(src: np.ndarray, dst: np.ndarray, ridge: float | None = None, 
     if ridge > 0:
         return np.linalg.solve(a.T @ a + ridge * np.eye(d), a.T @ b).astype(np.float32)
     u, s, vt = np.linalg.svd(a, full_matrices=False)
-    keep = s > rcond * s[0] if len(s) and s[0] > 0 else np.zeros(len(s), bool)
+    keep = s > rcond * s.max(initial=0.0)
     return (vt[keep].T @ ((u[:, keep].T @ b) / s[keep, None])).astype(np.float32)
 
 

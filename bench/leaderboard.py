@@ -54,7 +54,7 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
                 row[prefix + name + "_lo"] = m.ci_low
                 row[prefix + name + "_hi"] = m.ci_high
         row["at_chance"] = ";".join(r.at_chance)
-        row["ci_method"] = r.ci_method if r.ci_groups is None else f"{r.ci_method} ({r.ci_groups} groups)"
+        row["ci_method"] = ci_method(r)
         row["victim_queries"] = r.provenance.victim_queries
         row["wall_time_s"] = r.provenance.wall_time_s
         row["cell_id"] = r.cell_id
@@ -68,6 +68,11 @@ def frame(records: list[ResultRecord]) -> pd.DataFrame:
     keys = ["dataset", "embedder", "attack", "_ap", "_adaptive", "_defended", "_def", "seed"]
     tmp = ["_adaptive", "_defended", "_ap", "_def"]
     return df.sort_values(keys, kind="stable").drop(columns=tmp).reset_index(drop=True)
+
+
+def ci_method(r: ResultRecord) -> str:
+    """How a record's intervals were drawn, with the number of clusters when they were clustered."""
+    return r.ci_method if r.ci_groups is None else f"{r.ci_method} ({r.ci_groups} groups)"
 
 
 def floor_rows(records: list[ResultRecord]) -> list[dict]:
@@ -92,8 +97,8 @@ def floor_rows(records: list[ResultRecord]) -> list[dict]:
             continue
         row = {"attack": ATTACK, "mode": "naive", "attack_params": "", "_attack_params": {}, "defense": "none",
                "embedder": embedder, "dataset": dataset, "seed": seed, "split": split, "targets": n, "pretrained": True,
-               "status": "floor of the records", "at_chance": "", "ci_method": group[0].ci_method if group[0].ci_groups is None
-               else f"{group[0].ci_method} ({group[0].ci_groups} groups)", "victim_queries": 0, "cell_id": None}
+               "status": "floor of the records", "at_chance": "", "ci_method": ci_method(group[0]), "victim_queries": 0,
+               "cell_id": None}
         for name, values in seen.items():
             if len(values) == 1:
                 row[name], row[name + "_lo"], row[name + "_hi"] = next(iter(values))
